@@ -1,0 +1,78 @@
+"""The ``tiergate`` command. Each subcommand lives in its own module and registers itself here with
+``add_parser(subparsers)`` and ``run(args) -> int``; this module only parses and turns user errors
+into one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tiergate import __version__
+from tiergate.errors import TiergateError
+
+# subcommand name -> module with add_parser() and run()
+COMMANDS = {
+    "run": "tiergate.commands.run",
+    "tiers": "tiergate.commands.tiers",
+    "report": "tiergate.commands.report",
+    "post": "tiergate.commands.post",
+    "audit-imports": "tiergate.commands.audit_imports",
+    "init": "tiergate.commands.init",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse prints the whole usage block; a user needs the one line that says what is wrong.
+        self.exit(2, f"tiergate: error: {message} (see 'tiergate {self._sub_name()}--help')\n")
+
+    def _sub_name(self) -> str:
+        parts = self.prog.split()[1:]
+        return " ".join(parts) + " " if parts else ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tiergate",
+        description="Tiered pytest runs that always leave a report: hangs explained, leaks found.",
+    )
+    parser.add_argument("--version", action="version", version=f"tiergate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # a command that is not built yet
+            raise
+        module.add_parser(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" belongs to pytest; argparse would otherwise try to read it.
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.pytest_args = passthrough
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.handler(args)
+    except TiergateError as exc:
+        print(f"tiergate: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``tiergate`` subcommand: ``add_parser(subparsers, name)`` and a handler."""

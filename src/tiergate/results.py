@@ -1,0 +1,278 @@
+"""The results model: what a run amounts to, rebuilt from the event stream (or from JUnit files of
+other runners). Every report reads this model; nothing here writes files or talks to GitHub."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tiergate import events as ev
+from tiergate.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, Location, write_findings
+
+OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "timeout", "error")
+FAILING_OUTCOMES = frozenset({"failed", "timeout", "error", "xpassed-strict"})
+
+
+@dataclasses.dataclass
+class TestResult:
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    path: str | None = None
+    line: int | None = None
+    outcome: str = "passed"
+    duration: float = 0.0
+    phase: str | None = None  # where it failed: setup, call or teardown
+    message: str | None = None  # one line: why it failed or was skipped
+    longrepr: str | None = None  # the full failure text
+    stdout: str | None = None
+    stderr: str | None = None
+    pid: int | None = None
+    worker: str | None = None
+    dump: str | None = None  # results-dir-relative path of the hang dump
+    peak_rss: int | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.outcome in ("failed", "timeout", "error")
+
+
+@dataclasses.dataclass
+class RunResult:
+    tier: str | None = None
+    tests: dict[str, TestResult] = dataclasses.field(default_factory=dict)
+    not_run: list[str] = dataclasses.field(default_factory=list)
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+    samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    slow_notes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    budget_expired: bool = False
+    cancelled: str | None = None  # the signal's name
+    exit_code: int | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sources: list[str] = dataclasses.field(default_factory=list)  # dirs / files it was read from
+
+    @property
+    def duration(self) -> float:
+        if self.started is None or self.finished is None:
+            return sum(t.duration for t in self.tests.values())
+        return max(0.0, self.finished - self.started)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for test in self.tests.values():
+            counts[test.outcome] = counts.get(test.outcome, 0) + 1
+        counts["not_run"] = len(self.not_run)
+        return counts
+
+    @property
+    def error_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def outcome(self) -> str:
+        failing = any(t.failing for t in self.tests.values())
+        return "failed" if failing or self.error_findings or self.not_run else "passed"
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(self.findings, key=lambda f: f.rank)
+
+    @property
+    def leak_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind in LEAK_KINDS]
+
+    def slowest(self, n: int = 5) -> list[TestResult]:
+        return sorted(self.tests.values(), key=lambda t: t.duration, reverse=True)[:n]
+
+    def findings_document(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "tier": self.tier,
+            "outcome": self.outcome,
+            "counts": self.counts(),
+            "findings": [f.to_json() for f in self.sorted_findings()],
+        }
+
+    def write_findings(self, results_dir: Path) -> Path:
+        path = results_dir / FINDINGS_FILE
+        write_findings(path, self.findings_document())
+        return path
+
+
+class _Builder:
+    """Folds events into a RunResult. Later events win: a hard timeout recorded by the supervisor
+    overrides the anonymous crash report xdist gives for the worker it killed."""
+
+    def __init__(self) -> None:
+        self.run = RunResult()
+        self.collected: dict[str, None] = {}
+        self.in_flight: dict[str, dict[str, Any]] = {}
+        self.hard_timeouts: dict[str, dict[str, Any]] = {}
+
+    def feed(self, record: Mapping[str, Any]) -> None:
+        kind = record["event"]
+        handler = getattr(self, "on_" + kind.replace("-", "_"), None)
+        if handler is not None:
+            handler(record)
+
+    def on_run_start(self, r: Mapping[str, Any]) -> None:
+        self.run.tier = r.get("tier")
+        self.run.settings = dict(r.get("settings") or {})
+        if self.run.started is None:
+            self.run.started = r["t"]
+
+    def on_attempt_start(self, r: Mapping[str, Any]) -> None:
+        self.run.attempts += 1
+
+    def on_collected(self, r: Mapping[str, Any]) -> None:
+        for nodeid in r.get("tests", ()):
+            self.collected[nodeid] = None
+
+    def on_test_start(self, r: Mapping[str, Any]) -> None:
+        self.in_flight[r["nodeid"]] = dict(r)
+        if self.run.started is None:
+            self.run.started = r["t"]
+
+    def on_test_finish(self, r: Mapping[str, Any]) -> None:
+        nodeid = r["nodeid"]
+        self.in_flight.pop(nodeid, None)
+        hard = self.hard_timeouts.get(nodeid)
+        result = TestResult(
+            nodeid=nodeid,
+            path=r.get("path"),
+            line=r.get("line"),
+            outcome=r.get("outcome", "failed"),
+            duration=float(r.get("duration") or 0.0),
+            phase=r.get("phase"),
+            message=r.get("message"),
+            longrepr=r.get("longrepr"),
+            stdout=r.get("stdout"),
+            stderr=r.get("stderr"),
+            pid=r.get("pid"),
+            worker=r.get("worker"),
+            dump=r.get("dump"),
+            peak_rss=r.get("peak_rss"),
+        )
+        if hard is not None:  # xdist reports the killed worker's test as a crash; it was a hang
+            result.outcome = "timeout"
+            result.message = hard.get("message") or result.message
+            result.dump = hard.get("dump") or result.dump
+        self.run.tests[nodeid] = result
+        self.run.finished = max(self.run.finished or 0.0, r["t"])
+
+    def on_hard_timeout(self, r: Mapping[str, Any]) -> None:
+        self.hard_timeouts[r["nodeid"]] = dict(r)
+        start = self.in_flight.pop(r["nodeid"], None)
+        self._close_in_flight(r["nodeid"], start, "timeout", r.get("message"), r)
+
+    def on_slow(self, r: Mapping[str, Any]) -> None:
+        self.run.slow_notes.append(dict(r))
+
+    def on_finding(self, r: Mapping[str, Any]) -> None:
+        self.run.findings.append(Finding.from_json(r["finding"]))
+
+    def on_sample(self, r: Mapping[str, Any]) -> None:
+        self.run.samples.append(dict(r))
+
+    def on_budget_expired(self, r: Mapping[str, Any]) -> None:
+        self.run.budget_expired = True
+        self._abandon_in_flight("job-timeout", r)
+
+    def on_cancelled(self, r: Mapping[str, Any]) -> None:
+        self.run.cancelled = r.get("signal")
+        self._abandon_in_flight("cancelled", r)
+
+    def on_pytest_exit(self, r: Mapping[str, Any]) -> None:
+        # Whatever was still in flight when pytest went away crashed with it.
+        self._abandon_in_flight("crash", r)
+
+    def on_run_finish(self, r: Mapping[str, Any]) -> None:
+        self.run.finished = r["t"]
+        self.run.exit_code = r.get("exit_code")
+
+    def _abandon_in_flight(self, why: str, r: Mapping[str, Any]) -> None:
+        for nodeid, start in list(self.in_flight.items()):
+            outcome = "timeout" if why == "job-timeout" else "failed"
+            message = {
+                "job-timeout": "timeout: the tier's budget ran out while this test was running",
+                "cancelled": f"cancelled: the run was stopped by {r.get('signal')} during this test",
+                "crash": "crash: the process running this test died "
+                + (f"({r['signal']})" if r.get("signal") else f"(exit code {r.get('returncode')})"),
+            }[why]
+            self._close_in_flight(nodeid, start, outcome, message, r)
+        self.in_flight.clear()
+
+    def _close_in_flight(
+        self,
+        nodeid: str,
+        start: Mapping[str, Any] | None,
+        outcome: str,
+        message: str | None,
+        r: Mapping[str, Any],
+    ) -> None:
+        start = start or {}
+        began = start.get("t")
+        self.run.tests[nodeid] = TestResult(
+            nodeid=nodeid,
+            path=start.get("path"),
+            line=start.get("line"),
+            outcome=outcome,
+            duration=max(0.0, r["t"] - began) if began else 0.0,
+            phase="call",
+            message=message,
+            longrepr=r.get("longrepr") or message,
+            pid=start.get("pid"),
+            worker=start.get("worker"),
+            dump=r.get("dump"),
+        )
+
+    def result(self) -> RunResult:
+        run = self.run
+        run.not_run = [n for n in self.collected if n not in run.tests]
+        return run
+
+
+def build(records: Iterable[Mapping[str, Any]]) -> RunResult:
+    builder = _Builder()
+    for record in records:
+        builder.feed(record)
+    return builder.result()
+
+
+def load_results_dir(results_dir: Path) -> RunResult:
+    path = results_dir / ev.EVENTS_FILE
+    run = build(ev.read_events(path))
+    run.sources.append(str(results_dir))
+    return run
+
+
+def merge(runs: Iterable[RunResult]) -> RunResult:
+    """Shards of one tier (or results of several runners) as one run."""
+    merged = RunResult()
+    for run in runs:
+        merged.tier = merged.tier or run.tier
+        merged.settings = merged.settings or run.settings
+        for nodeid, test in run.tests.items():
+            merged.tests[nodeid] = test
+        merged.not_run.extend(n for n in run.not_run if n not in merged.tests)
+        merged.findings.extend(run.findings)
+        merged.samples.extend(run.samples)
+        merged.slow_notes.extend(run.slow_notes)
+        merged.sources.extend(run.sources)
+        merged.attempts += run.attempts
+        merged.budget_expired |= run.budget_expired
+        merged.cancelled = merged.cancelled or run.cancelled
+        if run.started is not None:
+            merged.started = min(merged.started or run.started, run.started)
+        if run.finished is not None:
+            merged.finished = max(merged.finished or run.finished, run.finished)
+    merged.not_run = [n for n in dict.fromkeys(merged.not_run) if n not in merged.tests]
+    return merged
+
+
+def location_of(test: TestResult) -> Location | None:
+    return Location(test.path, test.line) if test.path else None
