@@ -1,0 +1,45 @@
+"""Where a report's run comes from: results dirs (events.jsonl, else junit.xml) and JUnit files
+of other runners, merged into one run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tiergate.errors import InputError, UsageError
+from tiergate.events import EVENTS_FILE
+from tiergate.report.junit_in import read_junit
+from tiergate.results import RunResult, load_results_dir, merge
+
+DEFAULT_ROOT = Path(".tiergate")
+JUNIT_FILE = "junit.xml"
+
+
+def default_results_dirs(root: Path = DEFAULT_ROOT) -> list[Path]:
+    """Every tier's results dir under .tiergate/ (what `tiergate run` writes by default)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / EVENTS_FILE).is_file())
+
+
+def load_results(results_dir: Path) -> RunResult:
+    if not results_dir.is_dir():
+        raise InputError(f"{results_dir}: no such results directory")
+    if (results_dir / EVENTS_FILE).is_file():
+        return load_results_dir(results_dir)
+    if (results_dir / JUNIT_FILE).is_file():
+        run = read_junit(results_dir / JUNIT_FILE)
+        run.sources.insert(0, str(results_dir))
+        return run
+    raise InputError(f"{results_dir}: not a results directory (no {EVENTS_FILE} or {JUNIT_FILE})")
+
+
+def load_run(results_dirs: Sequence[Path], junit_files: Sequence[Path] = ()) -> RunResult:
+    dirs = list(results_dirs)
+    if not dirs and not junit_files:
+        dirs = default_results_dirs()
+        if not dirs:
+            raise UsageError("no results to report: pass --results-dir DIR or --junit FILE "
+                             f"(nothing found under {DEFAULT_ROOT}/)")
+    runs = [load_results(d) for d in dirs] + [read_junit(f) for f in junit_files]
+    return runs[0] if len(runs) == 1 else merge(runs)

@@ -1,0 +1,98 @@
+"""JUnit XML from any runner (pytest, nextest, jest-junit, surefire, go-junit-report) into the
+results model, so those runs get the same summary, annotations and comment.
+
+junitparser knows what the JUnit elements mean (results, skipped, system-out); it parses a whole
+document into one tree first, which for a 100,000-testcase file costs seconds and hundreds of MB.
+So the file is read with ``iterparse``, one ``<testcase>`` at a time, each handed to junitparser's
+``TestCase`` and then dropped. ``scripts/bench_report.py`` measures both ways."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from junitparser import Error, Failure, Skipped, TestCase
+
+from tiergate.errors import InputError
+from tiergate.results import RunResult, TestResult
+
+_ROOTS = ("testsuites", "testsuite")
+
+
+def read_junit(path: Path) -> RunResult:
+    run = RunResult(sources=[str(path)])
+    stack: list[ET.Element] = []
+    suite_files: list[str | None] = []
+    try:
+        for event, elem in ET.iterparse(path, events=("start", "end")):
+            tag = _local(elem.tag)
+            if event == "start":
+                if not stack and tag not in _ROOTS:
+                    raise InputError(f"{path}: not a readable JUnit file: root element is "
+                                     f"<{tag[:40]}>, expected <testsuites> or <testsuite>")
+                if tag == "testsuite":
+                    suite_files.append(elem.get("file") or (suite_files[-1] if suite_files
+                                                            else None))
+                stack.append(elem)
+                continue
+            stack.pop()
+            if tag == "testcase":
+                result = _test_result(elem, suite_files[-1] if suite_files else None)
+                run.tests[result.nodeid] = result
+                if stack:
+                    stack[-1].remove(elem)  # keep memory flat: the case is in the model now
+            elif tag == "testsuite":
+                suite_files.pop()
+                if stack:
+                    stack[-1].remove(elem)
+    except ET.ParseError as exc:
+        raise InputError(f"{path}: not a readable JUnit file: {exc}") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: not a readable JUnit file: no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable JUnit file: {exc.__class__.__name__}") from None
+    return run
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _test_result(elem: ET.Element, suite_file: str | None) -> TestResult:
+    case = TestCase.fromelem(elem)  # type: ignore[no-untyped-call]
+    classname = case.classname or ""
+    name = case.name or "?"
+    nodeid = f"{classname}::{name}" if classname else name
+    line = elem.get("line")
+    outcome, message, longrepr = "passed", None, None
+    for result in case.result:
+        text = (result.text or "").strip() or None
+        msg = (result.message or "").strip() or (text.splitlines()[0] if text else None)
+        if isinstance(result, Failure | Error):
+            timeout = (msg or "").lower().startswith("timeout")
+            outcome = "timeout" if timeout else ("failed" if isinstance(result, Failure)
+                                                 else "error")
+            message, longrepr = msg, text or msg
+            break
+        if isinstance(result, Skipped):
+            xfail = (result.type or "").endswith("xfail") or (msg or "").startswith("xfail")
+            outcome, message = ("xfailed" if xfail else "skipped"), msg
+    stdout, stderr = case.system_out, case.system_err
+    if outcome == "timeout" and stderr:  # tiergate's JUnit puts the hang dump in system-err
+        longrepr = f"{longrepr or ''}\n\n{stderr}".strip()
+    try:
+        duration = float(elem.get("time") or 0.0)
+    except ValueError:
+        duration = 0.0
+    return TestResult(
+        nodeid=nodeid,
+        path=elem.get("file") or suite_file,
+        line=int(line) if line and line.isdigit() else None,
+        outcome=outcome,
+        duration=duration,
+        phase="call" if outcome in ("failed", "error", "timeout") else None,
+        message=message,
+        longrepr=longrepr,
+        stdout=stdout,
+        stderr=stderr,
+    )

@@ -1,0 +1,349 @@
+"""The Markdown summary: what a person in a hurry reads in the job summary, the PR comment and the
+check run. Most important first; everything long is collapsed; everything that repeats is counted.
+
+The summary is rendered at the richest level of detail that fits the size budget; each poorer
+level cuts the least important parts first (the chart and the slowest tests, then dump and
+traceback lengths, then rows), and then says what was cut and links to the full job summary."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+from pathlib import Path
+
+from tiergate.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
+from tiergate.report import fingerprint
+from tiergate.report.chart import memory_chart
+from tiergate.report.escape import html_pre, md_code, md_text
+from tiergate.results import RunResult, TestResult
+
+STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
+COMMENT_LIMIT = 65_536  # characters in an issue or PR comment body
+CHECK_RUN_LIMIT = 65_535  # characters in a check run's output.summary / output.text
+
+DumpLoader = Callable[[str], str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Detail:
+    dump_chars: int  # per dump shown
+    dumps: int  # timeouts shown with their dump
+    longrepr_chars: int
+    failure_details: int  # failures shown with their traceback
+    failure_rows: int  # failures listed at all
+    finding_rows: int  # rows per findings table, in view
+    finding_more: int  # further rows, collapsed
+    slowest: int
+    chart: bool
+    not_run: int
+    cut: str  # what this level leaves out, in words ("" for the richest)
+
+
+_LEVELS = (
+    _Detail(50_000, 20, 20_000, 50, 500, 25, 1000, 10, True, 500, ""),
+    _Detail(20_000, 10, 5_000, 20, 200, 25, 300, 10, True, 100, "long dumps and tracebacks"),
+    _Detail(6_000, 5, 2_000, 10, 100, 20, 100, 5, False, 30,
+            "the memory chart, most dumps and tracebacks, and long lists"),
+    _Detail(2_000, 3, 800, 5, 30, 15, 0, 5, False, 0,
+            "the memory chart, most dumps and tracebacks, and most rows"),
+    _Detail(0, 0, 0, 0, 10, 10, 0, 0, False, 0,
+            "every dump, traceback and chart, and most rows"),
+    _Detail(0, 0, 0, 0, 3, 3, 0, 0, False, 0, "almost everything but the status"),
+)
+
+
+def render_summary(
+    run: RunResult,
+    *,
+    title: str | None = None,
+    details_url: str | None = None,
+    budget: int = STEP_SUMMARY_LIMIT,
+    dump_loader: DumpLoader | None = None,
+    known: Collection[str] | None = None,
+) -> str:
+    """Markdown of at most *budget* bytes (UTF-8). *known* holds fingerprints of findings that
+    were already present on the base commit: those are marked and listed after the new ones."""
+    loader = dump_loader or dump_loader_for(run)
+    view = _View(run, known)
+    for detail in _LEVELS:
+        text = _render(view, detail, title, details_url, loader)
+        if len(text.encode("utf-8")) <= budget:
+            return text
+    return _hard_cut(text, budget, details_url)
+
+
+def dump_loader_for(run: RunResult) -> DumpLoader:
+    """Reads a dump (a results-dir-relative path) from whichever source dir of *run* has it,
+    never from outside that dir."""
+    roots = [Path(s) for s in run.sources if Path(s).is_dir()]
+
+    def load(relative: str) -> str | None:
+        for root in roots:
+            path = (root / relative).resolve()
+            if path.is_relative_to(root.resolve()) and path.is_file():
+                return path.read_text(encoding="utf-8", errors="replace")
+        return None
+
+    return load
+
+
+class _View:
+    """The run sorted and grouped once for every level of detail."""
+
+    def __init__(self, run: RunResult, known: Collection[str] | None) -> None:
+        self.run = run
+        self.known = set(known or ())
+        self.compare = known is not None
+        findings = sorted(run.findings, key=lambda f: (self.is_known(f), f.rank))
+        self.timeouts = [f for f in findings if f.kind in TIMEOUT_KINDS]
+        self.leaks = [f for f in findings if f.kind in LEAK_KINDS]
+        self.others = [f for f in findings if f.kind not in TIMEOUT_KINDS | LEAK_KINDS]
+        explained = {f.test for f in self.timeouts if f.test}
+        self.bare_timeouts = [t for t in run.tests.values()
+                              if t.outcome == "timeout" and t.nodeid not in explained]
+        self.failures = sorted(
+            (t for t in run.tests.values() if t.outcome in ("failed", "error")),
+            key=lambda t: (self.is_known(t), t.nodeid),
+        )
+        self.counts = run.counts()
+
+    def is_known(self, item: Finding | TestResult) -> bool:
+        if not self.known:
+            return False
+        if isinstance(item, Finding):
+            return fingerprint.of_finding(item) in self.known
+        return fingerprint.of_failure(item) in self.known
+
+    def mark(self, item: Finding | TestResult) -> str:
+        return " *(known)*" if self.is_known(item) else (" **new**" if self.compare else "")
+
+
+def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: DumpLoader) -> str:
+    parts = [_heading(view, title), _status(view), _counts(view)]
+    parts += _timeouts(view, d, load)
+    parts += _failures(view, d)
+    parts += _findings_table("💧 Leaks", view.leaks, view, d)
+    parts += _findings_table("🔎 Other findings", view.others, view, d)
+    parts += _slowest(view, d)
+    if d.chart and (chart := memory_chart(view.run.samples)):
+        parts += ["#### 📈 Memory", chart]
+    parts += _not_run(view, d)
+    if d.cut:
+        where = f"[the full job summary]({url})" if url else "the full job summary"
+        parts.append(f"> ✂️ This summary was shortened to fit: it leaves out {d.cut}. "
+                     f"See {where} and the results artifact.")
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _heading(view: _View, title: str | None) -> str:
+    icon = "✅" if view.run.outcome == "passed" else "❌"
+    name = title or ("tiergate · tier " + (view.run.tier or "default"))
+    return f"### {icon} {md_text(name, 200)}: {view.run.outcome}"
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
+def _status(view: _View) -> str:
+    run, c = view.run, view.counts
+    total = len(run.tests)
+    took = _duration(run.duration)
+    if run.outcome == "passed":
+        warned = len(run.findings)
+        extra = f", with {_n(warned, 'warning')} below" if warned else ""
+        if total == 0:
+            return f"**No tests ran**{extra}."
+        return f"**All {_n(total - c['skipped'], 'test')} passed** in {took}{extra}."
+    reasons: list[str] = []
+    if run.budget_expired:
+        reasons.append("the tier's time budget ran out")
+    if run.cancelled:
+        reasons.append(f"the run was cancelled ({md_text(run.cancelled, 20)})")
+    if c["timeout"]:
+        reasons.append(f"{_n(c['timeout'], 'test')} timed out")
+    if c["failed"]:
+        reasons.append(f"{_n(c['failed'], 'test')} failed")
+    if c["error"]:
+        reasons.append(f"{_n(c['error'], 'test')} had errors")
+    crashes = sum(1 for f in run.findings if f.kind == "crash")
+    if crashes:
+        reasons.append(f"{_n(crashes, 'worker')} crashed")
+    leaks = [f for f in view.leaks if f.severity == "error"]
+    if leaks:
+        reasons.append(f"{_n(len(leaks), 'leak')} found")
+    other = [f for f in view.others if f.severity == "error" and f.kind != "crash"]
+    if other:
+        reasons.append(f"{_n(len(other), 'other finding')}")
+    if run.not_run:
+        reasons.append(f"{_n(len(run.not_run), 'test')} never ran")
+    text = _join(reasons) or "it failed"
+    line = f"**Failed: {text}** — {_n(total, 'test')} in {took}."
+    if view.compare:
+        prints = fingerprint.of_run(run)
+        known = sum(1 for p in prints if p in view.known)
+        line += f" {len(prints) - known:,} new, {known:,} already failing on the base commit."
+    return line
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _counts(view: _View) -> str:
+    labels = (("passed", "✅ passed"), ("failed", "❌ failed"), ("timeout", "⏱️ timed out"),
+              ("error", "💥 errors"), ("skipped", "⏭️ skipped"), ("xfailed", "xfailed"),
+              ("xpassed", "xpassed"), ("not_run", "🚫 not run"))
+    shown = [f"{view.counts[key]:,} {label}" for key, label in labels if view.counts.get(key)]
+    findings = len(view.run.findings)
+    if findings:
+        shown.append(f"🔎 {_n(findings, 'finding')}")
+    return " · ".join(shown)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def _where(path: str | None, line: int | None) -> str:
+    if not path:
+        return ""
+    return md_code(f"{path}:{line}" if line else path, 200)
+
+
+def _details(summary: str, body: str) -> str:
+    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+def _timeouts(view: _View, d: _Detail, load: DumpLoader) -> list[str]:
+    items: list[Finding | TestResult] = [*view.timeouts, *view.bare_timeouts]
+    if not items:
+        return []
+    out = [f"#### ⏱️ Timeouts ({len(items):,})"]
+    shown_rows = max(d.finding_rows, d.dumps)
+    for index, item in enumerate(items[:shown_rows]):
+        if isinstance(item, Finding):
+            test = md_code(item.test, 300) if item.test else "the tier"
+            line = f"- {test}{view.mark(item)}: {md_text(item.message, 300)}"
+            if item.culprit is not None:
+                c = item.culprit
+                line += (f"\n  - stuck in {md_code(c.function, 100)} at {_where(c.path, c.line)}"
+                         + (f": {md_text(c.reason, 300)}" if c.reason else ""))
+            dump = item.dump
+        else:
+            line = f"- {md_code(item.nodeid, 300)}{view.mark(item)}: " \
+                   f"{md_text(item.message or 'timed out', 300)}"
+            dump = item.dump
+            if not dump and item.longrepr and index < d.dumps and d.dump_chars:
+                out.append(line)
+                out.append(_details("Details", html_pre(item.longrepr, d.dump_chars)))
+                continue
+        out.append(line)
+        if dump and index < d.dumps and d.dump_chars:
+            text = load(dump)
+            if text:
+                label = f"Process-tree dump ({md_text(dump, 100)}, {len(text):,} characters)"
+                out.append(_details(label, html_pre(text, d.dump_chars)))
+    if len(items) > shown_rows:
+        out.append(f"… and {len(items) - shown_rows:,} more timeouts.")
+    return out
+
+
+def _failures(view: _View, d: _Detail) -> list[str]:
+    items = view.failures
+    if not items:
+        return []
+    out = [f"#### ❌ Failures ({len(items):,})"]
+    for index, test in enumerate(items[: d.failure_rows]):
+        phase = f" (in {md_text(test.phase, 20)})" if test.phase and test.phase != "call" else ""
+        where = f" at {_where(test.path, test.line)}" if test.path else ""
+        message = md_text(test.message or test.outcome, 300)
+        out.append(f"- {md_code(test.nodeid, 300)}{phase}{where}{view.mark(test)}: {message}")
+        if index < d.failure_details and d.longrepr_chars and test.longrepr:
+            out.append(_details("Traceback", html_pre(test.longrepr, d.longrepr_chars)))
+    if len(items) > d.failure_rows:
+        out.append(f"… and {len(items) - d.failure_rows:,} more failures.")
+    return out
+
+
+def _finding_row(f: Finding, view: _View) -> str:
+    test = md_code(f.test, 200) if f.test else "—"
+    created = _created(f)
+    return (f"| {test}{view.mark(f)} | {md_text(f.kind, 40)} | {md_text(f.message, 300)} "
+            f"| {created} |")
+
+
+def _created(f: Finding) -> str:
+    """Where the leaked thing was created: the probe's own word for it if it has one."""
+    for key in ("created", "created_at", "where", "origin"):
+        value = f.details.get(key) if f.details else None
+        if isinstance(value, str) and value:
+            return md_text(value, 200)
+    if f.culprit is not None:
+        return _where(f.culprit.path, f.culprit.line) + f" in {md_code(f.culprit.function, 80)}"
+    if f.location is not None:
+        return _where(f.location.path, f.location.line)
+    return "—"
+
+
+def _findings_table(heading: str, items: list[Finding], view: _View, d: _Detail) -> list[str]:
+    if not items:
+        return []
+    head = "| Test | Kind | What | Where created |\n|---|---|---|---|"
+    out = [f"#### {heading} ({len(items):,})"]
+    if len(items) > d.finding_rows:
+        kinds = Counter(f.kind for f in items)
+        out.append("By kind: " + ", ".join(f"{n:,} {md_text(k, 40)}" for k, n in
+                                           kinds.most_common()))
+    out.append(_table(head, (_finding_row(f, view) for f in items[: d.finding_rows])))
+    rest = items[d.finding_rows:]
+    if rest:
+        more = rest[: d.finding_more]
+        if more:
+            label = f"{len(rest):,} more" + (f" ({len(more):,} shown)" if len(more) < len(rest)
+                                             else "")
+            out.append(_details(label, _table(head, (_finding_row(f, view) for f in more))))
+        else:
+            out.append(f"… and {len(rest):,} more.")
+    return out
+
+
+def _table(head: str, rows: Iterable[str]) -> str:
+    return head + "\n" + "\n".join(rows)
+
+
+def _slowest(view: _View, d: _Detail) -> list[str]:
+    if not d.slowest or not view.run.tests:
+        return []
+    rows = [f"| {md_code(t.nodeid, 200)} | {_duration(t.duration)} | {md_text(t.outcome, 20)} |"
+            for t in view.run.slowest(d.slowest) if t.duration > 0]
+    if not rows:
+        return []
+    return ["#### 🐢 Slowest tests", _table("| Test | Duration | Outcome |\n|---|--:|---|", rows)]
+
+
+def _not_run(view: _View, d: _Detail) -> list[str]:
+    missing = view.run.not_run
+    if not missing:
+        return []
+    if not d.not_run:
+        return [f"🚫 {_n(len(missing), 'test')} did not run."]
+    body = "\n".join(f"- {md_code(n, 200)}" for n in missing[: d.not_run])
+    if len(missing) > d.not_run:
+        body += f"\n- … and {len(missing) - d.not_run:,} more"
+    return [_details(f"🚫 {_n(len(missing), 'test')} did not run", body)]
+
+
+def _hard_cut(text: str, budget: int, url: str | None) -> str:
+    """The last resort: whole lines up to the budget, then the note."""
+    where = f"[the full job summary]({url})" if url else "the full job summary"
+    note = f"\n\n> ✂️ Cut to fit; see {where}.\n"
+    room = budget - len(note.encode("utf-8"))
+    data = text.encode("utf-8")[: max(0, room)].decode("utf-8", "ignore")
+    return data[: data.rfind("\n") + 1] + note if "\n" in data else note.lstrip()

@@ -1,0 +1,66 @@
+"""The short end-of-run summary the supervisor prints: counts, the slowest tests, and each finding
+on one line (a hang with the line it is stuck on). Plain text; every untrusted part is kept on one
+line so that a CI log cannot read it as a workflow command."""
+
+from __future__ import annotations
+
+from tiergate.findings import TIMEOUT_KINDS, Finding
+from tiergate.report.escape import terminal_text
+from tiergate.results import RunResult
+
+MAX_FINDINGS = 30
+MAX_FAILURES = 20
+
+
+def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> str:
+    width = max(40, width)
+    c = run.counts()
+    order = ("passed", "failed", "timeout", "error", "skipped", "xfailed", "xpassed", "not_run")
+    counts = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in order if c.get(k))
+    tier = f"tier {run.tier}" if run.tier else "tiergate"
+    head = f" {tier}: {run.outcome.upper()} ({counts or 'no tests'}) in {run.duration:.1f}s "
+    lines = [head.center(width, "=")]
+    if run.budget_expired:
+        lines.append("the tier's time budget ran out")
+    if run.cancelled:
+        lines.append(terminal_text(f"cancelled by {run.cancelled}", width))
+
+    failures = [t for t in run.tests.values() if t.failing]
+    explained = {f.test for f in run.findings if f.kind in TIMEOUT_KINDS}
+    failures = [t for t in failures if t.nodeid not in explained]
+    if failures:
+        lines.append("failures:")
+        for test in failures[:MAX_FAILURES]:
+            text = f"{test.outcome.upper()} {test.nodeid}: {test.message or ''}".rstrip(": ")
+            lines.append("  " + terminal_text(text, width - 2))
+        if len(failures) > MAX_FAILURES:
+            lines.append(f"  ... and {len(failures) - MAX_FAILURES} more failures")
+
+    findings = run.sorted_findings()
+    if findings:
+        lines.append(f"findings ({len(findings)}):")
+        for finding in findings[:MAX_FINDINGS]:
+            lines.extend("  " + terminal_text(text, width - 2) for text in _finding_lines(finding))
+        if len(findings) > MAX_FINDINGS:
+            lines.append(f"  ... and {len(findings) - MAX_FINDINGS} more findings "
+                         "(see summary.md / findings.json)")
+
+    slow = [t for t in run.slowest(slowest) if t.duration > 0]
+    if slow:
+        lines.append("slowest:")
+        lines.extend("  " + terminal_text(f"{t.duration:8.2f}s  {t.nodeid}", width - 2)
+                     for t in slow)
+    return "\n".join(lines) + "\n"
+
+
+def _finding_lines(f: Finding) -> list[str]:
+    where = f.test or (f"{f.location.path}:{f.location.line}" if f.location else "")
+    head = f"{f.severity.upper():7} {f.kind} {where}: {f.message}"
+    lines = [head]
+    if f.culprit is not None:
+        c = f.culprit
+        reason = f" ({c.reason})" if c.reason else ""
+        lines.append(f"    stuck at {c.path}:{c.line or '?'} in {c.function}{reason}")
+    if f.dump:
+        lines.append(f"    dump: {f.dump}")
+    return lines
