@@ -1,5 +1,5 @@
 """Tiers: read once from ``[tool.tiergate]`` in pyproject.toml, validated, then passed inward as
-plain frozen values. Every bad value becomes a ``ConfigError`` whose text is the one line a user sees.
+plain frozen values. Every bad value becomes a ``ConfigError``: the one line a user sees.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,16 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    None: 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
 }
 
 
@@ -178,6 +186,7 @@ _TIER_KEYS = {
 }
 LEAK_THRESHOLD_KEYS = ("memory", "threads", "processes", "fds", "sockets", "tasks")
 _TOP_KEYS = ("tiers",)
+COMMAND_LINE = "command line:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +237,9 @@ def parse_tiers(section: object, path: Path) -> dict[str, Tier]:
         raise ConfigError(f"{where} must be a table")
     for key in section:
         if key not in _TOP_KEYS:
-            raise ConfigError(f"{where} unknown key {key!r}: allowed keys are {', '.join(_TOP_KEYS)}")
+            raise ConfigError(
+                f"{where} unknown key {key!r}: allowed keys are {', '.join(_TOP_KEYS)}"
+            )
     declared = section.get("tiers", {})
     if not isinstance(declared, dict):
         raise ConfigError(f"{where} 'tiers' must be a table of tables, one per tier")
@@ -244,7 +255,7 @@ def parse_tiers(section: object, path: Path) -> dict[str, Tier]:
 
 
 def apply_overrides(base: Tier, values: Mapping[str, object], where: str) -> Tier:
-    """Validate user-written *values* (config keys, e.g. ``test-timeout``) and merge them over *base*."""
+    """Validate user-written *values* (keys as in the config file) and merge them over *base*."""
     changes: dict[str, Any] = {}
     for key, raw in values.items():
         if raw is None:
@@ -259,6 +270,8 @@ def apply_overrides(base: Tier, values: Mapping[str, object], where: str) -> Tie
 
 def _validate(key: str, raw: object, where: str) -> Any:
     def bad(allowed: str) -> ConfigError:
+        if where == COMMAND_LINE:
+            return ConfigError(f"--{key} {raw!r} is not valid: {allowed}")
         return ConfigError(f"{where} {key} = {raw!r} is not valid: {allowed}")
 
     if key in ("test-timeout", "budget", "grace"):
@@ -271,7 +284,7 @@ def _validate(key: str, raw: object, where: str) -> Any:
         return seconds
     if key == "markers":
         if not isinstance(raw, str):
-            raise bad("use a pytest -m expression in a string, e.g. \"not slow\"")
+            raise bad('use a pytest -m expression in a string, e.g. "not slow"')
         if raw.strip():
             problem = marker_expression_error(raw)
             if problem:
@@ -281,7 +294,7 @@ def _validate(key: str, raw: object, where: str) -> Any:
         if isinstance(raw, str):
             raw = [raw]
         if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
-            raise bad("use a list of paths relative to the project, e.g. [\"tests/unit\"]")
+            raise bad('use a list of paths relative to the project, e.g. ["tests/unit"]')
         return tuple(raw)
     if key == "network":
         return _validate_network(raw, bad)
@@ -295,13 +308,15 @@ def _validate(key: str, raw: object, where: str) -> Any:
         if isinstance(raw, str) and raw.isdigit():
             raw = int(raw)
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise bad("use 1 (no xdist), a number of workers, or \"auto\"")
+            raise bad('use 1 (no xdist), a number of workers, or "auto"')
         return raw
     if key == "memory-limit":
         try:
             parse_size(raw, total=1)
         except ValueError:
-            raise bad("use a size such as \"2GB\", \"512MiB\" or a share of the machine, \"85%\"") from None
+            raise bad(
+                'use a size such as "2GB", "512MiB" or a share of the machine, "85%"'
+            ) from None
         return str(raw)
     if key in ("max-processes", "max-fds"):
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
@@ -317,13 +332,13 @@ def _validate(key: str, raw: object, where: str) -> Any:
             try:
                 out[kind] = float(parse_size(value)) if kind == "memory" else float(int(value))
             except (ValueError, TypeError):
-                raise bad(f"{kind} needs a number (memory takes a size such as \"20MB\")") from None
+                raise bad(f'{kind} needs a number (memory takes a size such as "20MB")') from None
         return out
     raise AssertionError(key)  # pragma: no cover - _TIER_KEYS and this function move together
 
 
 def _validate_network(raw: object, bad: Any) -> str | tuple[str, ...]:
-    allowed = "use \"any\", \"loopback\", \"none\" or a list of hosts, host:port and CIDRs"
+    allowed = 'use "any", "loopback", "none" or a list of hosts, host:port and CIDRs'
     if isinstance(raw, str):
         if raw not in NETWORK_WORDS:
             raise bad(allowed)
@@ -335,20 +350,18 @@ def _validate_network(raw: object, bad: Any) -> str | tuple[str, ...]:
 
 def marker_expression_error(expression: str) -> str | None:
     """Why *expression* is not a valid ``-m`` expression, or None when it is."""
-    from _pytest.mark.expression import Expression, ParseError
+    from _pytest.mark.expression import Expression
 
     try:
         Expression.compile(expression)
-    except ParseError as exc:
-        return str(exc)
+    except Exception as exc:  # ParseError before pytest 9, SyntaxError since
+        return str(getattr(exc, "msg", None) or exc)
     return None
 
 
-def resolve_tier(
-    config: Config, name: str, overrides: Mapping[str, object] | None = None
-) -> Tier:
+def resolve_tier(config: Config, name: str, overrides: Mapping[str, object] | None = None) -> Tier:
     """The named tier with command-line *overrides* (config-style keys) applied over it."""
     tier = config.tier(name)
     if overrides:
-        tier = apply_overrides(tier, overrides, "command line:")
+        tier = apply_overrides(tier, overrides, COMMAND_LINE)
     return tier

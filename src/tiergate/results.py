@@ -199,7 +199,7 @@ class _Builder:
             outcome = "timeout" if why == "job-timeout" else "failed"
             message = {
                 "job-timeout": "timeout: the tier's budget ran out while this test was running",
-                "cancelled": f"cancelled: the run was stopped by {r.get('signal')} during this test",
+                "cancelled": f"cancelled: the run was stopped by {r.get('signal')} in this test",
                 "crash": "crash: the process running this test died "
                 + (f"({r['signal']})" if r.get("signal") else f"(exit code {r.get('returncode')})"),
             }[why]

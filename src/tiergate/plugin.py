@@ -1,0 +1,385 @@
+"""The tiergate pytest plugin (entry point ``pytest11: tiergate``).
+
+Inert unless pytest is given ``--tier NAME`` or runs under ``tiergate run`` (``--tiergate-run``):
+plain ``pytest`` behaves as if tiergate were not installed, and ``-p no:tiergate`` removes it.
+When active, one ``TierRun`` object is registered; it selects the tier's tests, owns the soft
+timeout, and writes the event stream. With xdist, each worker writes the events of the tests it
+runs, and the controller writes what only it sees (what was collected, workers that crashed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tiergate import events as ev
+from tiergate.config import TIER_MARKERS, Tier, load_config
+from tiergate.errors import ConfigError
+from tiergate.findings import Finding, Location
+from tiergate.runspec import RunSpec
+from tiergate.softtimeout import SoftTimer, TestTimeout
+from tiergate.treedumps import dump_name, dump_tree
+
+_TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tiergate", "tiergate tiers")
+    group.addoption(
+        "--tier",
+        dest="tiergate_tier",
+        default=None,
+        metavar="NAME",
+        help="run the tests of tier NAME (from [tool.tiergate] in pyproject.toml) with its limits",
+    )
+    group.addoption(
+        "--tiergate-results-dir",
+        dest="tiergate_results_dir",
+        default=None,
+        metavar="DIR",
+        help="where --tier writes events.jsonl and the reports (default .tiergate/NAME)",
+    )
+    group.addoption("--tiergate-run", dest="tiergate_run", default=None, help=argparse.SUPPRESS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    spec = _resolve_spec(config)
+    if spec is None:
+        return
+    config.pluginmanager.register(TierRun(config, spec), "tiergate-run")
+
+
+def _resolve_spec(config: pytest.Config) -> RunSpec | None:
+    spec_file = config.getoption("tiergate_run")
+    if spec_file:
+        return RunSpec.read(Path(spec_file))
+    name = config.getoption("tiergate_tier")
+    if not name:
+        return None
+    try:
+        tier = load_config(config.rootpath).tier(name)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    results_dir = Path(
+        config.getoption("tiergate_results_dir") or config.rootpath / ".tiergate" / name
+    )
+    return RunSpec(
+        tier=tier, results_dir=results_dir, run_dir=results_dir / ".run", supervised=False
+    )
+
+
+def _worker_id(config: pytest.Config) -> str | None:
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else None
+
+
+class TierRun:
+    """The active plugin for one pytest process (controller or xdist worker)."""
+
+    def __init__(self, config: pytest.Config, spec: RunSpec) -> None:
+        self.config = config
+        self.spec = spec
+        self.tier: Tier = spec.tier
+        self.worker = _worker_id(config)
+        self.is_xdist_controller = self.worker is None and _uses_xdist(config)
+        if not spec.supervised and self.worker is None:
+            _fresh_results_dir(spec.results_dir)
+        self.events = ev.EventWriter(spec.results_dir / ev.EVENTS_FILE, worker=self.worker)
+        self.timer = SoftTimer(self._on_soft_timeout)
+        self._item: pytest.Item | None = None
+        self._reports: list[pytest.TestReport] = []
+        self._dump: str | None = None
+        self._collected_sent = False
+        self._select(config)
+
+    # -- selection -------------------------------------------------------------------------
+
+    def _select(self, config: pytest.Config) -> None:
+        for name, help_text in TIER_MARKERS.items():
+            config.addinivalue_line("markers", f"{name}: {help_text}")
+        if self.tier.markers:
+            user = config.option.markexpr
+            config.option.markexpr = (
+                f"({self.tier.markers}) and ({user})" if user else self.tier.markers
+            )
+        if getattr(config.option, "timeout", None) is None:
+            # The tier's limit unless --timeout was given; @pytest.mark.timeout still wins per test.
+            config.option.timeout = self.tier.test_timeout
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        keep = items
+        if self.tier.paths:
+            roots = [(config.rootpath / p).resolve() for p in self.tier.paths]
+            keep = [i for i in keep if any(_is_under(i.path, r) for r in roots)]
+        if self.spec.only is not None:
+            wanted = set(self.spec.only)
+            keep = [i for i in keep if i.nodeid in wanted]
+        if self.spec.shard is not None:
+            keep = self._shard(keep)
+        if len(keep) != len(items):
+            dropped = [i for i in items if i not in set(keep)]
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+
+    def _shard(self, items: list[pytest.Item]) -> list[pytest.Item]:
+        from tiergate import shard
+
+        assert self.spec.shard is not None
+        k, n = self.spec.shard
+        durations = shard.load_durations([Path(p) for p in self.spec.durations_from])
+        chosen = set(shard.select_shard([i.nodeid for i in items], k, n, durations))
+        return [i for i in items if i.nodeid in chosen]
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.worker is None and not self.is_xdist_controller:
+            self._send_collected([i.nodeid for i in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._send_collected(list(ids))
+
+    def _send_collected(self, ids: list[str]) -> None:
+        if not self._collected_sent:
+            self._collected_sent = True
+            self.events.emit(ev.COLLECTED, tests=ids)
+
+    # -- the session -----------------------------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.spec.supervised and self.worker is None:
+            self.events.emit(
+                ev.RUN_START, tier=self.tier.name, settings=self.tier.describe(), supervised=False
+            )
+        self.events.emit(ev.SESSION_START, attempt=self.spec.attempt)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.events.emit(ev.SESSION_FINISH, exitstatus=int(exitstatus))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.timer.cancel()
+        if not self.spec.supervised and self.worker is None:
+            from tiergate.resultfiles import write_result_files
+
+            self.events.emit(ev.RUN_FINISH, exit_code=None)
+            write_result_files(self.spec.results_dir)
+        self.events.close()
+
+    # -- one test --------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool:
+        item.stash[_TIMEOUT] = float(settings.timeout)
+        self.timer.start(float(settings.timeout))
+        return True
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool:
+        self.timer.cancel()
+        return True
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        # trylast: inside pytest-timeout's wrapper, so the test's limit is known when it starts.
+        self._item, self._reports, self._dump = item, [], None
+        path, line = _location(item)
+        os.environ["TIERGATE_CURRENT_TEST"] = item.nodeid
+        self.events.emit(
+            ev.TEST_START,
+            nodeid=item.nodeid,
+            path=path,
+            line=line,
+            timeout=item.stash.get(_TIMEOUT, None),
+        )
+        yield
+        os.environ.pop("TIERGATE_CURRENT_TEST", None)
+        self.events.emit(
+            ev.TEST_FINISH, **_summarise(item.nodeid, path, line, self._reports), dump=self._dump
+        )
+        self._item = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self._item is not None and report.nodeid == self._item.nodeid:
+            self._reports.append(report)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        outcome = yield
+        if call.excinfo is not None and call.excinfo.errisinstance(TestTimeout):
+            report = outcome.get_result()
+            report.user_properties.append(("tiergate_outcome", "timeout"))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and not self.is_xdist_controller:
+            self.events.emit(
+                ev.TEST_FINISH,
+                nodeid=report.nodeid,
+                path=report.fspath,
+                line=None,
+                outcome="error",
+                duration=0.0,
+                phase="collect",
+                message=_first_line(report.longreprtext) or "collection failed",
+                longrepr=report.longreprtext[-_TEXT_LIMIT:],
+            )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        # xdist: a worker died while running *crashitem*. If the supervisor killed it for a hang it
+        # has already said so (hard-timeout event); otherwise this is a crash.
+        self.events.emit(
+            ev.TEST_FINISH,
+            nodeid=crashitem,
+            path=report.location[0],
+            line=None,
+            outcome="failed",
+            duration=float(report.duration or 0.0),
+            phase="call",
+            message=f"crash: {_first_line(report.longreprtext)}",
+            longrepr=report.longreprtext[-_TEXT_LIMIT:],
+        )
+        self.events.emit(
+            ev.FINDING,
+            finding=Finding(
+                kind="crash",
+                test=crashitem,
+                severity="error",
+                message="the xdist worker running this test died: "
+                + _first_line(report.longreprtext),
+                location=Location(report.location[0], None),
+            ).to_json(),
+        )
+
+    # -- the soft timeout ------------------------------------------------------------------
+
+    def _on_soft_timeout(self, limit: float) -> str:
+        # Runs in the SIGALRM handler, in the test's own thread: dump first, then fail the test.
+        item = self._item
+        nodeid = item.nodeid if item else "?"
+        saved = dump_tree(
+            os.getpid(),
+            results_dir=self.spec.results_dir,
+            run_dir=self.spec.run_dir,
+            project_root=self.config.rootpath,
+            name=dump_name("timeout", nodeid, self.spec.attempt),
+            reason=f"{nodeid} ran past its {limit:g}s limit",
+        )
+        self._dump = saved.path
+        culprit = saved.culprit
+        path, line = _location(item) if item else (None, None)
+        if culprit:
+            reason = f", {culprit.reason}" if culprit.reason else ""
+            where = f", stuck in {culprit.function} ({culprit.path}:{culprit.line}){reason}"
+        else:
+            where = f" (no dump: {saved.problem})" if saved.problem else ""
+        message = f"timeout: ran past its {limit:g}s limit{where}"
+        finding = Finding(
+            kind="timeout",
+            test=nodeid,
+            severity="error",
+            message=message,
+            location=Location(path, line) if path else None,
+            culprit=culprit,
+            dump=saved.path,
+        )
+        self.events.emit(ev.FINDING, finding=finding.to_json())
+        return message
+
+
+_TIMEOUT = pytest.StashKey[float]()
+
+
+def _uses_xdist(config: pytest.Config) -> bool:
+    return config.pluginmanager.getplugin("dsession") is not None
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _fresh_results_dir(results_dir: Path) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for name in (ev.EVENTS_FILE, "junit.xml", "findings.json", "summary.md"):
+        (results_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(results_dir / "dumps", ignore_errors=True)
+
+
+def _location(item: pytest.Item) -> tuple[str, int | None]:
+    path, lineno, _ = item.location
+    return path, (lineno + 1 if lineno is not None else None)
+
+
+def _first_line(text: str) -> str:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("E "):
+            return line[2:].strip()
+    return text.strip().splitlines()[-1].strip() if text.strip() else ""
+
+
+def _summarise(
+    nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport]
+) -> dict[str, Any]:
+    """One test's outcome from its setup/call/teardown reports, as pytest's JUnit would judge it."""
+    outcome, phase, message, longrepr = "passed", None, None, None
+    duration = sum(r.duration for r in reports)
+    for report in reports:
+        timed_out = ("tiergate_outcome", "timeout") in report.user_properties
+        if report.failed:
+            if timed_out:
+                outcome = "timeout"
+            elif report.when == "call":
+                outcome = "failed"
+            elif outcome == "passed":
+                outcome = "error"
+            phase = phase or report.when
+            longrepr = (longrepr + "\n\n" if longrepr else "") + report.longreprtext
+            message = message or _failure_message(report)
+        elif report.skipped:
+            if hasattr(report, "wasxfail"):
+                outcome, message = "xfailed", report.wasxfail or "expected failure"
+            else:
+                outcome = "skipped"
+                message = _skip_reason(report)
+        elif report.when == "call" and hasattr(report, "wasxfail"):
+            outcome = "xpassed"
+    out = reports[-1] if reports else None
+    return {
+        "nodeid": nodeid,
+        "path": path,
+        "line": line,
+        "outcome": outcome,
+        "duration": round(duration, 6),
+        "phase": phase,
+        "message": message,
+        "longrepr": longrepr[-_TEXT_LIMIT:] if longrepr else None,
+        "stdout": (out.capstdout[-_TEXT_LIMIT:] or None) if out else None,
+        "stderr": (out.capstderr[-_TEXT_LIMIT:] or None) if out else None,
+    }
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        return str(crash.message).splitlines()[0][:500]
+    return _first_line(report.longreprtext)[:500]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return "skipped"

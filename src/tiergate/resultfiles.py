@@ -1,0 +1,35 @@
+"""The files a finished (or killed) run leaves behind, all rebuilt from ``events.jsonl``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tiergate.findings import FINDINGS_FILE
+from tiergate.junit import write_junit
+from tiergate.results import RunResult, load_results_dir
+
+JUNIT_FILE = "junit.xml"
+SUMMARY_FILE = "summary.md"
+
+
+def write_result_files(results_dir: Path, run: RunResult | None = None) -> RunResult:
+    """junit.xml, findings.json and summary.md in *results_dir*, from its event log (or from *run*,
+    the model already built from it)."""
+    run = run if run is not None else load_results_dir(results_dir)
+    write_junit(run, results_dir / JUNIT_FILE, results_dir)
+    run.write_findings(results_dir)
+    summary = _render_summary(run)
+    if summary is not None:
+        (results_dir / SUMMARY_FILE).write_text(summary, encoding="utf-8")
+    return run
+
+
+def _render_summary(run: RunResult) -> str | None:
+    try:
+        from tiergate.report.summary import render_summary
+    except ImportError:  # the reporting package arrives with issue 5
+        return None
+    return render_summary(run)
+
+
+__all__ = ["FINDINGS_FILE", "JUNIT_FILE", "SUMMARY_FILE", "write_result_files"]

@@ -1,0 +1,57 @@
+"""What the supervisor tells pytest about the run it is part of.
+
+The supervisor writes one JSON file and passes its path with ``--tiergate-run``; a command-line
+option rather than an environment variable, so a pytest started *by a test* (pytester, a nested
+run) never mistakes itself for part of this run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from tiergate.config import Tier
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    tier: Tier
+    results_dir: Path
+    run_dir: Path  # scratch space of this run: stacks files of registered processes, resume lists
+    attempt: int = 1
+    only: tuple[str, ...] | None = None  # resume: run just these node ids
+    shard: tuple[int, int] | None = None  # (k, n), 1-based
+    durations_from: tuple[str, ...] = ()  # earlier results dirs / files that balance shards
+    supervised: bool = True
+
+    def write(self, path: Path) -> Path:
+        data: dict[str, Any] = {
+            "tier": self.tier.to_json(),
+            "results_dir": str(self.results_dir),
+            "run_dir": str(self.run_dir),
+            "attempt": self.attempt,
+            "only": list(self.only) if self.only is not None else None,
+            "shard": list(self.shard) if self.shard else None,
+            "durations_from": list(self.durations_from),
+            "supervised": self.supervised,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> RunSpec:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        shard = data.get("shard")
+        return cls(
+            tier=Tier.from_json(data["tier"]),
+            results_dir=Path(data["results_dir"]),
+            run_dir=Path(data["run_dir"]),
+            attempt=int(data.get("attempt", 1)),
+            only=tuple(data["only"]) if data.get("only") is not None else None,
+            shard=(int(shard[0]), int(shard[1])) if shard else None,
+            durations_from=tuple(data.get("durations_from") or ()),
+            supervised=bool(data.get("supervised", True)),
+        )
