@@ -1,0 +1,123 @@
+"""``tiergate post``: the report on GitHub — a check run with annotations, and a sticky PR comment
+(or, for scheduled runs, an issue per tier). Posting is optional: a missing token, a fork's
+read-only token or an API outage prints one line and exits 0, unless ``--fail-on-error``.
+
+Pull requests from forks get a read-only GITHUB_TOKEN. To post for them safely, upload the
+results dir as an artifact in the ``pull_request`` workflow, and run ``tiergate post`` in a
+separate ``on: workflow_run`` workflow that downloads the artifact — it has a write token and
+never checks out or runs the PR's code (see workflows-templates/fork-report.yml). Never use
+``pull_request_target`` with a checkout of the PR head."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tiergate.errors import InputError, UsageError
+from tiergate.github import checks, comment, issue
+from tiergate.github.client import GitHubClient, GitHubError
+from tiergate.github.context import Context, load_context
+from tiergate.github.known import known_on_base
+from tiergate.report import fingerprint
+from tiergate.report.escape import workflow_command
+from tiergate.report.inputs import load_run
+from tiergate.report.summary import CHECK_RUN_LIMIT, COMMENT_LIMIT, render_summary
+from tiergate.results import RunResult
+
+_MARKER_ROOM = 200
+
+
+def add_parser(sub: Any, name: str) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help="post the report to GitHub: check run, sticky PR comment, nightly issue",
+        description="Post the report of a run to GitHub using the standard Actions environment "
+        "(GITHUB_TOKEN, GITHUB_REPOSITORY, GITHUB_SHA, GITHUB_EVENT_PATH, GITHUB_API_URL).",
+    )
+    parser.add_argument("--results-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="a results dir (repeat to merge shards); default: .tiergate/*")
+    parser.add_argument("--junit", action="append", type=Path, default=[], metavar="FILE",
+                        help="a JUnit XML file from any runner (repeatable)")
+    parser.add_argument("--tier", default=None,
+                        help="the tier name for the comment and check run (default: the run's)")
+    parser.add_argument("--fail-on-error", action="store_true",
+                        help="exit non-zero when posting fails (default: never fail the job)")
+    parser.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
+                        help="timeout of each request to the API (default 15)")
+    parser.set_defaults(handler=run)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        ctx = load_context()
+        results = load_run(args.results_dir, args.junit)
+    except (UsageError, InputError) as exc:
+        if args.fail_on_error:
+            raise
+        _say(f"tiergate post: {exc}")
+        return 0
+    client = GitHubClient(ctx.api_url, ctx.token, timeout=args.timeout)
+    errors = publish(client, ctx, results, tier=args.tier or results.tier or "default")
+    if not errors:
+        return 0
+    if all(e.not_accessible for e in errors):
+        _say(workflow_command(
+            "notice",
+            "tiergate could not post to this pull request: the token is read-only (a pull "
+            "request from a fork, or the workflow lacks 'checks: write' / 'pull-requests: "
+            "write'). The job summary has the full report; for forks, post from a workflow_run "
+            "workflow (see workflows-templates/fork-report.yml).",
+            title="tiergate post"))
+        return 0
+    for error in errors:
+        _say(workflow_command("warning", f"tiergate post: {error}", title="tiergate post"))
+    return 1 if args.fail_on_error else 0
+
+
+def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
+            ) -> list[GitHubError]:
+    """Every part that can be posted is posted; the errors of those that could not are returned."""
+    errors: list[GitHubError] = []
+    name = checks.check_name(tier)
+    known = known_on_base(client, ctx.repository, ctx.base_sha, name)
+    prints = fingerprint.of_run(results)
+    title = f"tiergate · tier {tier}"
+    failing = results.outcome != "passed" or bool(results.findings)
+
+    def summary(budget: int) -> str:
+        return render_summary(results, title=title, details_url=ctx.run_url, budget=budget,
+                              known=known)
+
+    try:
+        check_id = checks.publish_check_run(
+            client, ctx.repository, ctx.sha, results, name=name,
+            summary=summary(CHECK_RUN_LIMIT - _MARKER_ROOM), fingerprints=prints,
+            details_url=ctx.run_url)
+        _say(f"tiergate post: check run {check_id} created on {ctx.sha[:12]}")
+    except GitHubError as exc:
+        errors.append(exc)
+
+    body = summary(COMMENT_LIMIT - _MARKER_ROOM - 300)
+    try:
+        if ctx.pr_number is not None:
+            if not failing:
+                body = (f"✅ **All green again** on {ctx.sha[:12]}: this comment reported "
+                        f"problems on an earlier push.\n\n{body}")
+            done = comment.upsert_comment(client, ctx.repository, ctx.pr_number, tier, body,
+                                          failing=failing)
+            _say(f"tiergate post: PR #{ctx.pr_number} comment {done}")
+        elif ctx.nightly:
+            done = issue.sync_issue(client, ctx.repository, tier, body,
+                                    failing=results.outcome != "passed", sha=ctx.sha,
+                                    run_url=ctx.run_url)
+            _say(f"tiergate post: {done}")
+    except GitHubError as exc:
+        errors.append(exc)
+    sys.stdout.flush()
+    return errors

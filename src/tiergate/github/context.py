@@ -1,0 +1,76 @@
+"""What `tiergate post` learns from the standard GitHub Actions environment and event payload."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tiergate.errors import UsageError
+
+NIGHTLY_EVENTS = frozenset({"schedule", "workflow_dispatch", "repository_dispatch"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    api_url: str
+    repository: str  # owner/name
+    token: str
+    sha: str  # the commit the check run goes on (a PR's head, not its merge commit)
+    event_name: str
+    pr_number: int | None
+    base_sha: str | None  # the commit "known" findings are read from
+    run_url: str | None
+
+    @property
+    def nightly(self) -> bool:
+        return self.pr_number is None and self.event_name in NIGHTLY_EVENTS
+
+
+class MissingSetting(UsageError):
+    pass
+
+
+def load_context(environ: Mapping[str, str] | None = None) -> Context:
+    env = os.environ if environ is None else environ
+    missing = [name for name in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_SHA")
+               if not env.get(name)]
+    if missing:
+        raise MissingSetting(
+            f"not posting: set {', '.join(missing)} (on GitHub Actions: "
+            "env: GITHUB_TOKEN: ${{ github.token }}; the others are set by the runner)")
+    event = _read_event(env.get("GITHUB_EVENT_PATH"))
+    pr = event.get("pull_request") or {}
+    sha, base = pr.get("head", {}).get("sha"), pr.get("base", {}).get("sha")
+    number = pr.get("number")
+    run = event.get("workflow_run")
+    if not pr and isinstance(run, dict):  # the fork pattern: this workflow reports for another
+        sha = run.get("head_sha")
+        prs = run.get("pull_requests") or []
+        if prs:
+            number, base = prs[0].get("number"), prs[0].get("base", {}).get("sha")
+    server, run_id = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_RUN_ID")
+    return Context(
+        api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+        repository=env["GITHUB_REPOSITORY"],
+        token=env["GITHUB_TOKEN"],
+        sha=sha or env["GITHUB_SHA"],
+        event_name=env.get("GITHUB_EVENT_NAME") or "",
+        pr_number=int(number) if number else None,
+        base_sha=base or event.get("before") if not number else base,
+        run_url=f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
+        if server and run_id else None,
+    )
+
+
+def _read_event(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
