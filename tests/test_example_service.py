@@ -232,3 +232,12 @@ def test_fast_tier_limits_are_short() -> None:
 
     assert (fast.test_timeout, fast.grace, fast.budget) == (3.0, 2.0, 120.0)
     assert fast.markers == FAST
+
+
+def test_readme_names_the_real_culprit_lines() -> None:
+    readme = (EXAMPLE / "README.md").read_text()
+    for module, expected in (("database", "recv("), ("telemetry", ".start()")):
+        match = re.search(rf"startup_service/{module}\.py:(\d+)", readme)
+        assert match, f"the README names no line of {module}.py"
+        source = (EXAMPLE / "startup_service" / f"{module}.py").read_text().splitlines()
+        assert expected in source[int(match.group(1)) - 1]
