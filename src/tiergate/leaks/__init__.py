@@ -1,0 +1,5 @@
+"""Per-test leak findings: threads, processes, fds, sockets, memory, asyncio tasks, environment."""
+
+from tiergate.leaks.watch import LeakWatch
+
+__all__ = ["LeakWatch"]

@@ -1,0 +1,398 @@
+"""The leak probes: a table of small uniform objects, in the manner of CPython's ``save_env.py``.
+
+Each probe has a ``snapshot()`` that costs microseconds (it runs twice per test), a ``diff(before,
+after, claimed)`` that names what is new and still alive as ``Leftover``s, and a ``settle()`` that
+gives those leftovers a short grace to go away on their own (a thread finishing its last line, a
+child that was just killed). Adding a kind of leak is adding one entry to ``PROBES``; the loop in
+``watch.py`` that compares snapshots never changes.
+
+``claimed`` is how one resource is reported once: a probe that owns file descriptors (an event
+loop's selector, a Popen's pipes, a socket the network guard blocked) adds them to ``claimed`` and
+the fd probe, last in the table, skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Protocol
+
+from tiergate.leaks.sites import REGISTRY, Site
+
+# Environment variables that pytest and tiergate themselves change around every test.
+_VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST", "TIERGATE_CURRENT_TEST"})
+# Threads tiergate itself starts are named with this prefix and never reported.
+OWN_THREAD_PREFIX = "tiergate"
+# File descriptors pointing into a results directory belong to tiergate (events, dumps).
+_OWN_PATH_PART = os.sep + ".tiergate" + os.sep
+
+# Objects a caller asked us to keep alive after reporting them, so that their garbage collection
+# does not raise a ResourceWarning in whichever test happens to run next.
+KEEP_ALIVE: list[object] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Leftover:
+    kind: str  # the finding kind: leak-thread, leak-fd, ...
+    key: Hashable  # identity of the resource, to match fixture-owned resources
+    what: str  # one line, for the message
+    site: Site | None = None  # where it was created
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    obj: object = dataclasses.field(default=None, compare=False, repr=False)
+
+
+class Probe(Protocol):
+    name: str  # the word users write in @pytest.mark.allow_leak(...) and leak-thresholds
+    kind: str
+
+    def snapshot(self) -> Any: ...
+
+    def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]: ...
+
+    def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None: ...
+
+
+_DAEMON = {True: ", daemon", False: ""}
+
+
+class ThreadProbe:
+    name, kind = "threads", "leak-thread"
+
+    def snapshot(self) -> frozenset[threading.Thread]:
+        return frozenset(threading._active.values())  # type: ignore[attr-defined]
+
+    def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
+        out = []
+        for thread in after - before:
+            if (isinstance(thread, threading._DummyThread)
+                    or thread.name.startswith(OWN_THREAD_PREFIX) or not thread.is_alive()):
+                continue
+            target = getattr(thread, "_target", None)
+            if target is not None:
+                target_name = getattr(target, "__qualname__", repr(target))
+            else:
+                target_name = f"{type(thread).__qualname__}.run"
+            out.append(Leftover(
+                self.kind, ("thread", id(thread), thread.ident),
+                f"thread {thread.name!r} (target {target_name}{_DAEMON[thread.daemon]})",
+                getattr(thread, "_tiergate_site", None),
+                {"name": thread.name, "target": target_name, "daemon": thread.daemon},
+            ))
+        return out
+
+    def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
+        for thread in threading.enumerate():
+            if any(left.key == ("thread", id(thread), thread.ident) for left in leftovers):
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _children() -> frozenset[int]:
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return frozenset()
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as handle:
+                pids.update(int(p) for p in handle.read().split())
+        except OSError:
+            continue
+    return frozenset(pids)
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of *pid*, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[19])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return "?"
+
+
+def _infrastructure_pids() -> set[int]:
+    """multiprocessing's resource tracker and fork server outlive the tests that start them."""
+    pids = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        for holder, attr in ((resource_tracker._resource_tracker, "_pid"),
+                             (forkserver._forkserver, "_forkserver_pid")):
+            pid = getattr(holder, attr, None)
+            if isinstance(pid, int):
+                pids.add(pid)
+    except Exception:  # pragma: no cover - private attributes of the standard library
+        pass
+    return pids
+
+
+class ProcessProbe:
+    """Child processes still running. Listing /proc children costs tens of microseconds, so it is
+    done only when the wrappers in ``sites`` saw a spawn since the last listing."""
+
+    name, kind = "processes", "leak-process"
+
+    def __init__(self) -> None:
+        self._seen_spawns = -1
+        self._last: frozenset[int] = frozenset()
+
+    def snapshot(self) -> frozenset[int]:
+        if REGISTRY.spawns != self._seen_spawns:
+            self._seen_spawns = REGISTRY.spawns
+            self._last = _children()
+        return self._last
+
+    def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
+        out = []
+        infrastructure = _infrastructure_pids() if after - before else set()
+        for pid in sorted(after - before):
+            stat = _proc_stat(pid)
+            if stat is None or stat[0] in "ZX" or pid in infrastructure:
+                continue
+            spawn = REGISTRY.processes.get(pid)
+            popen = spawn.popen() if spawn and spawn.popen else None
+            for stream in ("stdin", "stdout", "stderr"):
+                handle = getattr(popen, stream, None)
+                if handle is not None and not handle.closed:
+                    claimed.add(handle.fileno())
+            cmdline = _cmdline(pid)
+            out.append(Leftover(
+                self.kind, ("process", pid, stat[1]), f"process {pid} ({cmdline[:200]})",
+                spawn.site if spawn else None, {"pid": pid, "cmdline": cmdline, "start": stat[1]},
+                obj=popen,
+            ))
+        return out
+
+    def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
+        pids = [left.details["pid"] for left in leftovers if left.kind == self.kind]
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if (s := _proc_stat(p)) is not None and s[0] not in "ZX"]
+            if pids:
+                time.sleep(0.005)
+        self._seen_spawns = -1  # list again: the grace may have reaped some
+
+
+def _loop_fds(loop: Any) -> set[int]:
+    fds = set()
+    for holder, attr in ((getattr(loop, "_selector", None), "fileno"),
+                         (getattr(loop, "_ssock", None), "fileno"),
+                         (getattr(loop, "_csock", None), "fileno")):
+        if holder is not None:
+            try:
+                fds.add(getattr(holder, attr)())
+            except (OSError, ValueError, AttributeError):
+                pass
+    fds.discard(-1)
+    return fds
+
+
+def _current_loop() -> object:
+    try:
+        policy = asyncio.get_event_loop_policy()
+        return getattr(getattr(policy, "_local", None), "_loop", None)
+    except Exception:  # pragma: no cover
+        return None
+
+
+class TaskProbe:
+    """Event loops made during the window and left open. Pending tasks are a ``leak-task``; an open
+    loop with none is an fd leak (its selector and self-pipe), unless it is the thread's current
+    loop from ``asyncio.get_event_loop()``, which lives as long as the policy does."""
+
+    name, kind = "tasks", "leak-task"
+
+    def snapshot(self) -> int:
+        return REGISTRY.loop_seq
+
+    def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
+        REGISTRY.loops[:] = [(seq, loop) for seq, loop in REGISTRY.loops if not loop.is_closed()]
+        out = []
+        for seq, loop in REGISTRY.loops:
+            if not before < seq <= after:
+                continue
+            fds = _loop_fds(loop)
+            claimed.update(fds)
+            site = getattr(loop, "_tiergate_site", None)
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            if tasks:
+                names = [_describe_task(t) for t in tasks]
+                out.append(Leftover(
+                    self.kind, ("loop", id(loop)),
+                    f"{len(tasks)} pending task(s) in an event loop left open: "
+                    + ", ".join(names[:5]),
+                    site, {"tasks": names, "loop_fds": sorted(fds)}, obj=loop,
+                ))
+            elif loop is not _current_loop():
+                out.append(Leftover(
+                    "leak-fd", ("loop", id(loop)), f"event loop left open (fds {sorted(fds)})",
+                    site, {"fds": sorted(fds)}, obj=loop,
+                ))
+        return out
+
+    def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
+        pass
+
+
+def _describe_task(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    code = getattr(coro, "cr_code", None)
+    frame = getattr(coro, "cr_frame", None)
+    name = getattr(coro, "__qualname__", task.get_name())
+    if code is not None:
+        line = frame.f_lineno if frame is not None else code.co_firstlineno
+        return f"{name} ({code.co_filename}:{line})"
+    return str(name)
+
+
+class EnvProbe:
+    name, kind = "env", "env-changed"
+
+    def snapshot(self) -> tuple[dict[bytes, bytes], str]:
+        data = getattr(os.environ, "_data", None)
+        env = dict(data) if isinstance(data, dict) else {
+            k.encode(): v.encode() for k, v in os.environ.items()}
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = "?"
+        return env, cwd
+
+    def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
+        (env_before, cwd_before), (env_after, cwd_after) = before, after
+        out = []
+        if env_before != env_after:
+            for raw in sorted(env_before.keys() | env_after.keys()):
+                name = raw.decode("utf-8", "replace")
+                old, new = env_before.get(raw), env_after.get(raw)
+                if old == new or name in _VOLATILE_ENV:
+                    continue
+                change = "added" if old is None else "removed" if new is None else "changed"
+                out.append(Leftover(self.kind, ("env", name), f"os.environ[{name!r}] {change}",
+                                    details={"variable": name, "change": change}))
+        if cwd_before != cwd_after:
+            out.append(Leftover(self.kind, ("cwd",), f"working directory changed to {cwd_after}",
+                                details={"cwd": cwd_after, "was": cwd_before}))
+        return out
+
+    def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
+        pass
+
+
+def _lowest_free_fd() -> int | None:
+    try:
+        fd = os.dup(2)
+    except OSError:
+        return None
+    os.close(fd)
+    return fd
+
+
+class FdProbe:
+    """Open file descriptors, from ``/proc/self/fd``. Sockets are ``leak-socket`` with their
+    addresses (read with psutil, only when there is one to describe); the rest is ``leak-fd``."""
+
+    name, kind = "fds", "leak-fd"
+
+    def snapshot(self) -> frozenset[int]:
+        try:
+            names = os.listdir("/proc/self/fd")
+        except OSError:
+            return frozenset()
+        fds = {int(n) for n in names}
+        # The listing's own directory fd is in the list, and was the lowest free number then.
+        own = _lowest_free_fd()
+        fds.discard(own if own is not None else -1)
+        return frozenset(fds)
+
+    def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
+        out = []
+        sockets: list[tuple[int, str]] = []
+        for fd in sorted(after - before):
+            if fd in claimed:
+                continue
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue  # closed since the listing
+            if _OWN_PATH_PART in target:
+                continue
+            if target.startswith("socket:"):
+                sockets.append((fd, target))
+            else:
+                out.append(Leftover(self.kind, ("fd", fd, target), f"fd {fd} ({target})",
+                                    details={"fd": fd, "target": target}))
+        if sockets:
+            addresses = _socket_addresses()
+            for fd, target in sockets:
+                described = addresses.get(fd, {})
+                text = described.get("text", target)
+                out.append(Leftover("leak-socket", ("fd", fd, target), f"socket fd {fd} ({text})",
+                                    details={"fd": fd, **described}))
+        return out
+
+    def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
+        pass
+
+
+def _socket_addresses() -> dict[int, dict[str, Any]]:
+    try:
+        import psutil
+
+        connections = psutil.Process().net_connections(kind="all")
+    except Exception:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    for conn in connections:
+        laddr = _address(conn.laddr)
+        raddr = _address(conn.raddr)
+        family = getattr(conn.family, "name", str(conn.family))
+        kind = getattr(conn.type, "name", str(conn.type))
+        parts = [family, kind]
+        if laddr:
+            parts.append(f"local {laddr}")
+        if raddr:
+            parts.append(f"remote {raddr}")
+        if conn.status and conn.status != "NONE":
+            parts.append(conn.status)
+        out[conn.fd] = {"family": family, "type": kind, "local": laddr, "remote": raddr,
+                        "status": conn.status, "text": ", ".join(parts)}
+    return out
+
+
+def _address(addr: Any) -> str | None:
+    if not addr:
+        return None
+    if isinstance(addr, str):
+        return addr
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def memory_rss() -> int:
+    """Resident set size in bytes, from /proc/self/statm (a few microseconds)."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+# The table. Order matters: probes that claim file descriptors come before the fd probe.
+def default_probes() -> tuple[Probe, ...]:
+    return (ThreadProbe(), ProcessProbe(), TaskProbe(), EnvProbe(), FdProbe())

@@ -1,0 +1,145 @@
+"""Where resources come from: cheap creation-site recording for threads, processes and event loops.
+
+Leak findings are only useful if they say where the leaked thing was made. Capturing a full stack
+per creation is too dear, so ``Thread.start``, ``Popen.__init__``, ``BaseProcess.start`` and
+``BaseEventLoop.__init__`` are wrapped while the watch is on; each wrapper walks a few frames up to
+the first one outside the standard library's machinery and keeps (path, line, function). Spawns
+also bump a counter, so the process probe only lists ``/proc`` children when something was spawned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing.process
+import os
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+# Frames in these files are machinery, not the place a user would fix.
+_MACHINERY = (
+    os.path.dirname(threading.__file__) + os.sep + "threading.py",
+    os.path.dirname(subprocess.__file__) + os.sep + "subprocess.py",
+    os.sep + "multiprocessing" + os.sep,
+    os.sep + "concurrent" + os.sep + "futures" + os.sep,
+    os.sep + "asyncio" + os.sep,
+    os.sep + "tiergate" + os.sep + "leaks" + os.sep,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    path: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line} in {self.function}"
+
+
+def capture_site(skip: int = 1) -> Site | None:
+    """The innermost caller frame that is not thread/process/loop machinery."""
+    try:
+        frame: FrameType | None = sys._getframe(skip + 1)
+    except ValueError:
+        return None
+    for _ in range(40):
+        if frame is None:
+            return None
+        filename = frame.f_code.co_filename
+        if not any(part in filename for part in _MACHINERY):
+            return Site(filename, frame.f_lineno, frame.f_code.co_name)
+        frame = frame.f_back
+    return None
+
+
+@dataclasses.dataclass
+class Spawn:
+    pid: int
+    site: Site | None
+    popen: weakref.ref[Any] | None
+
+
+class Registry:
+    """What the wrappers saw. One per process; the watch reads it, the wrappers write it."""
+
+    def __init__(self) -> None:
+        self.spawns = 0  # bumped on every process creation we can see
+        self.processes: dict[int, Spawn] = {}
+        self.loops: list[tuple[int, asyncio.AbstractEventLoop]] = []  # (sequence, loop), open ones
+        self.loop_seq = 0
+        self._undo: list[Callable[[], None]] = []
+
+    # -- installing -------------------------------------------------------------------------
+
+    def install(self) -> None:
+        if self._undo:
+            return
+        self._wrap(threading.Thread, "start", self._thread_start)
+        self._wrap(subprocess.Popen, "__init__", self._popen_init)
+        self._wrap(multiprocessing.process.BaseProcess, "start", self._process_start)
+        self._wrap(asyncio.BaseEventLoop, "__init__", self._loop_init)
+        os.register_at_fork(after_in_parent=self._forked)
+
+    def uninstall(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def _wrap(self, owner: type, name: str, make: Callable[[Any], Any]) -> None:
+        original = owner.__dict__[name]
+        setattr(owner, name, make(original))
+        self._undo.append(lambda: setattr(owner, name, original))
+
+    # -- the wrappers -----------------------------------------------------------------------
+
+    def _thread_start(self, original: Any) -> Any:
+        def start(thread: threading.Thread) -> None:
+            thread._tiergate_site = capture_site()  # type: ignore[attr-defined]
+            original(thread)
+
+        return start
+
+    def _popen_init(self, original: Any) -> Any:
+        registry = self
+
+        def __init__(popen: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+            site = capture_site()
+            original(popen, *args, **kwargs)
+            registry.spawns += 1
+            registry.processes[popen.pid] = Spawn(popen.pid, site, weakref.ref(popen))
+
+        return __init__
+
+    def _process_start(self, original: Any) -> Any:
+        registry = self
+
+        def start(process: multiprocessing.process.BaseProcess) -> None:
+            site = capture_site()
+            original(process)
+            registry.spawns += 1
+            if process.pid is not None:
+                registry.processes[process.pid] = Spawn(process.pid, site, None)
+
+        return start
+
+    def _loop_init(self, original: Any) -> Any:
+        registry = self
+
+        def __init__(loop: asyncio.AbstractEventLoop, *args: Any, **kwargs: Any) -> None:
+            original(loop, *args, **kwargs)
+            registry.loop_seq += 1
+            registry.loops.append((registry.loop_seq, loop))
+            loop._tiergate_site = capture_site()  # type: ignore[attr-defined]
+
+        return __init__
+
+    def _forked(self) -> None:
+        self.spawns += 1
+
+
+REGISTRY = Registry()

@@ -1,0 +1,73 @@
+"""The network guard, from the test process's side: parse the tier's policy, guard this process,
+and give child processes the environment that guards them too.
+
+The guard itself lives in ``tiergate/boot/site/_tiergate_netguard.py`` (stdlib only, because
+``sitecustomize`` imports it in every child). This module loads that same file under the same
+module name, so a test process that the start-up hook already guarded and the plugin's
+``install_guard`` share one hook and one policy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from tiergate.findings import Finding
+
+CORE_NAME = "_tiergate_netguard"
+CORE_PATH = Path(__file__).resolve().parent / "boot" / "site" / f"{CORE_NAME}.py"
+
+
+def core() -> ModuleType:
+    """The guard module (``_tiergate_netguard``), imported once per process."""
+    module = sys.modules.get(CORE_NAME)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(CORE_NAME, CORE_PATH)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[CORE_NAME] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+# What a refused connection raises (a ConnectionRefusedError subclass).
+NetworkBlocked: type[ConnectionRefusedError] = core().NetworkBlocked
+
+
+def encode_policy(network: str | tuple[str, ...] | list[str]) -> str:
+    """The policy as ``TIERGATE_NETWORK`` carries it; raises ValueError when it is not valid."""
+    return str(core().Policy.parse(network).encode())
+
+
+def install_guard(
+    network: str | tuple[str, ...] | list[str],
+    *,
+    tier_name: str,
+    emit: Callable[[Finding], None] | None = None,
+) -> None:
+    """Guard this process: a refused connection raises at once and *emit* gets a
+    ``network-blocked`` finding attributed to the test in progress. ``"any"`` removes the guard."""
+    guard = core()
+    policy = guard.Policy.parse(network)
+
+    def report(finding: dict[str, Any]) -> None:
+        if emit is not None:
+            emit(Finding.from_json(finding))
+
+    guard.install(policy, tier_name, reporter=report)
+
+
+def remove_guard() -> None:
+    """Stop refusing (audit hooks cannot be removed; the hook stays, inert)."""
+    core().install(None)
+
+
+def guard_env(network: str | tuple[str, ...] | list[str], tier_name: str) -> dict[str, str]:
+    """Variables that make ``sitecustomize`` guard every Python child with the same policy.
+    The plugin adds ``TIERGATE_EVENTS`` (the events file) so children can record refusals."""
+    guard = core()
+    return {guard.ENV_NETWORK: encode_policy(network), guard.ENV_TIER: tier_name}
