@@ -1,0 +1,86 @@
+"""The action, the workflow templates and this repository's workflows are clean for zizmor and valid
+for GitHub's own JSON schemas, and no workflow pastes ``${{ }}`` into a script."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ACTION = REPO / "action.yml"
+TEMPLATES = sorted((REPO / "workflows-templates").glob("*.yml"))
+OWN_WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def _tool(name: str) -> str:
+    """The tool next to this Python (the test extra installs it there), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]' installs it)")
+    return found
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_zizmor_finds_nothing() -> None:
+    files = [str(p.relative_to(REPO)) for p in [ACTION, *TEMPLATES, *OWN_WORKFLOWS]]
+    result = _run(_tool("zizmor"), "--offline", "--no-progress", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout
+
+
+def test_action_matches_githubs_schema() -> None:
+    result = _run(
+        _tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", "action.yml"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_match_githubs_schema() -> None:
+    files = [str(p.relative_to(REPO)) for p in [*TEMPLATES, *OWN_WORKFLOWS]]
+    result = _run(
+        _tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _scripts(document: object) -> list[str]:
+    """Every ``run:`` script in a workflow or action document."""
+    found: list[str] = []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key == "run" and isinstance(value, str):
+                found.append(value)
+            else:
+                found.extend(_scripts(value))
+    elif isinstance(document, list):
+        for item in document:
+            found.extend(_scripts(item))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", [ACTION, *TEMPLATES, *OWN_WORKFLOWS], ids=lambda p: str(p.relative_to(REPO))
+)
+def test_inputs_reach_scripts_through_env_only(path: Path) -> None:
+    for script in _scripts(yaml.safe_load(path.read_text())):
+        assert not re.search(r"\$\{\{", script), f"{path.name}: ${{{{ }}}} inside run:\n{script}"
+
+
+def test_every_remote_action_is_pinned_to_a_commit_sha() -> None:
+    for path in [ACTION, *TEMPLATES, *OWN_WORKFLOWS]:
+        for line in path.read_text().splitlines():
+            match = re.match(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", line)
+            if not match or match[1].startswith("./") or match[1].startswith("OWNER/tiergate@"):
+                continue
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", match[1]), (path.name, line)
+            assert re.match(r"\s*# v\d+\.\d+\.\d+$", match[2]), f"{path.name}: no version: {line}"
