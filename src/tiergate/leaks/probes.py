@@ -154,6 +154,7 @@ class ProcessProbe:
         if REGISTRY.spawns != self._seen_spawns:
             self._seen_spawns = REGISTRY.spawns
             self._last = _children()
+            REGISTRY.forget_waited()
         return self._last
 
     def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
@@ -164,7 +165,7 @@ class ProcessProbe:
             if stat is None or stat[0] in "ZX" or pid in infrastructure:
                 continue
             spawn = REGISTRY.processes.get(pid)
-            popen = spawn.popen() if spawn and spawn.popen else None
+            popen = spawn.popen if spawn else None
             for stream in ("stdin", "stdout", "stderr"):
                 handle = getattr(popen, stream, None)
                 if handle is not None and not handle.closed:

@@ -238,6 +238,8 @@ class LeakWatch:
             "leaks": [{"what": left.what, **left.details,
                        **({"site": str(left.site)} if left.site else {})} for left in leftovers],
         }
+        if kind == "leak-memory":
+            details.update(leftovers[0].details)  # growth per run, allocation sites
         if owner:
             details["owner"] = owner
         severity = self.severity
@@ -263,7 +265,9 @@ _VERB = {
 
 
 def _with_site(left: Leftover) -> str:
-    return f"{left.what}, started at {left.site}" if left.site else left.what
+    if left.site is None or left.kind == "leak-memory":
+        return left.what
+    return f"{left.what}, started at {left.site}"
 
 
 def _group(leftovers: Iterable[Leftover]) -> dict[str, list[Leftover]]:
