@@ -34,11 +34,29 @@ LEAK_KINDS = frozenset(k for k in KINDS if k.startswith("leak-"))
 TIMEOUT_KINDS = frozenset({"timeout", "job-timeout"})
 
 # Importance for ordering reports: what stops a pipeline first, then what corrupts the next run.
-_RANK = {kind: rank for rank, kind in enumerate(
-    ("job-timeout", "timeout", "crash", "resource-pressure", "network-blocked", "leak-memory",
-     "leak-process", "leak-thread", "leak-socket", "leak-fd", "leak-task", "leftover-process",
-     "import-side-effect", "env-changed", "resource-warning", "reproduction-fixed")
-)}
+_RANK = {
+    kind: rank
+    for rank, kind in enumerate(
+        (
+            "job-timeout",
+            "timeout",
+            "crash",
+            "resource-pressure",
+            "network-blocked",
+            "leak-memory",
+            "leak-process",
+            "leak-thread",
+            "leak-socket",
+            "leak-fd",
+            "leak-task",
+            "leftover-process",
+            "import-side-effect",
+            "env-changed",
+            "resource-warning",
+            "reproduction-fixed",
+        )
+    )
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +98,9 @@ class Finding:
             "location": dataclasses.asdict(self.location) if self.location else None,
         }
         if self.culprit:
-            data["culprit"] = {k: v for k, v in dataclasses.asdict(self.culprit).items()
-                               if v is not None}
+            data["culprit"] = {
+                k: v for k, v in dataclasses.asdict(self.culprit).items() if v is not None
+            }
         if self.dump:
             data["dump"] = self.dump
         if self.details:
@@ -104,7 +123,9 @@ class Finding:
                 function=str(culprit.get("function", "")),
                 reason=culprit.get("reason"),
                 pid=culprit.get("pid"),
-            ) if culprit else None,
+            )
+            if culprit
+            else None,
             dump=data.get("dump"),
             details=dict(data.get("details") or {}),
         )

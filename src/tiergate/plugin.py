@@ -374,7 +374,9 @@ def _summarise(
 def _failure_message(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None and getattr(crash, "message", None):
-        return str(crash.message).splitlines()[0][:500]
+        message = str(crash.message).splitlines()[0]
+        # pytest.fail-style exceptions carry their class name; our timeout's message says it all
+        return message.removeprefix(f"{TestTimeout.__module__}.{TestTimeout.__qualname__}: ")[:500]
     return _first_line(report.longreprtext)[:500]
 
 

@@ -211,7 +211,7 @@ class Supervisor:
 
     def _argv(self, spec_file: Path) -> list[str]:
         args = list(self.plan.pytest_args)
-        argv = [self.plan.python, "-m", "pytest", "--tiergate-run", str(spec_file)]
+        argv = [self.plan.python, "-m", "pytest", f"--tiergate-run={spec_file}"]
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             argv += ["-p", "tiergate.plugin"]
         if self.tier.workers != 1 and not any(

@@ -1,0 +1,198 @@
+"""The pytest plugin, through pytester: inert by default, a tier's selection and limits with --tier,
+and an event stream that says what happened to every test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SUITE = """
+import time, pytest
+
+def test_ok():
+    pass
+
+def test_fails():
+    assert 1 == 2, "numbers differ"
+
+@pytest.mark.integration
+def test_needs_db():
+    pass
+
+@pytest.mark.skip(reason="not today")
+def test_skipped():
+    pass
+
+@pytest.mark.xfail(reason="known bug")
+def test_known_bug():
+    assert False
+
+def test_sleeps_past_limit():
+    time.sleep(30)
+
+def test_after_the_hang():
+    pass
+"""
+
+
+def events(pytester: pytest.Pytester, tier: str = "fast") -> list[dict[str, Any]]:
+    path = pytester.path / ".tiergate" / tier / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def finishes(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
+    return {e["nodeid"].split("::")[-1]: e for e in events(pytester) if e["event"] == "test-finish"}
+
+
+def test_plain_pytest_is_untouched(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / ".tiergate").exists()
+    # pytest names every installed plugin in its header; nothing else may mention tiergate
+    lines = [ln for ln in result.stdout.lines if not ln.startswith("plugins:")]
+    assert not any("tiergate" in ln or "tier" in ln for ln in lines)
+
+
+def test_disabled_with_no_tiergate(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:tiergate", "--tier", "fast")
+    assert result.ret == 4  # --tier is not an option when the plugin is off
+    assert "unrecognized arguments: --tier" in result.stderr.str()
+
+
+def test_tier_selects_limits_and_records(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyprojecttoml('[tool.tiergate.tiers.fast]\ntest-timeout = "1s"\n')
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    # the integration test is not in the fast tier; the hang fails as a timeout and the run goes on
+    result.assert_outcomes(passed=2, failed=2, skipped=1, xfailed=1, deselected=1)
+    done = finishes(pytester)
+    assert "test_needs_db" not in done
+    assert done["test_ok"]["outcome"] == "passed"
+    assert done["test_fails"]["outcome"] == "failed"
+    assert done["test_fails"]["message"] == "AssertionError: numbers differ"
+    assert done["test_skipped"]["outcome"] == "skipped"
+    assert done["test_skipped"]["message"] == "not today"
+    assert done["test_known_bug"]["outcome"] == "xfailed"
+    assert done["test_sleeps_past_limit"]["outcome"] == "timeout"
+    assert done["test_sleeps_past_limit"]["message"].startswith("timeout: ran past its 1s limit")
+    assert done["test_after_the_hang"]["outcome"] == "passed"
+    for event in done.values():
+        assert event["path"] == "test_suite.py" and event["line"] > 0 and event["pid"] > 0
+    starts = [e for e in events(pytester) if e["event"] == "test-start"]
+    assert {e["timeout"] for e in starts} == {1.0}
+
+
+def test_reports_are_written_without_the_supervisor(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyprojecttoml('[tool.tiergate.tiers.fast]\ntest-timeout = "1s"\n')
+    pytester.runpytest_subprocess("--tier", "fast")
+    results = pytester.path / ".tiergate" / "fast"
+    findings = json.loads((results / "findings.json").read_text())
+    assert findings["schema"] == 1 and findings["tier"] == "fast"
+    assert findings["outcome"] == "failed"
+    assert findings["counts"]["timeout"] == 1 and findings["counts"]["passed"] == 2
+    assert [f["kind"] for f in findings["findings"]] == ["timeout"]
+    junit = (results / "junit.xml").read_text()
+    assert 'type="timeout"' in junit and 'message="timeout: ran past its 1s limit' in junit
+
+
+def test_timeout_marker_wins_over_the_tier(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_x="""
+        import time, pytest
+        @pytest.mark.timeout(0.5)
+        def test_short():
+            time.sleep(5)
+    """
+    )
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    result.assert_outcomes(failed=1)
+    assert finishes(pytester)["test_short"]["message"].startswith("timeout: ran past its 0.5s")
+
+
+def test_user_marker_expression_narrows_the_tier(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+        @pytest.mark.db
+        def test_db(): pass
+        def test_plain(): pass
+        @pytest.mark.slow
+        def test_slow(): pass
+    """
+    )
+    result = pytester.runpytest_subprocess("--tier", "fast", "-m", "not db")
+    result.assert_outcomes(passed=1, deselected=2)
+
+
+def test_tier_paths(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml('[tool.tiergate.tiers.fast]\npaths = ["unit"]\n')
+    pytester.mkpydir("unit").joinpath("test_u.py").write_text("def test_u(): pass\n")
+    pytester.mkpydir("other").joinpath("test_o.py").write_text("def test_o(): pass\n")
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_bad_tier_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    result = pytester.runpytest_subprocess("--tier", "nope")
+    assert result.ret == 4
+    assert "unknown tier 'nope'" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_setup_and_teardown_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("no database")
+        @pytest.fixture
+        def bad_teardown():
+            yield
+            raise RuntimeError("cleanup failed")
+        def test_setup(broken): pass
+        def test_teardown(bad_teardown): pass
+    """
+    )
+    pytester.runpytest_subprocess("--tier", "fast")
+    done = finishes(pytester)
+    assert done["test_setup"]["outcome"] == "error" and done["test_setup"]["phase"] == "setup"
+    assert done["test_teardown"]["outcome"] == "error"
+    assert done["test_teardown"]["phase"] == "teardown"
+
+
+def test_collection_error_is_recorded(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="import nonexistent_module_xyz\n", test_y="def test_y(): pass\n")
+    pytester.runpytest_subprocess("--tier", "fast")
+    done = [e for e in events(pytester) if e["event"] == "test-finish"]
+    errors = [e for e in done if e["outcome"] == "error"]
+    assert errors and errors[0]["phase"] == "collect"
+    assert "nonexistent_module_xyz" in errors[0]["longrepr"]
+
+
+def test_xdist_workers_write_their_own_events(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="\n".join(f"def test_{i}(): pass" for i in range(8)))
+    result = pytester.runpytest_subprocess("--tier", "fast", "-n", "2")
+    result.assert_outcomes(passed=8)
+    all_events = events(pytester)
+    done = [e for e in all_events if e["event"] == "test-finish"]
+    assert len(done) == 8
+    assert {e["worker"] for e in done} <= {"gw0", "gw1"}
+    collected = [e for e in all_events if e["event"] == "collected"]
+    assert len(collected) == 1 and len(collected[0]["tests"]) == 8
+
+
+def test_events_are_valid_json_lines(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_a(): print('x' * 100000)\n")
+    pytester.runpytest_subprocess("--tier", "fast")
+    path: Path = pytester.path / ".tiergate" / "fast" / "events.jsonl"
+    lines = path.read_text().splitlines()
+    assert all(json.loads(line)["event"] for line in lines)
+    assert [json.loads(line)["event"] for line in lines][:2] == ["run-start", "session-start"]

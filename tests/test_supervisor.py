@@ -1,0 +1,247 @@
+"""``tiergate run``: the supervisor around pytest, with real processes and real signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from supervised import (
+    events,
+    findings,
+    make_project,
+    processes_running,
+    results,
+    run_tiergate,
+    tiergate_argv,
+    wait_for_event,
+)
+
+TEN_TESTS_ONE_KILLED = """
+import os, signal, time
+import pytest
+
+@pytest.mark.parametrize("n", range(10))
+def test_step(n):
+    time.sleep(0.2)
+    if n == 3 and not os.path.exists("killed-once"):
+        open("killed-once", "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_pytest_killed_mid_run_resumes_with_the_tests_left(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {"test_steps.py": TEN_TESTS_ONE_KILLED})
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "resuming with the 6 tests not run yet" in proc.stdout
+    data = findings(project)
+    assert data["counts"]["passed"] == 9 and data["counts"]["failed"] == 1
+    assert [(f["kind"], f["test"]) for f in data["findings"]] == [
+        ("crash", "test_steps.py::test_step[3]")
+    ]
+    junit = (results(project) / "junit.xml").read_text()
+    assert junit.count("<testcase") == 10
+    assert junit.count("<failure") == 1 and 'type="crash"' in junit
+
+
+def test_budget_stops_a_test_that_ignores_sigterm(tmp_path: Path) -> None:
+    marker = f"ignores-term-{uuid.uuid4().hex}"
+    project = make_project(
+        tmp_path,
+        {
+            "test_budget.py": f"""
+        import signal, time
+        MARKER = "{marker}"
+        def test_first():
+            pass
+        def test_ignores_sigterm():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(0.1)
+        def test_never_reached():
+            pass
+    """
+        },
+    )
+    started = time.monotonic()
+    proc = run_tiergate(
+        project,
+        "run",
+        "--tier",
+        "fast",
+        "--budget",
+        "6s",
+        "--grace",
+        "2s",
+        "--test-timeout",
+        "60s",
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 1
+    assert (
+        took < 6 + 2 + 20
+    )  # a correctness bound (it would otherwise run forever), not a benchmark
+    data = findings(project)
+    assert [(f["kind"], f["test"]) for f in data["findings"]] == [
+        ("job-timeout", "test_budget.py::test_ignores_sigterm")
+    ]
+    assert data["counts"]["passed"] == 1 and data["counts"]["timeout"] == 1
+    assert data["counts"]["not_run"] == 1
+    junit = (results(project) / "junit.xml").read_text()
+    assert "not run: the tier's budget ran out" in junit
+    assert not processes_running(marker)
+
+
+def test_sigint_to_the_supervisor_still_writes_every_result(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path,
+        {
+            "test_cancel.py": """
+        import time
+        def test_done():
+            pass
+        def test_waits():
+            time.sleep(600)
+        def test_later():
+            pass
+    """
+        },
+    )
+    supervisor = subprocess.Popen(
+        tiergate_argv("run", "--tier", "fast", "--test-timeout", "5m"),
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_event(project, lambda e: e["event"] == "test-start" and "waits" in e["nodeid"])
+        supervisor.send_signal(signal.SIGINT)
+        out, _ = supervisor.communicate(timeout=10)  # GitHub sends SIGTERM 7.5 s after SIGINT
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    assert supervisor.returncode == 130, out
+    assert "SIGINT received" in out
+    for name in ("events.jsonl", "junit.xml", "findings.json"):
+        assert (results(project) / name).exists()
+    data = findings(project)
+    assert data["counts"]["passed"] == 1 and data["counts"]["failed"] == 1
+    assert data["counts"]["not_run"] == 1
+    assert any(e["event"] == "cancelled" and e["signal"] == "SIGINT" for e in events(project))
+
+
+def test_a_test_holding_the_gil_is_killed_and_the_run_resumes(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path,
+        {
+            "test_gil.py": """
+        def test_before():
+            pass
+        def test_busy_in_c():
+            sum(range(10**13))
+        def test_after():
+            pass
+    """
+        },
+    )
+    proc = run_tiergate(project, "run", "--tier", "fast", "--test-timeout", "2s", "--grace", "1s")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = findings(project)
+    assert data["counts"]["passed"] == 2 and data["counts"]["timeout"] == 1
+    timeouts = [f for f in data["findings"] if f["kind"] == "timeout"]
+    assert [f["test"] for f in timeouts] == ["test_gil.py::test_busy_in_c"]
+    assert timeouts[0]["details"]["hard"] is True
+    assert timeouts[0]["message"].startswith("timeout: ran past its 2s limit")
+
+
+def test_all_passing_exits_zero(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {"test_ok.py": "def test_a(): pass\ndef test_b(): pass\n"})
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert findings(project)["outcome"] == "passed"
+    assert "2 passed" in proc.stdout
+
+
+def test_pytest_arguments_pass_through(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {"test_ok.py": "def test_a(): pass\ndef test_b(): pass\n"})
+    proc = run_tiergate(project, "run", "--tier", "fast", "--", "-k", "test_a")
+    assert proc.returncode == 0
+    assert findings(project)["counts"]["passed"] == 1
+
+
+def test_no_tests_selected_exits_five(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path,
+        {
+            "test_int.py": """
+        import pytest
+        @pytest.mark.integration
+        def test_db(): pass
+    """
+        },
+    )
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "args", "expected"),
+    [
+        (
+            '[tool.tiergate.tiers.fast]\ntest-timeout = "5x"\n',
+            (),
+            "[tool.tiergate.tiers.fast] test-timeout = '5x' is not valid",
+        ),
+        ('[tool.tiergate.tiers.fast]\nmarkers = "not (slow"\n', (), "not a pytest -m expression"),
+        ("", ("--budget", "soon"), "--budget 'soon' is not valid"),
+        ("", ("--tier", "weekly"), "unknown tier 'weekly'"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_two(
+    tmp_path: Path, pyproject: str, args: tuple[str, ...], expected: str
+) -> None:
+    project = make_project(tmp_path, {"test_ok.py": "def test_a(): pass\n"}, pyproject)
+    argv = ["run", "--tier", "fast", *args] if "--tier" not in args else ["run", *args]
+    proc = run_tiergate(project, *argv)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_processes_left_behind_are_killed_and_named(tmp_path: Path) -> None:
+    marker = f"orphan-{uuid.uuid4().hex}"
+    project = make_project(
+        tmp_path,
+        {
+            "test_orphan.py": f"""
+        import subprocess, sys
+        def test_starts_a_daemon():
+            # a new session: out of pytest's process group, orphaned when pytest exits
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"],
+                             start_new_session=True)
+    """
+        },
+    )
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert not processes_running(marker), "the run left a process behind"
+    leftovers = [f for f in findings(project)["findings"] if f["kind"] == "leftover-process"]
+    assert leftovers and marker in leftovers[0]["message"], proc.stdout
+
+
+def test_results_dir_option_and_fresh_results(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {"test_ok.py": "def test_a(): pass\n"})
+    out = tmp_path / "out"
+    run_tiergate(project, "run", "--tier", "fast", "--results-dir", str(out))
+    run_tiergate(project, "run", "--tier", "fast", "--results-dir", str(out))
+    lines = (out / "events.jsonl").read_text().splitlines()
+    assert sum('"event":"run-start"' in line for line in lines) == 1  # a new run starts afresh
+    # a results dir outside the project must not move pytest's rootdir (paths stay project-relative)
+    assert '"path":"test_ok.py"' in "".join(lines)
