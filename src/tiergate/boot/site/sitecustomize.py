@@ -1,0 +1,109 @@
+"""tiergate's start-up hook, run by every Python process started under a tiergate run.
+
+``tiergate.boot.boot_env`` puts this directory first on PYTHONPATH, so ``site`` imports this file
+in every Python process of the run however it was started (subprocess, multiprocessing
+spawn/forkserver, a shell script that runs python); forked children are covered by an at-fork
+hook. Like coverage.py's ``process_startup`` it is switched on by an environment variable
+(``TIERGATE_RUN_DIR``) and does nothing else without it, except handing over to the user's own
+``sitecustomize``, which this file would otherwise hide.
+
+What it does: registers a faulthandler dump of all threads on a dedicated signal, writing into
+``$TIERGATE_RUN_DIR/stacks/<pid>.txt``. The file's first line records the pid and the process start
+time, so the dumper can tell this process from a later one that reuses the pid; the dumper signals
+only processes whose file matches AND whose kernel signal mask shows the handler (an unregistered
+process would be killed by the signal's default action).
+
+Stdlib only, no ``signal`` import (it pulls in ``enum``): this runs in every process and must cost
+next to nothing.
+"""
+
+import _signal  # type: ignore[import-not-found]  # no stubs; cheaper than signal
+import os
+
+# Keep in sync with tiergate.boot.DUMP_SIGNAL (a test checks). Not SIGUSR1/2: users take those.
+DUMP_SIGNAL = _signal.SIGRTMIN + 3
+_RUN_DIR_ENV = "TIERGATE_RUN_DIR"
+_HEADER = "tiergate-stacks pid=%d start=%d signal=%d\n"
+
+_stacks_fd = -1
+
+
+def _start_ticks() -> int:
+    """This process's start time in clock ticks since boot (field 22 of /proc/self/stat)."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _register() -> None:
+    global _stacks_fd
+    run_dir = os.environ.get(_RUN_DIR_ENV)
+    if not run_dir:
+        return
+    import faulthandler
+
+    directory = os.path.join(run_dir, "stacks")
+    pid = os.getpid()
+    final = os.path.join(directory, f"{pid}.txt")
+    staging = final + ".new"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+    try:
+        fd = os.open(staging, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(staging, flags, 0o644)
+    os.write(fd, (_HEADER % (pid, _start_ticks(), DUMP_SIGNAL)).encode())
+    faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True, chain=False)
+    # The file appears under its final name only once the handler writes into it: a forked child
+    # inherits its parent's handler (and file) until this point, and must not be signalled before.
+    os.rename(staging, final)
+    previous, _stacks_fd = _stacks_fd, fd
+    if previous >= 0:
+        os.close(previous)  # after a fork: this process's copy of the parent's descriptor
+
+
+def _register_quietly() -> None:
+    try:
+        _register()
+    except Exception:
+        pass  # the hook must never break the user's process
+
+
+def _chain_to_next_sitecustomize() -> None:
+    """Import the ``sitecustomize`` this one shadows, as ddtrace's bootstrap does."""
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    positions = [i for i, entry in enumerate(sys.path) if os.path.abspath(entry or ".") == here]
+    if not positions:
+        return
+    ours = sys.modules.get("sitecustomize")
+    for i in reversed(positions):
+        del sys.path[i]
+    sys.modules.pop("sitecustomize", None)
+    try:
+        __import__("sitecustomize")  # the next one on sys.path, if any
+    except Exception as exc:  # report it as site.py does, and go on
+        if not (isinstance(exc, ImportError) and exc.name == "sitecustomize"):
+            sys.stderr.write("Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
+                             f"{type(exc).__name__}: {exc}\n")
+        if ours is not None:
+            sys.modules["sitecustomize"] = ours
+    finally:
+        # Back in place (once) so later imports from this directory (the network guard) work.
+        sys.path.insert(positions[0], here)
+
+
+_register_quietly()
+if os.environ.get(_RUN_DIR_ENV):
+    os.register_at_fork(after_in_child=_register_quietly)
+_chain_to_next_sitecustomize()
+
+# --- extension point: the network guard (tiergate.boot.site._tiergate_netguard) ---------------
+if os.environ.get("TIERGATE_NETWORK"):
+    try:
+        __import__("_tiergate_netguard").install_from_env()
+    except ImportError:
+        pass
