@@ -1,0 +1,401 @@
+"""Which frame is stuck, and why: the culprit of a hang, read from the stacks of a process tree.
+
+The culprit is the innermost frame in the project's own code of the thread that is stuck: the main
+thread of the stuck process, unless that thread only waits for something else that is stuck, in
+which case the search follows it: a child process (``join``/``wait``/``communicate``, through shells
+and other non-Python processes) or, for a thread ``join``, the other threads of the process.
+
+The blocking reason comes from three sources, most specific first: the standard-library frames the
+project frame called into (``subprocess.wait`` means a child), the kernel (the system call the main
+thread sleeps in, with its file descriptor or child pid, and how much CPU it burns), and the
+project's source line itself (Python shows no frame for C calls such as ``sock.recv`` or
+``lock.acquire``). Each is a table of small rules, so a new kind of wait is one new entry.
+"""
+
+from __future__ import annotations
+
+import linecache
+import platform
+import re
+import sysconfig
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tiergate.findings import Culprit
+
+_TIERGATE_DIR = str(Path(__file__).resolve().parent)
+
+
+@dataclass(frozen=True)
+class Frame:
+    path: str
+    line: int | None
+    function: str
+
+
+@dataclass(frozen=True)
+class ThreadStack:
+    label: str
+    frames: tuple[Frame, ...]  # innermost first
+    main: bool = False
+
+
+@dataclass(frozen=True)
+class Socket:
+    fd: int
+    kind: str  # tcp, tcp6, udp, udp6
+    local: str
+    remote: str
+    status: str
+
+    def describe(self) -> str:
+        ends = f"{self.local} → {self.remote}" if self.remote else self.local
+        return f"{ends} ({self.status})" if self.status and self.status != "NONE" else ends
+
+
+@dataclass
+class ProcessView:
+    """What the culprit search needs to know about one process of the tree."""
+
+    pid: int
+    children: list[int] = field(default_factory=list)
+    threads: list[ThreadStack] = field(default_factory=list)  # empty: no Python stacks
+    again: ThreadStack | None = None  # the main thread sampled a second time (busy processes)
+    state: str = "?"  # the main thread's state letter (R, S, D, ...)
+    cpu_share: float | None = None  # main thread CPU time / wall time while the dump was taken
+    syscall: tuple[int, tuple[int, ...]] | None = None  # where the main thread sleeps (x86_64)
+    sockets: list[Socket] = field(default_factory=list)
+    wchan: str = ""
+    holds_gil: bool = False  # py-spy saw the main thread holding the GIL
+    is_self: bool = False  # the process taking the dump: no kernel view of its main thread
+
+    @property
+    def main_thread(self) -> ThreadStack | None:
+        return next((t for t in self.threads if t.main), None)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    kind: str  # socket, lock, queue, child, thread, pipe, io, sleep, busy-c, busy, kernel, unknown
+    text: str | None
+    child: int | None = None
+
+
+class CodeFilter:
+    """Tells the project's own code from the standard library, site-packages and tiergate."""
+
+    def __init__(self, project_root: Path) -> None:
+        self.root = project_root.resolve()
+        paths = sysconfig.get_paths()
+        self._library = tuple(
+            {str(Path(paths[k]).resolve()) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+            | {_TIERGATE_DIR}
+        )
+
+    def _outside(self, path: str) -> bool:
+        if path.startswith("<"):  # <string> and <stdin> are the user's; <frozen ...> is not
+            return path.startswith("<frozen")
+        parts = Path(path).parts
+        if "site-packages" in parts or "dist-packages" in parts:
+            return True
+        if re.search(r"/lib/python\d\.\d+/", path):  # a stdlib, whichever interpreter ran it
+            return True
+        return path.startswith(self._library)
+
+    def is_user(self, path: str) -> bool:
+        """Code of the user's, in the project or not (``python -c`` code counts)."""
+        return not self._outside(path)
+
+    def is_project(self, path: str) -> bool:
+        return self.is_user(path) and not path.startswith("<") and self.root in Path(path).parents
+
+    def display(self, path: str) -> str:
+        if path.startswith("<"):
+            return path
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return path
+
+
+# -- reading stacks ------------------------------------------------------------------------
+
+_FH_THREAD = re.compile(r"^(Main thread|Current thread|Thread) (0x[0-9a-fA-F]+)|^Stack \(")
+_FH_FRAME = re.compile(r'^\s+File "(?P<path>.*)", line (?P<line>\d+|\?+) in (?P<function>.*)$')
+_SPY_THREAD = re.compile(r'^Thread (?P<id>\S+) \((?P<state>[^)]*)\)(?::\s*"(?P<name>.*)")?')
+_SPY_FRAME = re.compile(r"^\s+(?P<function>.+?) \((?P<path>.+):(?P<line>\d+)\)$")
+
+
+def _is_thread_bootstrap(frame: Frame) -> bool:
+    return frame.path.endswith("threading.py") and frame.function.startswith("_bootstrap")
+
+
+def _mark_main(threads: list[ThreadStack]) -> list[ThreadStack]:
+    """faulthandler does not say which thread is the main one: it is the one that threading did
+    not start, and the interpreter lists threads newest first, so it comes last."""
+    if not threads or any(t.main for t in threads):
+        return threads
+    candidates = [i for i, t in enumerate(threads)
+                  if not (t.frames and _is_thread_bootstrap(t.frames[-1]))]
+    index = candidates[-1] if candidates else len(threads) - 1
+    return [replace(t, main=True) if i == index else t for i, t in enumerate(threads)]
+
+
+def parse_faulthandler(text: str) -> list[ThreadStack]:
+    """Threads from faulthandler's output (or ours, which has the same shape)."""
+    threads: list[ThreadStack] = []
+    label: str | None = None
+    main = False
+    frames: list[Frame] = []
+    for raw in text.splitlines():
+        header = _FH_THREAD.match(raw)
+        if header:
+            if label is not None:
+                threads.append(ThreadStack(label, tuple(frames), main))
+            label, main, frames = raw.rstrip(":"), raw.startswith("Main thread"), []
+            continue
+        frame = _FH_FRAME.match(raw)
+        if frame and label is not None:
+            line = frame["line"]
+            frames.append(Frame(frame["path"], int(line) if line.isdigit() else None,
+                                frame["function"]))
+    if label is not None:
+        threads.append(ThreadStack(label, tuple(frames), main))
+    return _mark_main(threads)
+
+
+@dataclass(frozen=True)
+class SpyView:
+    threads: list[ThreadStack]
+    main_holds_gil: bool
+
+
+def parse_py_spy(text: str, pid: int) -> SpyView:
+    """Threads from ``py-spy dump --native``: its Python frames only (native ones have no .py)."""
+    threads: list[ThreadStack] = []
+    holds_gil = False
+    current: tuple[str, bool] | None = None
+    frames: list[Frame] = []
+    for raw in text.splitlines():
+        header = _SPY_THREAD.match(raw)
+        if header:
+            if current:
+                threads.append(ThreadStack(current[0], tuple(frames), current[1]))
+            ident = header["id"]
+            main = ident == str(pid) or header["name"] == "MainThread"
+            holds_gil = holds_gil or (main and "gil" in header["state"])
+            current, frames = (raw, main), []
+            continue
+        frame = _SPY_FRAME.match(raw)
+        if frame and current and (frame["path"].endswith(".py") or frame["path"].startswith("<")):
+            frames.append(Frame(frame["path"], int(frame["line"]), frame["function"]))
+    if current:
+        threads.append(ThreadStack(current[0], tuple(frames), current[1]))
+    return SpyView(_mark_main(threads), holds_gil)
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+# (file suffix, functions, kind, operation): a wait that a standard-library frame names.
+_LIBRARY_WAITS: tuple[tuple[str, frozenset[str], str, str], ...] = (
+    ("/subprocess.py", frozenset({"wait", "_wait", "_try_wait", "communicate", "_communicate",
+                                  "call", "run", "check_call", "check_output"}), "child", ""),
+    ("/multiprocessing/popen_fork.py", frozenset({"wait", "poll"}), "child", ""),
+    ("/multiprocessing/popen_forkserver.py", frozenset({"poll"}), "child", ""),
+    ("/multiprocessing/process.py", frozenset({"join"}), "child", ""),
+    ("/threading.py", frozenset({"join", "_wait_for_tstate_lock"}), "thread", ""),
+    ("/threading.py", frozenset({"wait", "wait_for", "acquire"}), "lock", ""),
+    ("/queue.py", frozenset({"get", "put", "join"}), "queue", ""),
+    ("/multiprocessing/queues.py", frozenset({"get", "put", "join"}), "queue", ""),
+    ("/multiprocessing/connection.py", frozenset({"recv", "recv_bytes", "_recv_bytes", "_recv",
+                                                  "poll", "_poll", "wait"}), "pipe", ""),
+    ("/socket.py", frozenset({"readinto", "recv", "recv_into"}), "socket", "recv"),
+    ("/socket.py", frozenset({"accept"}), "socket", "accept"),
+    ("/socket.py", frozenset({"create_connection"}), "socket", "connect"),
+    ("/ssl.py", frozenset({"recv", "recv_into", "read"}), "socket", "recv"),
+    ("/ssl.py", frozenset({"do_handshake"}), "socket", "recv"),
+    ("/selectors.py", frozenset({"select"}), "io", ""),
+)
+
+# (pattern on the culprit's source line, kind, operation): a C call that shows no frame.
+_SOURCE_WAITS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"\.recv(?:_into|from|from_into|msg)?\s*\("), "socket", "recv"),
+    (re.compile(r"\.accept\s*\("), "socket", "accept"),
+    (re.compile(r"\.(?:connect|connect_ex)\s*\("), "socket", "connect"),
+    (re.compile(r"\.send(?:all|to|msg)?\s*\("), "socket", "send"),
+    (re.compile(r"\.acquire\s*\(|^\s*(?:async\s+)?with\s+[\w.\[\]'\"]+\s*:"), "lock", ""),
+    (re.compile(r"\bwaitpid\s*\(|\bos\.wait\s*\("), "child", ""),
+    (re.compile(r"\bsleep\s*\("), "sleep", ""),
+    (re.compile(r"\bselect\s*\(|\.poll\s*\("), "io", ""),
+)
+
+# x86_64 system call numbers -> (kind, operation); the first argument is the fd or the pid.
+_SYSCALLS: dict[int, tuple[str, str]] = {
+    0: ("socket", "recv"), 19: ("socket", "recv"), 45: ("socket", "recv"), 47: ("socket", "recv"),
+    43: ("socket", "accept"), 288: ("socket", "accept"), 42: ("socket", "connect"),
+    1: ("socket", "send"), 44: ("socket", "send"), 46: ("socket", "send"),
+    61: ("child", ""), 247: ("child", ""), 202: ("lock", ""),
+    7: ("io", ""), 271: ("io", ""), 23: ("io", ""), 270: ("io", ""), 232: ("io", ""),
+    281: ("io", ""), 35: ("sleep", ""), 230: ("sleep", ""),
+}
+SYSCALLS_KNOWN = platform.machine() == "x86_64"
+_BUSY_SHARE = 0.25  # of one core, over the dump; a blocked thread has none, a shared CI box
+
+
+def source_line(path: str, line: int | None) -> str:
+    return linecache.getline(path, line).strip() if line and not path.startswith("<") else ""
+
+
+def _library_wait(inner: Sequence[Frame]) -> tuple[str, str] | None:
+    """The wait named by the standard-library frames under the project frame, nearest first."""
+    for frame in reversed(inner):
+        path = frame.path.replace("\\", "/")
+        for suffix, functions, kind, operation in _LIBRARY_WAITS:
+            if path.endswith(suffix) and frame.function in functions:
+                return kind, operation
+    return None
+
+
+def _source_wait(frame: Frame) -> tuple[str, str] | None:
+    text = source_line(frame.path, frame.line)
+    for pattern, kind, operation in _SOURCE_WAITS:
+        if pattern.search(text):
+            return kind, operation
+    return None
+
+
+def _socket_text(operation: str, view: ProcessView, fd: int | None) -> str:
+    chosen = [s for s in view.sockets if s.fd == fd] if fd is not None else []
+    if not chosen:
+        wanted = "LISTEN" if operation == "accept" else "ESTABLISHED"
+        chosen = [s for s in view.sockets if s.status == wanted] or [
+            s for s in view.sockets if s.kind.startswith("tcp")]
+    where = chosen[0].describe() if chosen else "a socket"
+    if len(chosen) > 1:
+        where += f" (+{len(chosen) - 1} more)"
+    return {
+        "recv": f"blocked in recv on {where}: no answer from the peer",
+        "accept": f"blocked in accept on {where}: nobody connects",
+        "connect": f"blocked in connect on {where}: the peer does not accept",
+        "send": f"blocked in send on {where}: the peer does not read",
+    }.get(operation, f"blocked on {where}")
+
+
+def classify(view: ProcessView, thread: ThreadStack, at: int | None) -> Blocked:
+    """Why *thread* of *view* is stuck; *at* is the index of its culprit frame."""
+    inner = thread.frames[:at] if at is not None else thread.frames
+    from_frames = _library_wait(inner)
+    if from_frames is None and at is not None and at == 0:
+        from_frames = _source_wait(thread.frames[0])
+    kernel = thread.main and not view.is_self
+    syscall = view.syscall if kernel and SYSCALLS_KNOWN else None
+    from_kernel = _SYSCALLS.get(syscall[0]) if syscall else None
+    first_arg = syscall[1][0] if syscall and syscall[1] else None
+
+    on_cpu = view.state == "R" and ((view.cpu_share or 0) >= _BUSY_SHARE or view.holds_gil)
+    if kernel and view.syscall is None and on_cpu:
+        share = f"{view.cpu_share:.0%}"
+        stalled = view.again is not None and view.again.frames[:1] == thread.frames[:1]
+        if stalled or (view.again is None and view.holds_gil):
+            return Blocked("busy-c", f"busy in C: on CPU ({share}) with no Python frame progress"
+                                     " (holds the GIL)")
+        return Blocked("busy", f"busy running code (on CPU, {share})")
+    kind, operation = from_frames or from_kernel or ("unknown", "")
+    if kind == "socket":
+        fd = first_arg if from_kernel and from_kernel[0] == "socket" else None
+        sockets_op = from_kernel[1] if from_kernel and from_kernel[0] == "socket" else operation
+        if fd is not None and not any(s.fd == fd for s in view.sockets) and from_frames is None:
+            return Blocked("io", f"blocked reading file descriptor {fd}")
+        return Blocked("socket", _socket_text(operation or sockets_op, view, fd))
+    if kind == "lock":
+        line = source_line(thread.frames[at].path, thread.frames[at].line) if at is not None else ""
+        return Blocked("lock", "waiting for a lock (acquire)" + (f": `{line}`" if line else ""))
+    if kind == "child":
+        pid = first_arg if from_kernel == ("child", "") and first_arg and first_arg > 0 else None
+        return Blocked("child", f"waiting for child process {pid}" if pid else
+                       "waiting for a child process", child=pid)
+    texts = {
+        "thread": "waiting for a thread to finish (join)",
+        "queue": "waiting on a queue",
+        "pipe": "waiting for data from another process (multiprocessing pipe)",
+        "io": "waiting in select/poll",
+        "sleep": "sleeping",
+    }
+    if kind in texts:
+        return Blocked(kind, texts[kind])
+    if kernel and view.wchan and view.wchan != "0":
+        return Blocked("kernel", f"blocked in the kernel ({view.wchan})")
+    return Blocked("unknown", None)
+
+
+# -- the search ------------------------------------------------------------------------------
+
+
+class _Search:
+    def __init__(self, views: Mapping[int, ProcessView], code: CodeFilter) -> None:
+        self.views = views
+        self.code = code
+        self.seen: set[int] = set()
+
+    def culprit_frame(self, thread: ThreadStack) -> int | None:
+        for i, frame in enumerate(thread.frames):
+            if self.code.is_project(frame.path):
+                return i
+        return next((i for i, f in enumerate(thread.frames) if self.code.is_user(f.path)), None)
+
+    def make(self, view: ProcessView, thread: ThreadStack, at: int, why: Blocked) -> Culprit:
+        frame = thread.frames[at]
+        return Culprit(path=self.code.display(frame.path), line=frame.line,
+                       function=frame.function, reason=why.text, pid=view.pid)
+
+    def process(self, pid: int) -> Culprit | None:
+        if pid in self.seen or pid not in self.views:
+            return None
+        self.seen.add(pid)
+        view = self.views[pid]
+        main = view.main_thread
+        if main is None:  # not Python, or its stacks could not be read: look below it
+            return self.children(view, None)
+        at = self.culprit_frame(main)
+        why = classify(view, main, at)
+        if why.kind == "child" or at is None:
+            found = self.children(view, why.child)
+            if found:
+                return found
+        if why.kind == "thread" or at is None:
+            found = self.other_threads(view, main)
+            if found:
+                return found
+        return self.make(view, main, at, why) if at is not None else None
+
+    def children(self, view: ProcessView, first: int | None) -> Culprit | None:
+        order = ([first] if first in view.children else []) + sorted(view.children)
+        for child in order:
+            found = self.process(child)
+            if found:
+                return found
+        return None
+
+    def other_threads(self, view: ProcessView, main: ThreadStack) -> Culprit | None:
+        stuck: list[tuple[ThreadStack, int, Blocked]] = []
+        for thread in view.threads:
+            at = self.culprit_frame(thread) if thread is not main else None
+            if at is not None:
+                stuck.append((thread, at, classify(view, thread, at)))
+        if not stuck:
+            return None
+        locked = [entry for entry in stuck if entry[2].kind == "lock"]
+        thread, at, why = (locked or stuck)[0]
+        if len(locked) > 1:
+            others = "; ".join(
+                f"{self.code.display(t.frames[a].path)}:{t.frames[a].line} in "
+                f"{t.frames[a].function}" for t, a, _ in locked[1:3])
+            why = replace(why, text=f"{why.text} — another thread waits for a lock at {others}: "
+                                    "a lock-order deadlock")
+        return self.make(view, thread, at, why)
+
+
+def find_culprit(views: Mapping[int, ProcessView], stuck_pid: int,
+                 code: CodeFilter) -> Culprit | None:
+    return _Search(views, code).process(stuck_pid)

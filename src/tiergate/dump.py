@@ -1,0 +1,494 @@
+"""The process-tree dump: what every process under a hang was doing, culprit first.
+
+For the root and every descendant: the Python stacks of all threads (from the process itself, on
+``tiergate.boot.DUMP_SIGNAL``, only if it registered; from ``sys._current_frames`` when the dumping
+process is in the tree, as in the soft timeout's SIGALRM handler), native frames and the stacks of
+Python processes that did not register (py-spy, when installed), and what the kernel says: state,
+wait channel, CPU, memory, sockets, open files, age.
+
+Phases, all processes at once in each, so ten processes cost about as much as one: snapshot the
+tree, signal every registered process and wait for its stacks file to stop growing, sample busy
+processes a second time (frame progress or not), run py-spy in parallel until the deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import psutil
+
+from tiergate.boot import DUMP_SIGNAL, is_registered, stacks_dir, stacks_file
+from tiergate.culprit import (
+    SYSCALLS_KNOWN,
+    CodeFilter,
+    Frame,
+    ProcessView,
+    Socket,
+    ThreadStack,
+    find_culprit,
+    parse_faulthandler,
+    parse_py_spy,
+)
+from tiergate.findings import Culprit
+from tiergate.redact import redact, secret_values
+
+DUMPS_DIR = "dumps"
+_TIERGATE_DIR = str(Path(__file__).resolve().parent)
+_HIDDEN_MODULES = ("pytest_timeout.py",)  # a timeout handler's own frames, above the test's
+_SETTLE = 0.02  # a stacks file that has not grown for this long is complete
+_BUSY_WINDOW = 0.15  # wall time over which a busy process's CPU share is measured
+_MAX_THREADS = 64
+_MAX_FILES = 20
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class TreeDump:
+    text: str  # the human-readable dump, culprit first
+    culprit: Culprit | None
+    processes: int
+    seconds: float
+
+
+@dataclass
+class _Task:
+    tid: int
+    name: str
+    state: str
+    wchan: str
+    ticks: int  # user + system CPU, clock ticks
+
+
+@dataclass
+class _Process:
+    pid: int
+    ppid: int = 0
+    command: str = ""
+    python: bool = False
+    registered: bool = False
+    status: str = "?"
+    age: float | None = None
+    cpu: tuple[float, float] | None = None
+    rss: int | None = None
+    cwd: str | None = None
+    sockets: list[Socket] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    tasks: list[_Task] = field(default_factory=list)
+    syscall: str = ""
+    problem: str | None = None
+    stacks: str = ""  # from the process's own faulthandler (or ours)
+    stacks_again: str = ""
+    stacks_problem: str | None = None
+    native: str = ""  # py-spy's output
+    native_problem: str | None = None
+
+
+# -- reading /proc -------------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _task(pid: int, tid: int) -> _Task | None:
+    stat = _read(f"/proc/{pid}/task/{tid}/stat")
+    if ")" not in stat:
+        return None
+    name = stat[stat.find("(") + 1: stat.rfind(")")]
+    rest = stat[stat.rfind(")") + 2:].split()
+    return _Task(tid, name, rest[0], _read(f"/proc/{pid}/task/{tid}/wchan"),
+                 int(rest[11]) + int(rest[12]))
+
+
+def _tasks(pid: int) -> list[_Task]:
+    try:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return []
+    tids = [pid, *[t for t in tids if t != pid]][:_MAX_THREADS]
+    return [t for t in (_task(pid, tid) for tid in tids) if t is not None]
+
+
+def _syscall(text: str) -> tuple[int, tuple[int, ...]] | None:
+    """``/proc/<pid>/syscall``: the call the main thread sleeps in and its first arguments."""
+    parts = text.split()
+    if not parts or not parts[0].lstrip("-").isdigit() or int(parts[0]) < 0:
+        return None  # "running", or not in a system call
+    args = []
+    for raw in parts[1:3]:
+        value = int(raw, 16)
+        args.append(value - (1 << 64) if value >= 1 << 63 else value)  # pid -1 for "any child"
+    return int(parts[0]), tuple(args)
+
+
+def _snapshot(proc: psutil.Process, run_dir: Path) -> _Process:
+    info = _Process(proc.pid)
+    ignored = str(stacks_dir(run_dir))
+    try:
+        with proc.oneshot():
+            info.ppid = proc.ppid()
+            cmdline = proc.cmdline()
+            info.command = redact(" ".join(cmdline) or f"[{proc.name()}]")
+            exe = os.path.basename(cmdline[0]) if cmdline else proc.name()
+            info.python = exe.startswith("python") or proc.name().startswith("python")
+            info.status = proc.status()
+            info.age = time.time() - proc.create_time()
+            times = proc.cpu_times()
+            info.cpu = (times.user, times.system)
+            info.rss = proc.memory_info().rss
+            info.cwd = proc.cwd()
+            for conn in proc.net_connections(kind="inet"):
+                local = f"{conn.laddr.ip}:{conn.laddr.port}" if conn.laddr else ""
+                remote = f"{conn.raddr.ip}:{conn.raddr.port}" if conn.raddr else ""
+                kind = ("tcp" if conn.type == 1 else "udp") + ("6" if conn.family == 10 else "")
+                info.sockets.append(Socket(conn.fd, kind, local, remote, str(conn.status)))
+            info.files = [redact(f.path) for f in proc.open_files()
+                          if not f.path.startswith(ignored)]
+    except psutil.NoSuchProcess:
+        info.problem = "exited while the dump was taken"
+    except psutil.AccessDenied as exc:
+        info.problem = f"access denied ({exc.msg or 'not ours'})"
+    info.tasks = _tasks(proc.pid)
+    info.syscall = _read(f"/proc/{proc.pid}/syscall")
+    return info
+
+
+# -- Python stacks -------------------------------------------------------------------------
+
+
+def _handler_codes() -> set[object]:
+    codes: set[object] = set()
+    for name in ("SIGALRM", "SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGVTALRM"):
+        try:
+            handler = signal.getsignal(getattr(signal, name))
+        except (AttributeError, ValueError):
+            continue
+        code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+        if code is not None:
+            codes.add(code)
+    return codes
+
+
+def _without_dumper(frames: list[FrameType]) -> list[FrameType]:
+    """The current thread's frames without the dump itself and the signal handler that asked for
+    it (the soft timeout runs this from SIGALRM, on top of the test's own frames)."""
+    handlers = _handler_codes()
+    inside = [i for i, f in enumerate(frames) if f.f_code in handlers]
+    if inside:
+        frames = frames[inside[-1] + 1:]
+    while frames and (frames[0].f_code.co_filename.startswith(_TIERGATE_DIR)
+                      or frames[0].f_code.co_filename.endswith(_HIDDEN_MODULES)):
+        frames = frames[1:]
+    return frames
+
+
+def _own_stacks() -> str:
+    """All threads of this process, faulthandler style, without the dump's own frames."""
+    names = {t.ident: t for t in threading.enumerate()}
+    main = threading.main_thread().ident
+    me = threading.get_ident()
+    out = []
+    for ident, top in sys._current_frames().items():
+        frames: list[FrameType] = []
+        cursor: FrameType | None = top
+        while cursor is not None:
+            frames.append(cursor)
+            cursor = cursor.f_back
+        if ident == me:
+            frames = _without_dumper(frames)
+        thread = names.get(ident)
+        label = "Main thread" if ident == main else "Thread"
+        tid = f", tid {thread.native_id}" if thread and thread.native_id else ""
+        name = f' "{thread.name}"' if thread else ""
+        out.append(f"{label} 0x{ident:016x}{name}{tid} (most recent call first):")
+        out.extend(f'  File "{f.f_code.co_filename}", line {f.f_lineno} in {f.f_code.co_name}'
+                   for f in frames[:100])
+        out.append("")
+    return "\n".join(out)
+
+
+def _send(pid: int, run_dir: Path) -> bool:
+    """Signal *pid* if, and only if, it registered; through a pidfd so a reused pid is safe."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = -1
+    try:
+        if not is_registered(pid, run_dir):
+            return False
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, DUMP_SIGNAL)
+        else:
+            os.kill(pid, DUMP_SIGNAL)
+        return True
+    except OSError:
+        return False
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _collect(pids: Iterable[int], run_dir: Path, deadline: float) -> dict[int, str]:
+    """Signal each registered pid, and read what each appends to its stacks file."""
+    files = {pid: stacks_file(pid, run_dir) for pid in pids}
+    offsets = {pid: _size(path) for pid, path in files.items()}
+    pending = {pid for pid in files if offsets[pid] >= 0 and _send(pid, run_dir)}
+    last = dict(offsets)
+    grew = {pid: 0.0 for pid in pending}
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.005)
+        now = time.monotonic()
+        for pid in list(pending):
+            size = _size(files[pid])
+            if size != last[pid]:
+                last[pid], grew[pid] = size, now
+            elif size > offsets[pid] and now - grew[pid] >= _SETTLE:
+                pending.discard(pid)
+    texts = {}
+    for pid in files:
+        if last[pid] > offsets[pid] >= 0:
+            with files[pid].open("rb") as handle:
+                handle.seek(offsets[pid])
+                texts[pid] = handle.read(last[pid] - offsets[pid]).decode("utf-8", "replace")
+    return texts
+
+
+# -- py-spy --------------------------------------------------------------------------------
+
+
+def _py_spy() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def _native(infos: list[_Process], deadline: float) -> None:
+    """py-spy for every Python process, all at once, until the deadline."""
+    targets = [i for i in infos if i.python and i.pid != os.getpid() and i.problem is None]
+    tool = _py_spy()
+    if tool is None:
+        for info in targets:
+            info.native_problem = ("py-spy is not installed (pip install 'tiergate[native]'):"
+                                   " no native frames")
+        return
+    import subprocess
+
+    running: dict[int, subprocess.Popen[bytes]] = {}
+    for info in targets:
+        try:
+            running[info.pid] = subprocess.Popen(
+                [tool, "dump", "--pid", str(info.pid), "--native"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            info.native_problem = f"py-spy could not start: {exc}"
+    by_pid = {i.pid: i for i in targets}
+    for pid, child in running.items():
+        info = by_pid[pid]
+        try:
+            out, _ = child.communicate(timeout=max(0.01, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()  # ours, by its pid; the kernel detaches it from the target
+            child.communicate()
+            info.native_problem = "py-spy did not finish within the dump's time limit"
+            continue
+        text = out.decode("utf-8", "replace").strip()
+        if child.returncode == 0:  # its first line is the command line
+            head, _, rest = text.partition("\n")
+            info.native = f"{redact(head)}\n{rest}"
+        else:
+            info.native_problem = f"py-spy failed: {text.splitlines()[0] if text else '?'}"
+
+
+# -- the dump ------------------------------------------------------------------------------
+
+
+def _tree(root_pid: int) -> list[psutil.Process]:
+    root = psutil.Process(root_pid)
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return [root]
+
+
+def _absolute(frames: tuple[Frame, ...], cwd: str | None) -> tuple[Frame, ...]:
+    if not cwd:
+        return frames
+    return tuple(Frame(os.path.join(cwd, f.path), f.line, f.function)
+                 if not f.path.startswith(("/", "<")) else f for f in frames)
+
+
+def _threads(info: _Process, text: str) -> list[ThreadStack]:
+    return [ThreadStack(t.label, _absolute(t.frames, info.cwd), t.main)
+            for t in parse_faulthandler(text)]
+
+
+def _view(info: _Process, ticks_before: int, seconds: float) -> ProcessView:
+    main_task = info.tasks[0] if info.tasks and info.tasks[0].tid == info.pid else None
+    view = ProcessView(pid=info.pid, sockets=info.sockets, is_self=info.pid == os.getpid())
+    if main_task:
+        view.state = main_task.state
+        view.wchan = main_task.wchan
+        if seconds > 0:
+            view.cpu_share = (main_task.ticks - ticks_before) / _CLOCK_TICKS / seconds
+    view.syscall = _syscall(info.syscall) if SYSCALLS_KNOWN else None
+    spied = parse_py_spy(info.native, info.pid) if info.native else None
+    if info.stacks:
+        view.threads = _threads(info, info.stacks)
+        again = [t for t in _threads(info, info.stacks_again) if t.main]
+        view.again = again[0] if again else None
+    elif spied:
+        view.threads = [ThreadStack(t.label, _absolute(t.frames, info.cwd), t.main)
+                        for t in spied.threads]
+    view.holds_gil = bool(spied and spied.main_holds_gil)
+    return view
+
+
+def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: str,
+                   stuck_pid: int | None = None, timeout: float = 1.0) -> TreeDump:
+    started = time.monotonic()
+    deadline = started + timeout
+    me = os.getpid()
+    own = _own_stacks() if root_pid == me or stuck_pid == me else ""
+    procs = _tree(root_pid)
+    infos = [_snapshot(p, run_dir) for p in procs]
+    by_pid = {i.pid: i for i in infos}
+    ticks = {i.pid: i.tasks[0].ticks if i.tasks else 0 for i in infos}
+    if me in by_pid:
+        by_pid[me].stacks, by_pid[me].registered = own, True
+
+    others = [i.pid for i in infos if i.pid != me and i.problem is None]
+    for pid, text in _collect(others, run_dir, started + timeout * 0.4).items():
+        by_pid[pid].stacks, by_pid[pid].registered = text, True
+    running = [i for i in infos if i.pid != me and i.tasks and i.tasks[0].state == "R"]
+    if running:  # CPU share over a useful window; a second sample tells C (same frame) from Python
+        time.sleep(max(0.0, started + _BUSY_WINDOW - time.monotonic()))
+        again = _collect([i.pid for i in running if i.registered], run_dir,
+                         started + timeout * 0.6)
+        for pid, text in again.items():
+            by_pid[pid].stacks_again = text
+    window = time.monotonic() - started
+    for info in infos:
+        info.tasks = _tasks(info.pid) or info.tasks
+    _native(infos, deadline)
+
+    for info in infos:
+        if not info.stacks and info.python and info.pid != me:
+            info.stacks_problem = (
+                "did not register the dump handler (started without the tiergate start-up hook,"
+                " or with python -I/-E/-S), so it was not signalled")
+    views = {i.pid: _view(i, ticks[i.pid], window) for i in infos}
+    for info in infos:
+        if info.ppid in views and info.pid != root_pid:
+            views[info.ppid].children.append(info.pid)
+    culprit = find_culprit(views, stuck_pid or root_pid, CodeFilter(project_root))
+    seconds = time.monotonic() - started
+    text = _render(infos, culprit, reason, seconds, root_pid)
+    for secret in secret_values():
+        text = text.replace(secret, "***")
+    return TreeDump(text=text, culprit=culprit, processes=len(infos), seconds=seconds)
+
+
+def save_dump(results_dir: Path, name: str, dump: TreeDump) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "dump"
+    relative = f"{DUMPS_DIR}/{safe}.txt"
+    target = Path(results_dir) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_suffix(".txt.tmp")
+    staging.write_text(dump.text, encoding="utf-8")
+    staging.replace(target)
+    return relative
+
+
+# -- the text ------------------------------------------------------------------------------
+
+
+def _culprit_line(culprit: Culprit | None) -> str:
+    if culprit is None:
+        return "culprit: not found (no frame of the project's own code in the stuck thread)"
+    where = f"{culprit.path}:{culprit.line} in {culprit.function}"
+    because = f" — {culprit.reason}" if culprit.reason else ""
+    return f"culprit: {where}{because} [pid {culprit.pid}]"
+
+
+def _mib(value: int | None) -> str:
+    return f"{value / 2**20:.1f} MiB" if value is not None else "?"
+
+
+def _render(infos: list[_Process], culprit: Culprit | None, reason: str, seconds: float,
+            root_pid: int) -> str:
+    depth = {root_pid: 0}
+    for info in infos:
+        depth.setdefault(info.pid, depth.get(info.ppid, 0) + 1)
+    marks = {i.pid: "registered" if i.registered else "python, not registered" if i.python
+             else "not python" for i in infos}
+    lines = [
+        _culprit_line(culprit),
+        f"reason: {reason}",
+        f"taken in {seconds:.2f} s over {len(infos)} process(es) at "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}",
+        "",
+        "process tree:",
+    ]
+    for info in infos:
+        star = "  <- culprit" if culprit and culprit.pid == info.pid else ""
+        lines.append(f"{'  ' * (depth[info.pid] + 1)}{info.pid} [{info.status}, "
+                     f"{marks[info.pid]}] {info.command[:120]}{star}")
+    for info in infos:
+        lines += ["", "=" * 100, *_render_process(info)]
+    return "\n".join(lines) + "\n"
+
+
+def _render_process(info: _Process) -> list[str]:
+    cpu = f"{info.cpu[0]:.2f} s user + {info.cpu[1]:.2f} s system" if info.cpu else "?"
+    age = f"{info.age:.1f} s" if info.age is not None else "?"
+    wchan = info.tasks[0].wchan if info.tasks else "?"
+    lines = [
+        f"process {info.pid} (parent {info.ppid}): {info.command}",
+        f"  state {info.status}, wait channel {wchan or '-'}, CPU {cpu}, RSS {_mib(info.rss)},"
+        f" age {age}",
+    ]
+    if info.problem:
+        lines.append(f"  ({info.problem})")
+    if info.sockets:
+        lines.append("  sockets:")
+        lines += [f"    fd {s.fd} {s.kind} {s.describe()}" for s in info.sockets]
+    if info.files:
+        lines.append("  open files:")
+        lines += [f"    {path}" for path in info.files[:_MAX_FILES]]
+        if len(info.files) > _MAX_FILES:
+            lines.append(f"    ... and {len(info.files) - _MAX_FILES} more")
+    if len(info.tasks) > 1:
+        lines.append("  threads (kernel view):")
+        lines += [f"    tid {t.tid} {t.name!r} state {t.state} wait channel {t.wchan or '-'}"
+                  for t in info.tasks]
+    if info.stacks:
+        lines.append("  Python stacks:")
+        lines += [f"    {line}" for line in info.stacks.rstrip().splitlines()]
+    elif info.stacks_problem:
+        lines.append(f"  Python stacks: none here — {info.stacks_problem}"
+                     + ("; py-spy's view below" if info.native else ""))
+    if info.native:
+        lines.append("  native and Python frames (py-spy):")
+        lines += [f"    {line}" for line in info.native.splitlines()]
+    elif info.native_problem:
+        lines.append(f"  native frames: not available — {info.native_problem}")
+    return lines

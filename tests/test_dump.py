@@ -1,0 +1,427 @@
+"""The process-tree dump names the stuck function, in whichever process of the tree it is, with the
+reason it is stuck; it never signals a process that did not register; it hides secrets.
+
+Every scenario runs real processes under the start-up hook (or deliberately without it); each test
+kills what it started, by pid, at the end. Waits are generous and nothing is timed: the machine is
+shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tiergate.boot import boot_env, is_registered, stacks_file
+from tiergate.dump import TreeDump, save_dump, take_tree_dump
+
+_PATIENCE = 60.0  # seconds; generous, never an assertion about speed
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + _PATIENCE
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def main_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rfind(")") + 2:].split()[0]
+
+
+def settled(pid: int, states: str = "SD") -> Callable[[], bool]:
+    """True once the main thread has been in one of *states* for a few looks in a row."""
+    seen: list[str] = []
+
+    def check() -> bool:
+        seen.append(main_state(pid))
+        return len(seen) >= 4 and all(s in states for s in seen[-4:])
+
+    return check
+
+
+class Processes:
+    """Starts scripts of a test project under (or without) the start-up hook; kills them all."""
+
+    def __init__(self, project: Path, run_dir: Path) -> None:
+        self.project = project
+        self.run_dir = run_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def env(self, *, hooked: bool = True) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONPATH", "TIERGATE_RUN_DIR", "TIERGATE_NETWORK")}
+        if hooked:
+            env.update(boot_env(self.run_dir, env))
+        return env
+
+    def script(self, name: str, source: str) -> Path:
+        path = self.project / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    def start(self, name: str, source: str, *args: str, hooked: bool = True,
+              env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+        script = self.script(name, source)
+        marker = self.project / f"{name}.ready"
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(marker), *args], cwd=self.project,
+            env=env or self.env(hooked=hooked), stdin=subprocess.DEVNULL)
+        self.started.append(proc)
+        wait_until(marker.exists, f"{name} to get ready")
+        return proc, marker
+
+    def kill_all(self) -> None:
+        for proc in self.started:
+            try:
+                family = [*psutil.Process(proc.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                family = []
+            for member in family:  # started by our scripts, hence by this test
+                try:
+                    member.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    path = tmp_path / "project"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def processes(project: Path, run_dir: Path) -> Iterator[Processes]:
+    started = Processes(project, run_dir)
+    yield started
+    started.kill_all()
+
+
+def dump_of(processes: Processes, root: int, **kwargs: object) -> TreeDump:
+    return take_tree_dump(root, run_dir=processes.run_dir, project_root=processes.project,
+                          reason="test", **kwargs)  # type: ignore[arg-type]
+
+
+STUCK_RECV = """
+    import pathlib, socket, sys
+
+    def wait_for_reply(port):
+        client = socket.create_connection(("127.0.0.1", port))
+        pathlib.Path(sys.argv[1]).write_text("ready")
+        return client.recv(1024)
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    wait_for_reply(server.getsockname()[1])
+"""
+
+
+def test_recv_on_a_socket_whose_peer_never_answers(processes: Processes) -> None:
+    proc, _ = processes.start("stuck_recv", STUCK_RECV)
+    wait_until(settled(proc.pid), "the recv to block")
+
+    dump = dump_of(processes, proc.pid)
+
+    assert dump.culprit is not None, dump.text
+    assert (dump.culprit.path, dump.culprit.function) == ("stuck_recv.py", "wait_for_reply")
+    assert dump.culprit.line == 7
+    assert "recv" in (dump.culprit.reason or "")
+    assert "127.0.0.1" in (dump.culprit.reason or "")
+    assert dump.text.startswith("culprit: stuck_recv.py:7 in wait_for_reply — ")
+    assert "ESTABLISHED" in dump.text and "LISTEN" in dump.text
+    assert dump.processes == 1
+
+
+LOCK_ORDER = """
+    import pathlib, sys, threading
+
+    a, b = threading.Lock(), threading.Lock()
+    both_hold_one = threading.Barrier(2)
+
+    def a_then_b():
+        with a:
+            both_hold_one.wait()
+            with b:
+                pass
+
+    def b_then_a():
+        with b:
+            both_hold_one.wait()
+            with a:
+                pass
+
+    workers = [threading.Thread(target=a_then_b), threading.Thread(target=b_then_a)]
+    for worker in workers:
+        worker.start()
+    pathlib.Path(sys.argv[1]).write_text("ready")
+    for worker in workers:
+        worker.join()
+"""
+
+
+def test_two_thread_lock_order_deadlock(processes: Processes) -> None:
+    proc, _ = processes.start("lock_order", LOCK_ORDER)
+    wait_until(settled(proc.pid), "the deadlock")
+
+    dump = dump_of(processes, proc.pid)
+
+    assert dump.culprit is not None, dump.text
+    assert dump.culprit.function in {"a_then_b", "b_then_a"}
+    reason = dump.culprit.reason or ""
+    assert "lock" in reason and "acquire" in reason
+    assert "deadlock" in reason
+
+
+CHILD_DEADLOCK = """
+    import pathlib, sys, threading
+
+    lock = threading.Lock()
+
+    def take_it_twice():
+        with lock:
+            pathlib.Path(sys.argv[1]).write_text("ready")
+            with lock:
+                pass
+
+    take_it_twice()
+"""
+
+PARENT_WAITS = """
+    import pathlib, subprocess, sys
+
+    def run_helper():
+        helper = subprocess.Popen([sys.executable, "child_deadlock.py", sys.argv[1] + ".child"])
+        pathlib.Path(sys.argv[1]).write_text(str(helper.pid))
+        helper.wait()
+
+    run_helper()
+"""
+
+
+def test_parent_waiting_on_a_deadlocked_child_names_the_child(processes: Processes) -> None:
+    processes.script("child_deadlock", CHILD_DEADLOCK)
+    proc, marker = processes.start("parent_waits", PARENT_WAITS)
+    child = int(marker.read_text())
+    wait_until(Path(f"{marker}.child").exists, "the child to take its lock")
+    wait_until(settled(child), "the child to deadlock")
+
+    dump = dump_of(processes, proc.pid)
+
+    assert dump.culprit is not None, dump.text
+    assert dump.culprit.pid == child
+    assert (dump.culprit.path, dump.culprit.function) == ("child_deadlock.py", "take_it_twice")
+    assert "lock" in (dump.culprit.reason or "")
+    assert dump.processes == 2
+
+
+BUSY_IN_C = """
+    import pathlib, sys
+
+    def add_forever():
+        pathlib.Path(sys.argv[1]).write_text("ready")
+        return sum(range(10**13))
+
+    add_forever()
+"""
+
+
+def test_busy_in_c_holding_the_gil(processes: Processes) -> None:
+    proc, _ = processes.start("busy", BUSY_IN_C)
+    wait_until(settled(proc.pid, "R"), "the loop to run")
+
+    dump = dump_of(processes, proc.pid)
+
+    assert dump.culprit is not None, dump.text
+    assert dump.culprit.function == "add_forever"
+    assert "busy in C" in (dump.culprit.reason or ""), dump.text
+
+
+SOFT_TIMEOUT = """
+    import json, os, pathlib, signal, socket, subprocess, sys
+    from tiergate.dump import take_tree_dump
+
+    out = pathlib.Path(sys.argv[2])
+
+    def on_timeout(signum, frame):  # what the soft timeout does, in the process itself
+        dump = take_tree_dump(os.getpid(), run_dir=pathlib.Path(os.environ["TIERGATE_RUN_DIR"]),
+                              project_root=pathlib.Path.cwd(), reason="soft timeout")
+        culprit = dump.culprit
+        out.write_text(json.dumps({"text": dump.text, "culprit": culprit and culprit.__dict__}))
+        os._exit(0)
+
+    def wait_for_reply(port):
+        client = socket.create_connection(("127.0.0.1", port))
+        return client.recv(1024)
+
+    def run_helper():
+        helper = subprocess.Popen([sys.executable, "child_deadlock.py", sys.argv[1] + ".child"])
+        return helper.wait()
+
+    signal.signal(signal.SIGALRM, on_timeout)
+    pathlib.Path(sys.argv[1]).write_text("ready")
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    if sys.argv[3] == "recv":
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        wait_for_reply(server.getsockname()[1])
+    else:
+        run_helper()
+"""
+
+
+@pytest.mark.parametrize("case", ["recv", "child"])
+def test_in_process_dump_from_a_signal_handler(processes: Processes, project: Path,
+                                               case: str) -> None:
+    processes.script("child_deadlock", CHILD_DEADLOCK)
+    out = project / "dump.json"
+    proc, _ = processes.start("soft_timeout", SOFT_TIMEOUT, str(out), case)
+    proc.wait(timeout=_PATIENCE)
+
+    result = json.loads(out.read_text())
+    culprit = result["culprit"]
+    assert culprit is not None, result["text"]
+    if case == "recv":
+        assert (culprit["function"], culprit["pid"]) == ("wait_for_reply", proc.pid)
+        assert "recv" in culprit["reason"]
+    else:
+        assert culprit["function"] == "take_it_twice"
+        assert culprit["pid"] != proc.pid
+        assert "lock" in culprit["reason"]
+    assert "on_timeout" not in result["text"]  # the handler's own frames are left out
+
+
+TREE = """
+    import multiprocessing, pathlib, subprocess, sys, time
+
+    def idle_in_child():
+        time.sleep(600)
+
+    if __name__ == "__main__":
+        child = multiprocessing.get_context(sys.argv[2]).Process(target=idle_in_child)
+        child.start()
+        command = f'"{sys.executable}" -c "import time; time.sleep(600)"; true'
+        shell = subprocess.Popen(["sh", "-c", command])
+        pathlib.Path(sys.argv[1]).write_text(f"{child.pid} {shell.pid}")
+        child.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_every_python_process_registers_with_its_own_file(processes: Processes,
+                                                          method: str) -> None:
+    proc, marker = processes.start("tree", TREE, method)
+    child, shell = (int(pid) for pid in marker.read_text().split())
+
+    def grandchild() -> int | None:
+        below = psutil.Process(shell).children()
+        return below[0].pid if below else None
+
+    wait_until(lambda: grandchild() is not None, "the shell to start python")
+    python_under_shell = grandchild()
+    assert python_under_shell is not None
+    for pid in (proc.pid, child, python_under_shell):
+        wait_until(lambda pid=pid: is_registered(pid, processes.run_dir),  # type: ignore[misc]
+                   f"{pid} to register")
+    assert not is_registered(shell, processes.run_dir)  # sh is no Python process
+    wait_until(settled(child), "the child to sleep")
+
+    dump = dump_of(processes, proc.pid)
+
+    child_file = stacks_file(child, processes.run_dir).read_text()
+    parent_file = stacks_file(proc.pid, processes.run_dir).read_text()
+    assert child_file.startswith(f"tiergate-stacks pid={child} ")
+    assert "idle_in_child" in child_file
+    assert "idle_in_child" not in parent_file
+    assert f"pid={python_under_shell} " in stacks_file(python_under_shell,
+                                                        processes.run_dir).read_text()
+    assert psutil.pid_exists(shell)
+    assert dump.processes >= 4
+    assert "idle_in_child" in dump.text
+
+
+UNHOOKED_PARENT = """
+    import os, pathlib, subprocess, sys, time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TIERGATE_RUN_DIR")}
+    quiet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
+    # A process that registered and then became another program: its file stays, its handler goes.
+    changed = subprocess.Popen([sys.executable, "-c",
+        "import os, time; time.sleep(0.5); os.execv('/bin/sleep', ['sleep', '600'])"])
+    pathlib.Path(sys.argv[1]).write_text(f"{quiet.pid} {changed.pid}")
+    time.sleep(600)
+"""
+
+
+def test_a_process_that_did_not_register_is_never_signalled(processes: Processes) -> None:
+    proc, marker = processes.start("unhooked", UNHOOKED_PARENT)
+    quiet, changed = (int(pid) for pid in marker.read_text().split())
+    wait_until(lambda: psutil.Process(changed).name() == "sleep", "the exec")
+    wait_until(lambda: psutil.Process(quiet).status() == psutil.STATUS_SLEEPING, "the sleep")
+    # A stale stacks file under the quiet process's pid must not fool the check either.
+    stacks_file(quiet, processes.run_dir).write_text(
+        f"tiergate-stacks pid={quiet} start=1 signal={signal.SIGRTMIN + 3}\n")
+    assert stacks_file(changed, processes.run_dir).exists()
+
+    assert not is_registered(quiet, processes.run_dir)
+    assert not is_registered(changed, processes.run_dir)
+    dump = dump_of(processes, proc.pid)
+
+    assert psutil.Process(quiet).status() != psutil.STATUS_ZOMBIE
+    assert psutil.Process(changed).status() != psutil.STATUS_ZOMBIE
+    assert "did not register" in dump.text
+    assert dump.processes == 3
+
+
+REDACT = """
+    import pathlib, sys, time
+    pathlib.Path(sys.argv[1]).write_text("ready")
+    time.sleep(600)
+"""
+
+
+def test_secrets_on_the_command_line_are_redacted(processes: Processes, tmp_path: Path) -> None:
+    proc, _ = processes.start("with_secret", REDACT, "--password=hunter2-not-for-dumps")
+
+    dump = dump_of(processes, proc.pid)
+    relative = save_dump(tmp_path / "results", "test_x-0", dump)
+
+    assert "hunter2-not-for-dumps" not in dump.text
+    assert "--password=***" in dump.text
+    assert relative == "dumps/test_x-0.txt"
+    assert (tmp_path / "results" / relative).read_text() == dump.text
+
+
+def test_without_py_spy_the_dump_says_what_is_missing(processes: Processes,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    proc, _ = processes.start("plain", REDACT)
+    monkeypatch.setattr("tiergate.dump._py_spy", lambda: None)
+
+    dump = dump_of(processes, proc.pid)
+
+    assert "py-spy is not installed" in dump.text
