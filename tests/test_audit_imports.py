@@ -1,0 +1,147 @@
+"""``tiergate audit-imports``: one fresh interpreter per module, a finding per side effect."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def listeners() -> Iterator[dict[str, int]]:
+    socks = []
+    ports = {}
+    for host in ("127.0.0.2", "127.0.0.3"):
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen()
+        socks.append(sock)
+        ports[host] = sock.getsockname()[1]
+    yield ports
+    for sock in socks:
+        sock.close()
+
+
+def write_package(root: Path, ports: dict[str, int]) -> None:
+    files = {
+        "__init__.py": "",
+        "clean.py": "import json\nVALUE = json.dumps({'a': 1})\n",
+        "poller.py": """
+            import threading, time
+
+            def poll():
+                while True:
+                    time.sleep(0.1)
+
+            threading.Thread(target=poll, name="config-poller", daemon=True).start()
+        """,
+        "db.py": f"""
+            import socket
+            ALLOWED = socket.create_connection(("127.0.0.2", {ports["127.0.0.2"]}), timeout=0.2)
+        """,
+        "cache.py": f"""
+            import socket
+            REMOTE = socket.create_connection(("127.0.0.3", {ports["127.0.0.3"]}), timeout=0.2)
+        """,
+        "helper.py": """
+            import subprocess, sys
+            HELPER = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        """,
+        "hang.py": """
+            import time
+
+            def wait_for_database():
+                while True:
+                    time.sleep(0.05)
+
+            wait_for_database()
+        """,
+        "sub/__init__.py": "",
+        "sub/writer.py": """
+            import os
+            with open(os.path.join(os.path.dirname(__file__), "state.txt"), "w") as f:
+                f.write("x")
+        """,
+        "sub/quiet.py": "X = 1\n",
+    }
+    for name, text in files.items():
+        path = root / "sideshow" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def audit(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    result = subprocess.run([sys.executable, "-m", "tiergate", "audit-imports", *args],
+                            cwd=cwd, capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith(("TIERGATE_", "PYTEST_"))})
+    report = cwd / "out" / "findings.json"
+    return result, json.loads(report.read_text()) if report.exists() else {}
+
+
+def test_each_side_effect_gets_its_finding_and_clean_modules_none(
+    tmp_path: Path, listeners: dict[str, int]
+) -> None:
+    write_package(tmp_path, listeners)
+    result, report = audit(tmp_path, "sideshow", "--timeout", "2", "--network", "127.0.0.2",
+                           "--results-dir", "out")
+    assert result.returncode == 1, result.stderr
+    findings = {f["details"]["module"]: f for f in report["findings"]}
+    assert set(findings) == {"sideshow.poller", "sideshow.db", "sideshow.cache",
+                             "sideshow.helper", "sideshow.hang", "sideshow.sub.writer"}
+    kinds = {m: f["kind"] for m, f in findings.items()}
+    assert kinds.pop("sideshow.hang") == "timeout"
+    assert set(kinds.values()) == {"import-side-effect"}
+
+    poller = findings["sideshow.poller"]
+    assert "'config-poller'" in poller["message"]
+    assert poller["culprit"] == {"path": "sideshow/poller.py", "line": 8, "function": "<module>"}
+    assert poller["details"]["effects"][0]["alive"] is True
+    db = findings["sideshow.db"]
+    assert f"connected to 127.0.0.2:{listeners['127.0.0.2']}" in db["message"]
+    cache = findings["sideshow.cache"]
+    assert f"127.0.0.3:{listeners['127.0.0.3']} (refused)" in cache["message"]
+    assert "NetworkBlocked" in cache["details"]["error"]
+    assert "spawned" in findings["sideshow.helper"]["message"]
+    assert "time.sleep(30)" in findings["sideshow.helper"]["message"]
+    assert "sub/state.txt for writing" in findings["sideshow.sub.writer"]["message"]
+    assert findings["sideshow.sub.writer"]["culprit"]["path"] == "sideshow/sub/writer.py"
+
+    hang = findings["sideshow.hang"]
+    assert "did not finish in 2s" in hang["message"]
+    assert hang["culprit"]["function"] == "wait_for_database"
+    assert hang["dump"] and (tmp_path / "out" / hang["dump"]).is_file()
+
+    modules = {row["module"]: row for row in report["modules"]}
+    assert modules["sideshow.clean"]["result"] == "clean"
+    assert modules["sideshow.sub.quiet"]["result"] == "clean"
+    assert all(isinstance(row["seconds"], float) for row in modules.values())
+    assert "sideshow.clean" in result.stdout and "clean" in result.stdout
+
+
+def test_clean_package_exits_zero(tmp_path: Path) -> None:
+    (tmp_path / "calm").mkdir()
+    (tmp_path / "calm" / "__init__.py").write_text("from calm import a\n")
+    (tmp_path / "calm" / "a.py").write_text("import os\nHOME = os.environ.get('HOME')\n")
+    result, report = audit(tmp_path, "calm", "--results-dir", "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report["findings"] == [] and report["outcome"] == "passed"
+    assert [row["module"] for row in report["modules"]] == ["calm", "calm.a"]
+
+
+@pytest.mark.parametrize("args", [["no_such_package_here"], ["calm", "--timeout", "soon"],
+                                  ["calm", "--network", "[]"]])
+def test_usage_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "calm").mkdir()
+    (tmp_path / "calm" / "__init__.py").write_text("")
+    result, _ = audit(tmp_path, *args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("tiergate: error:")
