@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from tiergate.boot import boot_env, is_registered, stacks_file
-from tiergate.dump import TreeDump, save_dump, take_tree_dump
+from tiergate.dump import TreeDump, _py_spy, save_dump, take_tree_dump
 
 _PATIENCE = 60.0  # seconds; generous, never an assertion about speed
 
@@ -396,6 +396,21 @@ def test_a_process_that_did_not_register_is_never_signalled(processes: Processes
     assert psutil.Process(changed).status() != psutil.STATUS_ZOMBIE
     assert "did not register" in dump.text
     assert dump.processes == 3
+
+
+@pytest.mark.skipif(_py_spy() is None, reason="py-spy is not installed")
+def test_py_spy_reads_a_process_that_did_not_register(processes: Processes) -> None:
+    proc, _ = processes.start("stuck_recv", STUCK_RECV, hooked=False)
+    wait_until(settled(proc.pid), "the recv to block")
+
+    dump = dump_of(processes, proc.pid)
+
+    assert proc.poll() is None
+    assert not stacks_file(proc.pid, processes.run_dir).exists()
+    assert dump.culprit is not None, dump.text
+    assert dump.culprit.function == "wait_for_reply"
+    assert "recv" in (dump.culprit.reason or "")
+    assert "did not register" in dump.text
 
 
 REDACT = """

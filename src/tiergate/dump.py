@@ -141,7 +141,7 @@ def _snapshot(proc: psutil.Process, run_dir: Path) -> _Process:
         with proc.oneshot():
             info.ppid = proc.ppid()
             cmdline = proc.cmdline()
-            info.command = redact(" ".join(cmdline) or f"[{proc.name()}]")
+            info.command = redact(" ".join(cmdline) or f"[{proc.name()}]").replace("\n", "\\n")
             exe = os.path.basename(cmdline[0]) if cmdline else proc.name()
             info.python = exe.startswith("python") or proc.name().startswith("python")
             info.status = proc.status()
@@ -281,8 +281,15 @@ def _py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
+def _without_header(text: str) -> str:
+    """py-spy's output without its header, which repeats the (unredacted) command line."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Python v")]
+    return "\n".join(lines[starts[0] + 1:]).strip("\n") if starts else redact(text)
+
+
 def _native(infos: list[_Process], deadline: float) -> None:
-    """py-spy for every Python process, all at once, until the deadline."""
+    """py-spy for each of these Python processes, all at once, until the deadline."""
     targets = [i for i in infos if i.python and i.pid != os.getpid() and i.problem is None]
     tool = _py_spy()
     if tool is None:
@@ -311,9 +318,8 @@ def _native(infos: list[_Process], deadline: float) -> None:
             info.native_problem = "py-spy did not finish within the dump's time limit"
             continue
         text = out.decode("utf-8", "replace").strip()
-        if child.returncode == 0:  # its first line is the command line
-            head, _, rest = text.partition("\n")
-            info.native = f"{redact(head)}\n{rest}"
+        if child.returncode == 0:
+            info.native = _without_header(text)
         else:
             info.native_problem = f"py-spy failed: {text.splitlines()[0] if text else '?'}"
 
@@ -362,6 +368,15 @@ def _view(info: _Process, ticks_before: int, seconds: float) -> ProcessView:
     return view
 
 
+def _views(infos: list[_Process], ticks: dict[int, int], window: float,
+           root_pid: int) -> dict[int, ProcessView]:
+    views = {i.pid: _view(i, ticks[i.pid], window) for i in infos}
+    for info in infos:
+        if info.ppid in views and info.pid != root_pid:
+            views[info.ppid].children.append(info.pid)
+    return views
+
+
 def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: str,
                    stuck_pid: int | None = None, timeout: float = 1.0) -> TreeDump:
     started = time.monotonic()
@@ -388,18 +403,26 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
     window = time.monotonic() - started
     for info in infos:
         info.tasks = _tasks(info.pid) or info.tasks
-    _native(infos, deadline)
-
     for info in infos:
         if not info.stacks and info.python and info.pid != me:
             info.stacks_problem = (
                 "did not register the dump handler (started without the tiergate start-up hook,"
                 " or with python -I/-E/-S), so it was not signalled")
-    views = {i.pid: _view(i, ticks[i.pid], window) for i in infos}
+    code = CodeFilter(project_root)
+    stuck = stuck_pid or root_pid
+    views = _views(infos, ticks, window, root_pid)
+    culprit = find_culprit(views, stuck, code)
+    # py-spy costs ~50 ms of CPU per process: native frames only where they can explain the hang.
+    wanted = {stuck, culprit.pid if culprit else stuck}
+    wanted |= {i.pid for i in infos if i.python and not i.registered} | {i.pid for i in running}
+    _native([i for i in infos if i.pid in wanted], deadline)
     for info in infos:
-        if info.ppid in views and info.pid != root_pid:
-            views[info.ppid].children.append(info.pid)
-    culprit = find_culprit(views, stuck_pid or root_pid, CodeFilter(project_root))
+        if info.pid not in wanted and info.python and info.pid != me:
+            info.native_problem = ("not taken: py-spy runs only on the stuck process, busy ones"
+                                   " and those that did not register, to keep the dump fast")
+    if any(i.native for i in infos):
+        views = _views(infos, ticks, window, root_pid)
+        culprit = find_culprit(views, stuck, code)
     seconds = time.monotonic() - started
     text = _render(infos, culprit, reason, seconds, root_pid)
     for secret in secret_values():
