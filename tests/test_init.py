@@ -66,7 +66,7 @@ def test_init_follows_the_project_tiers_shards_and_action(tmp_path: Path) -> Non
     assert "timeout-minutes: 16 # the fast tier's budget (5m) + grace + 10 minutes" in pr
     assert f"uses: acme/tiergate@{SHA}\n" in pr  # pinned: no "pin it" note left behind
     nightly = yaml.safe_load((workflows / "tiergate-nightly.yml").read_text())
-    assert nightly["jobs"]["shard"]["strategy"]["matrix"]["shard"] == [1, 2]
+    assert nightly["jobs"]["shard"]["strategy"]["matrix"] == {"shard": [1, 2], "total": [2]}
     assert nightly["jobs"]["shard"]["timeout-minutes"] == 191  # 3h + 30s grace, rounded up, + 10
     for path in workflows.iterdir():
         assert "uses: OWNER/tiergate" not in path.read_text()

@@ -34,6 +34,9 @@ _TIMEOUT_LINE = re.compile(
     re.MULTILINE,
 )
 _SHARD_LINE = re.compile(r"^(?P<head>\s*shard: )\[[\d, ]+\]$", re.MULTILINE)
+_TOTAL_LINE = re.compile(
+    r"^(?P<head>\s*total: )\[\d+\](?P<tail> # the number of shards above)$", re.MULTILINE
+)
 _ACTION_REF = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[\w./-]+$|^\./[\w./-]*$")
 
 
@@ -83,6 +86,7 @@ def adapt(text: str, config: Config, *, action: str, shards: int) -> str:
     text = _SHARD_LINE.sub(
         lambda m: m["head"] + "[" + ", ".join(str(k) for k in range(1, shards + 1)) + "]", text
     )
+    text = _TOTAL_LINE.sub(lambda m: f"{m['head']}[{shards}]{m['tail']}", text)
     pinned = re.search(r"@[0-9a-f]{40}$", action) is not None
     text = text.replace(PLACEHOLDER_ACTION + _PIN_NOTE, action + ("" if pinned else _PIN_NOTE))
     return text
