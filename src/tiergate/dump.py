@@ -44,7 +44,7 @@ from tiergate.redact import redact, secret_values
 DUMPS_DIR = "dumps"
 _TIERGATE_DIR = str(Path(__file__).resolve().parent)
 _HIDDEN_MODULES = ("pytest_timeout.py",)  # a timeout handler's own frames, above the test's
-_SETTLE = 0.02  # a stacks file that has not grown for this long is complete
+_SETTLE = 0.05  # a stacks file that has not grown for this long is complete (CI is busy)
 _BUSY_WINDOW = 0.15  # wall time over which a busy process's CPU share is measured
 _MAX_THREADS = 64
 _MAX_FILES = 20
@@ -267,9 +267,13 @@ def _collect(pids: Iterable[int], run_dir: Path, deadline: float) -> dict[int, s
     texts = {}
     for pid in files:
         if last[pid] > offsets[pid] >= 0:
-            with files[pid].open("rb") as handle:
-                handle.seek(offsets[pid])
-                texts[pid] = handle.read(last[pid] - offsets[pid]).decode("utf-8", "replace")
+            try:
+                with files[pid].open("rb") as handle:
+                    handle.seek(offsets[pid])
+                    data = handle.read(last[pid] - offsets[pid])
+            except OSError:
+                continue
+            texts[pid] = data.decode("utf-8", "replace")
     return texts
 
 
@@ -383,7 +387,11 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
     deadline = started + timeout
     me = os.getpid()
     own = _own_stacks() if root_pid == me or stuck_pid == me else ""
-    procs = _tree(root_pid)
+    try:
+        procs = _tree(root_pid)
+    except psutil.NoSuchProcess:
+        return TreeDump(f"culprit: not found\nreason: {reason}\nprocess {root_pid} is gone\n",
+                        None, 0, time.monotonic() - started)
     infos = [_snapshot(p, run_dir) for p in procs]
     by_pid = {i.pid: i for i in infos}
     ticks = {i.pid: i.tasks[0].ticks if i.tasks else 0 for i in infos}
@@ -480,6 +488,23 @@ def _render(infos: list[_Process], culprit: Culprit | None, reason: str, seconds
     return "\n".join(lines) + "\n"
 
 
+def _fold_library(lines: list[str]) -> list[str]:
+    """Runs of installed-package frames (pytest, pluggy) folded to their ends: the test's frames
+    and the stuck ones stay in view."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:
+        if "/site-packages/" in line or "/dist-packages/" in line:
+            run.append(line)
+            continue
+        if len(run) > 4:
+            run[1:-1] = [f"  ... {len(run) - 2} frames in installed packages ..."]
+        out += run
+        out.append(line)
+        run = []
+    return out[:-1]
+
+
 def _render_process(info: _Process) -> list[str]:
     cpu = f"{info.cpu[0]:.2f} s user + {info.cpu[1]:.2f} s system" if info.cpu else "?"
     age = f"{info.age:.1f} s" if info.age is not None else "?"
@@ -505,7 +530,7 @@ def _render_process(info: _Process) -> list[str]:
                   for t in info.tasks]
     if info.stacks:
         lines.append("  Python stacks:")
-        lines += [f"    {line}" for line in info.stacks.rstrip().splitlines()]
+        lines += [f"    {line}" for line in _fold_library(info.stacks.rstrip().splitlines())]
     elif info.stacks_problem:
         lines.append(f"  Python stacks: none here — {info.stacks_problem}"
                      + ("; py-spy's view below" if info.native else ""))
