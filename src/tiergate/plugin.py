@@ -97,6 +97,29 @@ class TierRun:
         self._dump: str | None = None
         self._collected_sent = False
         self._select(config)
+        if not self.is_xdist_controller:
+            self._guard(config)
+
+    def _guard(self, config: pytest.Config) -> None:
+        """Leak probes and the network guard, in the processes that run tests."""
+        from tiergate.leaks import LeakWatch
+        from tiergate.netguard import guard_env, install_guard
+
+        if not self.spec.supervised:
+            from tiergate.boot import boot_env
+
+            os.environ.update(boot_env(self.spec.run_dir, os.environ))
+        os.environ["TIERGATE_EVENTS"] = str(self.events.path)
+        if self.tier.network != "any":
+            os.environ.update(guard_env(self.tier.network, self.tier.name))
+            install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
+        if self.tier.leaks != "off":
+            config.pluginmanager.register(
+                LeakWatch(tier=self.tier, emit=self.emit_finding), "tiergate-leaks"
+            )
+
+    def emit_finding(self, finding: Finding) -> None:
+        self.events.emit(ev.FINDING, finding=finding.to_json())
 
     # -- selection -------------------------------------------------------------------------
 

@@ -233,6 +233,10 @@ class _Builder:
     def result(self) -> RunResult:
         run = self.run
         run.not_run = [n for n in self.collected if n not in run.tests]
+        # xdist also reports the worker the supervisor killed for a hang, as a crash: it was a hang.
+        run.findings = [
+            f for f in run.findings if not (f.kind == "crash" and f.test in self.hard_timeouts)
+        ]
         return run
 
 

@@ -101,17 +101,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        for leftover in kill_leftovers():
-            self._emit_finding(
-                Finding(
-                    kind="leftover-process",
-                    test=None,
-                    severity="warning",
-                    message=f"process {leftover['pid']} was still running at the end of the run "
-                    f"and was killed: {leftover['cmdline']}",
-                    details={"pid": leftover["pid"]},
-                )
-            )
+        self._kill_leftovers("at the end of the run")
         run = load_results_dir(self.results_dir)
         code = self._exit_code(run)
         self.events.emit(ev.RUN_FINISH, exit_code=code, duration=time.monotonic() - self.started)
@@ -186,6 +176,7 @@ class Supervisor:
                 self._expire_budget(proc, pgid)
                 ending = "budget"
                 break
+            self._note_slow_tests()
             hung = self._hung_test()
             if hung is not None and self._hard_timeout(proc, pgid, hung):
                 ending = "hard-timeout"
@@ -207,7 +198,23 @@ class Supervisor:
             signal=signal.Signals(-rc).name if rc < 0 else None,
         )
         self.in_flight.clear()
+        self._kill_leftovers(f"after pytest ended (attempt {self.attempt})")
         return ending
+
+    def _kill_leftovers(self, when: str) -> None:
+        """pytest is gone: whatever still descends from us was started by the run and escaped its
+        process group (a new session, a double fork). It is killed and named."""
+        for leftover in kill_leftovers():
+            self._emit_finding(
+                Finding(
+                    kind="leftover-process",
+                    test=None,
+                    severity="warning",
+                    message=f"process {leftover['pid']} was still running {when} and was "
+                    f"killed: {leftover['cmdline']}",
+                    details={"pid": leftover["pid"], "age": round(float(leftover["age"]), 1)},
+                )
+            )
 
     def _argv(self, spec_file: Path) -> list[str]:
         args = list(self.plan.pytest_args)
@@ -261,6 +268,32 @@ class Supervisor:
             if test.timeout and now > test.started + test.timeout + self.tier.grace:
                 return test
         return None
+
+    def _note_slow_tests(self) -> None:
+        """Past half its limit, a test gets a `slow` note with where it is now, so a report can
+        tell "slow and progressing" from "stuck in the same frame" when the timeout comes."""
+        now = time.time()
+        for test in list(self.in_flight.values()):
+            if test.slow_noted or not test.timeout or now < test.started + test.timeout / 2:
+                continue
+            test.slow_noted = True
+            saved = dump_tree(
+                test.pid,
+                results_dir=self.results_dir,
+                run_dir=self.run_dir,
+                project_root=self.plan.root,
+                name=dump_name("slow", test.nodeid, self.attempt),
+                reason=f"{test.nodeid} passed half of its {test.timeout:g}s limit",
+                stuck_pid=test.pid,
+            )
+            self.events.emit(
+                ev.SLOW,
+                nodeid=test.nodeid,
+                elapsed=round(now - test.started, 3),
+                limit=test.timeout,
+                dump=saved.path,
+                culprit=dataclasses.asdict(saved.culprit) if saved.culprit else None,
+            )
 
     # -- the rungs of the ladder -----------------------------------------------------------
 
