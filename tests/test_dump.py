@@ -62,6 +62,7 @@ class Processes:
         self.project = project
         self.run_dir = run_dir
         self.started: list[subprocess.Popen[bytes]] = []
+        self.adopted: list[tuple[int, str]] = []
 
     def env(self, *, hooked: bool = True) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -86,7 +87,18 @@ class Processes:
         wait_until(marker.exists, f"{name} to get ready")
         return proc, marker
 
+    def adopt(self, pid: int, script: str) -> None:
+        """A process one of ours started and may leave behind: killed at the end, by pid."""
+        self.adopted.append((pid, script))
+
     def kill_all(self) -> None:
+        for pid, script in self.adopted:
+            try:
+                orphan = psutil.Process(pid)
+                if script in " ".join(orphan.cmdline()):  # still ours, not a reused pid
+                    orphan.kill()
+            except psutil.NoSuchProcess:
+                pass
         for proc in self.started:
             try:
                 family = [*psutil.Process(proc.pid).children(recursive=True)]
@@ -280,6 +292,7 @@ SOFT_TIMEOUT = """
 
     def run_helper():
         helper = subprocess.Popen([sys.executable, "child_deadlock.py", sys.argv[1] + ".child"])
+        pathlib.Path(sys.argv[1] + ".pid").write_text(str(helper.pid))
         return helper.wait()
 
     signal.signal(signal.SIGALRM, on_timeout)
@@ -300,7 +313,11 @@ def test_in_process_dump_from_a_signal_handler(processes: Processes, project: Pa
                                                case: str) -> None:
     processes.script("child_deadlock", CHILD_DEADLOCK)
     out = project / "dump.json"
-    proc, _ = processes.start("soft_timeout", SOFT_TIMEOUT, str(out), case)
+    proc, marker = processes.start("soft_timeout", SOFT_TIMEOUT, str(out), case)
+    helper = Path(f"{marker}.pid")
+    if case == "child":  # the script exits from its handler and leaves the helper to us
+        wait_until(helper.exists, "the helper to start")
+        processes.adopt(int(helper.read_text()), "child_deadlock.py")
     proc.wait(timeout=_PATIENCE)
 
     result = json.loads(out.read_text())
