@@ -457,3 +457,29 @@ def test_without_py_spy_the_dump_says_what_is_missing(processes: Processes,
     dump = dump_of(processes, proc.pid)
 
     assert "py-spy is not installed" in dump.text
+
+
+FAULTHANDLER_TEXT = """\
+Thread 0x00007f0000000002 (most recent call first):
+  File "/usr/lib/python3.11/threading.py", line 320 in wait
+  File "/p/app/worker.py", line 12 in drain
+  File "/usr/lib/python3.11/threading.py", line 1002 in _bootstrap
+
+Current thread 0x00007f0000000001 (most recent call first):
+  File "/p/app/main.py", line 40 in serve
+  File "/p/app/main.py", line 50 in <module>
+"""
+
+
+def test_faulthandler_text_is_read_with_its_main_thread() -> None:
+    from tiergate.culprit import CodeFilter, Frame, parse_faulthandler
+
+    threads = parse_faulthandler(FAULTHANDLER_TEXT)
+
+    assert [t.main for t in threads] == [False, True]
+    assert threads[1].frames[0] == Frame("/p/app/main.py", 40, "serve")
+    code = CodeFilter(Path("/p"))
+    assert code.is_project("/p/app/worker.py")
+    assert not code.is_project("/p/.venv/lib/python3.11/site-packages/x.py")
+    assert not code.is_project("/usr/lib/python3.11/threading.py")
+    assert code.display("/p/app/main.py") == "app/main.py"
