@@ -105,13 +105,15 @@ class Act:
         self.action_cache = tmp / "act-cache"
         self.log = tmp / "act.log"
 
-    def argv(self, event_name: str, event: dict[str, object], workflow: str) -> list[str]:
+    def argv(self, event_name: str, event: dict[str, object], workflow: str,
+             job: str | None = None) -> list[str]:
         event_file = self.tmp / "event.json"
         event_file.write_text(json.dumps(event))
         return [
             sys.executable, str(ACT_FILES / "run_act.py"), _find_act(), event_name,
             "-e", str(event_file),
             "-W", f".github/workflows/{workflow}",
+            *(["-j", job] if job else []),
             "-P", "ubuntu-latest=-self-hosted",
             "--action-cache-path", str(self.action_cache),
             "--cache-server-addr", "127.0.0.1", "--cache-server-port", "0",
@@ -128,17 +130,17 @@ class Act:
             "-s", "GITHUB_TOKEN=e2e-token",
         ]
 
-    def start(self, repo: Path, event_name: str, event: dict[str, object], workflow: str
-              ) -> subprocess.Popen[bytes]:
+    def start(self, repo: Path, event_name: str, event: dict[str, object], workflow: str,
+              job: str | None = None) -> subprocess.Popen[bytes]:
         with self.log.open("wb") as log:
             return subprocess.Popen(
-                self.argv(event_name, event, workflow), cwd=repo, stdout=log,
+                self.argv(event_name, event, workflow, job), cwd=repo, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
-    def run(self, repo: Path, event_name: str, event: dict[str, object], workflow: str
-            ) -> tuple[int, str]:
-        proc = self.start(repo, event_name, event, workflow)
+    def run(self, repo: Path, event_name: str, event: dict[str, object], workflow: str,
+            job: str | None = None) -> tuple[int, str]:
+        proc = self.start(repo, event_name, event, workflow, job)
         return self.finish(proc, ACT_TIMEOUT)
 
     def finish(self, proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, str]:
@@ -256,6 +258,17 @@ def test_nightly_template_shards_merge_into_one_report(act: Act) -> None:
     # The durations of this run are kept for the next split.
     kept = list(act.cache.glob("tiergate-durations-nightly-*/nightly.json"))
     assert len(kept) == 1 and len(json.loads(kept[0].read_text())) == 5
+
+
+def test_own_ci_runs_the_action_from_this_checkout_on_the_example(act: Act) -> None:
+    # act copies this checkout's working tree (as actions/checkout would) and resolves `uses: ./`
+    # in it; the job's last step checks the outputs, so a green job is the assertion.
+    code, log = act.run(REPO, "push", {"ref": "refs/heads/main"}, "ci.yml", job="action")
+
+    assert code == 0 and "🏁  Job succeeded" in log, log[-3000:]
+    outputs = _outputs(log, "the action on examples/startup-service")
+    assert outputs["outcome"] == "failed" and int(outputs["timeouts"]) >= 1
+    assert act.api.requests == [], "post: false posts nothing"
 
 
 def _wait_for_test_start(action_cache: Path, nodeid: str, timeout: float) -> None:
