@@ -13,15 +13,17 @@ the fd probe, last in the table, skips them.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import threading
 import time
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tiergate.leaks.sites import REGISTRY, Site
+
+if TYPE_CHECKING:
+    import asyncio
 
 # Environment variables that pytest and tiergate themselves change around every test.
 _VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST", "TIERGATE_CURRENT_TEST"})
@@ -202,6 +204,8 @@ def _loop_fds(loop: Any) -> set[int]:
 
 
 def _current_loop() -> object:
+    import asyncio
+
     try:
         policy = asyncio.get_event_loop_policy()
         return getattr(getattr(policy, "_local", None), "_loop", None)
@@ -220,6 +224,10 @@ class TaskProbe:
         return REGISTRY.loop_seq
 
     def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
+        if not REGISTRY.loops:
+            return []
+        import asyncio  # loaded already: there is a loop
+
         REGISTRY.loops[:] = [(seq, loop) for seq, loop in REGISTRY.loops if not loop.is_closed()]
         out = []
         for seq, loop in REGISTRY.loops:
@@ -308,21 +316,19 @@ class FdProbe:
 
     name, kind = "fds", "leak-fd"
 
-    def snapshot(self) -> frozenset[int]:
+    def snapshot(self) -> frozenset[str]:
         try:
-            names = os.listdir("/proc/self/fd")
+            fds = set(os.listdir("/proc/self/fd"))
         except OSError:
             return frozenset()
-        fds = {int(n) for n in names}
         # The listing's own directory fd is in the list, and was the lowest free number then.
-        own = _lowest_free_fd()
-        fds.discard(own if own is not None else -1)
+        fds.discard(str(_lowest_free_fd()))
         return frozenset(fds)
 
     def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
         out = []
         sockets: list[tuple[int, str]] = []
-        for fd in sorted(after - before):
+        for fd in sorted(int(name) for name in after - before):
             if fd in claimed:
                 continue
             try:
@@ -383,13 +389,41 @@ def _address(addr: Any) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _Statm:
+    """``/proc/self/statm`` kept open and re-read with one ``pread`` (a single system call)."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.pid = -1
+
+    def open(self) -> None:
+        if self.pid != os.getpid():  # a forked child must read its own file, not its parent's
+            self.pid = os.getpid()
+            try:
+                self.fd = os.open(f"/proc/{self.pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.fd = -1
+
+    def rss(self) -> int:
+        if self.pid != os.getpid():
+            self.open()
+        try:
+            return int(os.pread(self.fd, 128, 0).split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            return 0
+
+
+_STATM = _Statm()
+
+
+def open_memory_probe() -> None:
+    """Open the statm file before the first test, so it is never a new fd inside a window."""
+    _STATM.open()
+
+
 def memory_rss() -> int:
-    """Resident set size in bytes, from /proc/self/statm (a few microseconds)."""
-    try:
-        with open("/proc/self/statm", "rb") as handle:
-            return int(handle.read().split()[1]) * _PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
+    """Resident set size in bytes (about a microsecond)."""
+    return _STATM.rss()
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

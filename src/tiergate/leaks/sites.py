@@ -9,21 +9,23 @@ also bump a counter, so the process probe only lists ``/proc`` children when som
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import multiprocessing.process
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+    import multiprocessing.process
+    import subprocess
 
 # Frames in these files are machinery, not the place a user would fix.
 _MACHINERY = (
     os.path.dirname(threading.__file__) + os.sep + "threading.py",
-    os.path.dirname(subprocess.__file__) + os.sep + "subprocess.py",
+    os.path.dirname(threading.__file__) + os.sep + "subprocess.py",
     os.sep + "multiprocessing" + os.sep,
     os.sep + "concurrent" + os.sep + "futures" + os.sep,
     os.sep + "asyncio" + os.sep,
@@ -75,21 +77,43 @@ class Registry:
         self.loops: list[tuple[int, asyncio.AbstractEventLoop]] = []  # (sequence, loop), open ones
         self.loop_seq = 0
         self._undo: list[Callable[[], None]] = []
+        self._installed = False
+        self._pending = self._wrappable()
 
     # -- installing -------------------------------------------------------------------------
 
     def install(self) -> None:
-        if self._undo:
+        if self._installed:
             return
+        self._installed = True
         self._wrap(threading.Thread, "start", self._thread_start)
-        self._wrap(subprocess.Popen, "__init__", self._popen_init)
-        self._wrap(multiprocessing.process.BaseProcess, "start", self._process_start)
-        self._wrap(asyncio.BaseEventLoop, "__init__", self._loop_init)
         os.register_at_fork(after_in_parent=self._forked)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Wrap what has been imported since. subprocess, multiprocessing and asyncio are wrapped
+        only once the suite imports them: importing them ourselves would cost a trivial suite
+        more than all the probes together."""
+        if not self._installed or len(self._pending) == 0:
+            return
+        for module, owner, name, make in list(self._pending):
+            loaded = sys.modules.get(module)
+            if loaded is not None:
+                self._pending.remove((module, owner, name, make))
+                self._wrap(getattr(loaded, owner), name, make)
 
     def uninstall(self) -> None:
         while self._undo:
             self._undo.pop()()
+        self._installed = False
+        self._pending = self._wrappable()
+
+    def _wrappable(self) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
+        return [
+            ("subprocess", "Popen", "__init__", self._popen_init),
+            ("multiprocessing.process", "BaseProcess", "start", self._process_start),
+            ("asyncio.base_events", "BaseEventLoop", "__init__", self._loop_init),
+        ]
 
     def _wrap(self, owner: type, name: str, make: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]

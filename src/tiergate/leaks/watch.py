@@ -24,7 +24,14 @@ import pytest
 from tiergate.config import Tier
 from tiergate.findings import Culprit, Finding, Location
 from tiergate.leaks import memory
-from tiergate.leaks.probes import KEEP_ALIVE, Leftover, Probe, default_probes, memory_rss
+from tiergate.leaks.probes import (
+    KEEP_ALIVE,
+    Leftover,
+    Probe,
+    default_probes,
+    memory_rss,
+    open_memory_probe,
+)
 from tiergate.leaks.sites import REGISTRY
 
 GRACE = 0.1  # seconds a suspect thread or child gets to finish before it is called leaked
@@ -52,6 +59,7 @@ Emit = Callable[[Finding], None]
 
 class _Window:
     def __init__(self, probes: Sequence[Probe]) -> None:
+        REGISTRY.refresh()
         self.before = [probe.snapshot() for probe in probes]
 
 
@@ -87,6 +95,7 @@ class LeakWatch:
             "kinds (thread, process, fd, socket, memory, task, env) as allowed notes, not failures",
         )
         REGISTRY.install()
+        open_memory_probe()
         if not _user_filters_resource_warnings(config):
             # Python ignores ResourceWarning by default; a leak the garbage collector closed is
             # still a leak worth a note, and pytest maps each warning to its test for us.
