@@ -96,7 +96,7 @@ def terminal_text(text: str, limit: int | None = None) -> str:
 # are escaped as @actions/core does: data escapes % CR LF; property values also escape : and ,.
 def command_data(text: str) -> str:
     text = redact(text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", _ANSI.sub("", text))
+    text = _CONTROL.sub("", _ANSI.sub("", text)).replace("##[", "#\u2060#[")  # old-style command
     return text.replace("%", "%25").replace("\n", "%0A")
 
 

@@ -1,0 +1,228 @@
+"""`tiergate post` against the local GitHub API stand-in (tests/ghapi.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ghapi import GhApi
+from test_report import HOSTILE, leak, timeout_finding, write_results_dir
+
+from tiergate import cli
+from tiergate.github.client import GitHubClient, GitHubError
+from tiergate.github.comment import marker
+from tiergate.github.known import marker as known_marker
+from tiergate.report import fingerprint
+from tiergate.report.inputs import load_run
+
+SECRET = "gh-secret-0123456789"
+HEAD, BASE = "a" * 40, "b" * 40
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ghapi: GhApi) -> Path:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {
+        "number": 7, "head": {"sha": HEAD}, "base": {"sha": BASE}}}))
+    for name, value in {
+        "GITHUB_API_URL": ghapi.url, "GITHUB_REPOSITORY": "octo/app", "GITHUB_TOKEN": "ghs_x",
+        "GITHUB_SHA": "c" * 40, "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_EVENT_NAME": "pull_request", "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "42", "GITHUB_WORKSPACE": str(tmp_path), "DB_PASSWORD": SECRET,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    return event
+
+
+def failing_dir(tmp_path: Path, findings: list[dict[str, Any]] | None = None) -> Path:
+    return write_results_dir(
+        tmp_path / "res", failures=[("tests/test_bad.py::test_x", f"{HOSTILE} {SECRET}")],
+        findings=findings if findings is not None else [leak(0), timeout_finding()],
+        dumps={"dumps/test_db.txt": f"Thread 0x1 password={SECRET}"})
+
+
+def post(results: Path, *extra: str) -> int:
+    return cli.main(["post", "--results-dir", str(results), *extra])
+
+
+def comments(api: GhApi) -> list[dict[str, Any]]:
+    return list(api.state.comments.values())
+
+
+def test_post_twice_creates_one_comment_then_updates_it(tmp_path: Path, env: Path,
+                                                         ghapi: GhApi) -> None:
+    results = failing_dir(tmp_path)
+    assert post(results) == 0
+    assert [c["issue_number"] for c in comments(ghapi)] == [7]
+    first_id = comments(ghapi)[0]["id"]
+    assert post(results) == 0
+    assert [c["id"] for c in comments(ghapi)] == [first_id]
+    methods = [(r["method"], r["path"]) for r in ghapi.writes()]
+    assert methods.count(("POST", "/repos/octo/app/issues/7/comments")) == 1
+    assert ("PATCH", f"/repos/octo/app/issues/comments/{first_id}") not in methods  # unchanged
+    assert comments(ghapi)[0]["body"].startswith(marker("fast"))
+
+
+def test_comment_and_check_run_carry_nothing_hostile(tmp_path: Path, env: Path,
+                                                     ghapi: GhApi) -> None:
+    assert post(failing_dir(tmp_path)) == 0
+    body = comments(ghapi)[0]["body"]
+    (check,) = ghapi.state.check_runs.values()
+    everything = json.dumps([body, check])
+    assert "<script>" not in body and "@everyone" not in body
+    assert SECRET not in everything
+    assert not any(line.lstrip().startswith("::") for line in body.splitlines())
+
+
+def test_check_run_with_chunked_annotations(tmp_path: Path, env: Path, ghapi: GhApi) -> None:
+    results = failing_dir(tmp_path, [leak(i) for i in range(120)] + [timeout_finding()])
+    assert post(results) == 0
+    writes = [r for r in ghapi.writes() if "check-runs" in r["path"]]
+    assert writes[0]["method"] == "POST" and writes[0]["body"]["head_sha"] == HEAD
+    assert all(r["method"] == "PATCH" for r in writes[1:]) and len(writes) == 3
+    assert all(len(r["body"]["output"]["annotations"]) <= 50 for r in writes)
+    (check,) = ghapi.state.check_runs.values()
+    notes = check["output"]["annotations"]
+    # 120 leaks + the failure + the hang on its culprit's line and on the test's line
+    assert len(notes) == 123
+    hang = [n for n in notes if n["title"].startswith("tiergate timeout")]
+    assert {(n["path"], n["start_line"]) for n in hang} == {("src/app/db.py", 88),
+                                                           ("tests/test_hang.py", 7)}
+    assert check["conclusion"] == "failure"
+    assert "tiergate:fingerprints v1" in check["output"]["text"]
+
+
+def test_findings_known_on_the_base_commit_are_marked(tmp_path: Path, env: Path,
+                                                      ghapi: GhApi) -> None:
+    results = failing_dir(tmp_path, [leak(0), leak(2)])
+    old = fingerprint.of_run(load_run([results]))
+    known = [p for p in old if p == fingerprint.of_finding(
+        load_run([results]).findings[0])]
+    ghapi.add_check_run(BASE, "tiergate (fast)", known_marker(known))
+    assert post(results) == 0
+    body = comments(ghapi)[0]["body"]
+    assert "*(known)*" in body and "**new**" in body
+    assert body.index("test\\_2</code> **new**") < body.index("test\\_0</code> *(known)*")
+
+
+def test_a_racing_duplicate_is_removed_and_user_comments_are_left_alone(
+        tmp_path: Path, env: Path, ghapi: GhApi) -> None:
+    ghapi.add_comment(7, f"{marker('fast')}\nold one")
+    ghapi.add_comment(7, f"{marker('fast')}\nduplicate from a racing run")
+    user = ghapi.add_comment(7, f"quoting {marker('fast')}", login="someone", type_="User")
+    assert post(failing_dir(tmp_path)) == 0
+    left = comments(ghapi)
+    assert len(left) == 2 and user in left
+    ours = next(c for c in left if c is not user)
+    assert ours["id"] == 1001 and "Failures" in ours["body"]
+
+
+def test_green_again_updates_the_comment(tmp_path: Path, env: Path, ghapi: GhApi) -> None:
+    assert post(failing_dir(tmp_path)) == 0
+    green = write_results_dir(tmp_path / "green", passed=4)
+    assert post(green) == 0
+    (only,) = comments(ghapi)
+    assert "All green again" in only["body"] and "passed" in only["body"]
+
+
+def test_a_green_run_without_an_earlier_comment_posts_none(tmp_path: Path, env: Path,
+                                                          ghapi: GhApi) -> None:
+    assert post(write_results_dir(tmp_path / "green", passed=4)) == 0
+    assert comments(ghapi) == [] and len(ghapi.state.check_runs) == 1
+
+
+def test_comments_are_found_across_pages(tmp_path: Path, env: Path, ghapi: GhApi) -> None:
+    for i in range(250):
+        ghapi.add_comment(7, f"chatter {i}", login="someone", type_="User")
+    ghapi.add_comment(7, f"{marker('fast')}\nours")
+    assert post(failing_dir(tmp_path)) == 0
+    assert sum(marker("fast") in c["body"] for c in comments(ghapi)) == 1
+    listed = [r for r in ghapi.requests if r["path"].endswith("/issues/7/comments")
+              and r["method"] == "GET"]
+    assert len(listed) >= 3  # followed Link: rel="next"
+
+
+def test_fork_token_exits_0_with_a_notice(tmp_path: Path, env: Path, ghapi: GhApi,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    ghapi.config.fork = True
+    assert post(failing_dir(tmp_path)) == 0
+    assert post(failing_dir(tmp_path), "--fail-on-error") == 0
+    out = capsys.readouterr().out
+    assert "::notice title=tiergate post::" in out and "read-only" in out
+    assert comments(ghapi) == []
+
+
+def test_a_502_on_the_first_write_is_retried(tmp_path: Path, env: Path, ghapi: GhApi) -> None:
+    ghapi.config.fail_writes = 1
+    assert post(failing_dir(tmp_path), "--fail-on-error") == 0
+    statuses = [r["status"] for r in ghapi.writes()]
+    assert statuses[0] == 502 and statuses[1] == 201
+    assert len(ghapi.state.check_runs) == 1 and len(comments(ghapi)) == 1
+
+
+def test_missing_token_is_one_line_and_exit_0(tmp_path: Path, env: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN")
+    results = failing_dir(tmp_path)
+    assert post(results) == 0
+    assert capsys.readouterr().out.strip().count("\n") == 0
+    assert post(results, "--fail-on-error") == 2
+    assert "set GITHUB_TOKEN" in capsys.readouterr().err
+
+
+def test_nightly_issue_opened_updated_and_closed(tmp_path: Path, env: Path, ghapi: GhApi,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    env.write_text(json.dumps({"schedule": "0 3 * * *"}))
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "schedule")
+    results = failing_dir(tmp_path)
+    assert post(results) == 0
+    (issue,) = ghapi.state.issues.values()
+    assert issue["state"] == "open" and issue["labels"] == [{"name": "tiergate"}]
+    assert post(results) == 0
+    assert len(ghapi.state.issues) == 1
+    assert ("PATCH", "/repos/octo/app/issues/1") in [(r["method"], r["path"])
+                                                    for r in ghapi.writes()]
+    assert post(write_results_dir(tmp_path / "green", passed=2)) == 0
+    assert issue["state"] == "closed" and issue["state_reason"] == "completed"
+    closing = [c for c in comments(ghapi) if c["issue_number"] == 1]
+    assert len(closing) == 1 and "passes again" in closing[0]["body"]
+    assert comments(ghapi) == closing  # no PR comment on a scheduled run
+
+
+def test_client_honours_retry_after_and_rate_limit_reset() -> None:
+    waits: list[float] = []
+    client = GitHubClient("http://127.0.0.1:9", "t", sleep=waits.append, clock=lambda: 1000.0)
+    limited = GitHubError(429, "slow down", "GET", "/x", {"Retry-After": "7"})
+    assert client._retry_wait(limited, 1) == 7
+    reset = GitHubError(403, "API rate limit exceeded", "GET", "/x",
+                        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1030"})
+    assert client._retry_wait(reset, 1) == 31
+    assert client._retry_wait(GitHubError(502, "", "GET", "/x"), 2) == 2
+    assert client._retry_wait(GitHubError(404, "", "GET", "/x"), 1) is None
+    too_long = GitHubError(429, "", "GET", "/x", {"Retry-After": "3600"})
+    assert client._retry_wait(too_long, 1) is None
+
+
+def test_client_sends_the_token_only_to_the_api_host() -> None:
+    client = GitHubClient("http://127.0.0.1:9", "t")
+    with pytest.raises(GitHubError, match="another host"):
+        client.url("https://evil.example/next?page=2")
+
+
+def test_check_run_stand_in_rejects_what_github_rejects(ghapi: GhApi) -> None:
+    client = GitHubClient(ghapi.url, "t", retries=0)
+    too_many = [{"path": "a.py", "start_line": 1, "end_line": 1,
+                 "annotation_level": "warning", "message": "m"}] * 51
+    with pytest.raises(GitHubError) as exc:
+        client.post("/repos/o/r/check-runs", {"name": "x", "head_sha": HEAD,
+                                              "output": {"title": "t", "summary": "s",
+                                                         "annotations": too_many}})
+    assert exc.value.status == 422
+    with pytest.raises(GitHubError) as exc:
+        client.post("/repos/o/r/check-runs", {"name": "x", "head_sha": HEAD, "output": {
+            "title": "t", "summary": "s" * 65_536}})
+    assert exc.value.status == 422

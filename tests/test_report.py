@@ -1,0 +1,218 @@
+"""`tiergate report`: results dirs and JUnit in; summary.md, findings.json, and on GitHub Actions
+the job summary, step outputs and annotations out."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tiergate import cli
+from tiergate.events import EventWriter
+
+HOSTILE = "boom <script>alert(1)</script> @everyone\n::error::pwned ##[error]x"
+SECRET = "s3cr3t-value-42"
+
+
+def finding(kind: str, test: str | None, message: str, severity: str = "error",
+            **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "test": test, "severity": severity, "message": message, **extra}
+
+
+def write_results_dir(
+    path: Path,
+    *,
+    tier: str = "fast",
+    passed: int = 3,
+    failures: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    findings: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    dumps: dict[str, str] | None = None,
+    samples: int = 0,
+) -> Path:
+    """A results dir as `tiergate run` leaves it: events.jsonl (and dumps/)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in (dumps or {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    w = EventWriter(path / "events.jsonl")
+    w.emit("run-start", tier=tier, settings={})
+    nodeids = [f"tests/test_ok.py::test_{i}" for i in range(passed)]
+    w.emit("collected", tests=nodeids + [n for n, _ in failures])
+    for i, nodeid in enumerate(nodeids):
+        w.emit("test-start", nodeid=nodeid, path="tests/test_ok.py", line=i + 1)
+        w.emit("test-finish", nodeid=nodeid, path="tests/test_ok.py", line=i + 1,
+               outcome="passed", duration=0.01 * (i + 1))
+    for nodeid, message in failures:
+        w.emit("test-start", nodeid=nodeid, path="tests/test_bad.py", line=10)
+        w.emit("test-finish", nodeid=nodeid, path="tests/test_bad.py", line=10,
+               outcome="failed", duration=0.5, phase="call", message=message,
+               longrepr=f"Traceback:\n  File tests/test_bad.py, line 10\nAssertionError: {message}")
+    for i in range(samples):
+        w.emit("sample", rss=(100 + i) * 2**20, cpu=1.0, processes=2)
+    for f in findings:
+        w.emit("finding", finding=f)
+    w.emit("run-finish", exit_code=1 if failures or findings else 0)
+    w.close()
+    return path
+
+
+def leak(i: int) -> dict[str, Any]:
+    return finding("leak-thread", f"tests/test_leaky.py::test_{i}",
+                   f"thread 'worker-{i}' still running", severity="warning" if i % 2 else "error",
+                   location={"path": "tests/test_leaky.py", "line": 20 + i},
+                   details={"created": f"src/app/pool.py:{40 + i} in start"})
+
+
+def timeout_finding() -> dict[str, Any]:
+    return finding("timeout", "tests/test_hang.py::test_db", "timeout: ran past 5s",
+                   location={"path": "tests/test_hang.py", "line": 7},
+                   culprit={"path": "src/app/db.py", "line": 88, "function": "connect",
+                            "reason": "recv on 127.0.0.1:5432"},
+                   dump="dumps/test_db.txt")
+
+
+@pytest.fixture
+def actions_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    files = {"summary": tmp_path / "step_summary.md", "output": tmp_path / "output.txt"}
+    for f in files.values():
+        f.write_text("")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(files["summary"]))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(files["output"]))
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("MY_API_TOKEN", SECRET)
+    for name in ("GITHUB_SERVER_URL", "GITHUB_RUN_ID", "GITHUB_REPOSITORY"):
+        monkeypatch.delenv(name, raising=False)
+    return files
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if "<<" in line and "=" not in line.split("<<")[0]:
+            name, delim = line.split("<<", 1)
+            value = []
+            for inner in lines:
+                if inner == delim:
+                    break
+                value.append(inner)
+            out[name] = "\n".join(value)
+        else:
+            name, _, value = line.partition("=")
+            out[name] = value
+    return out
+
+
+def test_leaks_and_a_failure_give_summary_outputs_and_annotations(
+        tmp_path: Path, actions_env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    results = write_results_dir(
+        tmp_path / "res",
+        failures=[("tests/test_bad.py::test_x", f"assert 1 == 2 {HOSTILE} {SECRET}")],
+        findings=[leak(i) for i in range(30)] + [timeout_finding()],
+        dumps={"dumps/test_db.txt": "Thread 0x1 (most recent call first):\n  File db.py"},
+    )
+    code = cli.main(["report", "--results-dir", str(results)])
+    assert code == 1
+    out = capsys.readouterr().out
+
+    summary = (results / "summary.md").read_text()
+    assert "Leaks (30)" in summary and "tests/test\\_bad.py::test\\_x" in summary
+    assert "recv on 127.0.0.1:5432" in summary and "Thread 0x1" in summary
+    assert actions_env["summary"].read_text() == summary
+    document = json.loads((results / "findings.json").read_text())
+    assert document["outcome"] == "failed" and len(document["findings"]) == 31
+
+    outputs = parse_outputs(actions_env["output"].read_text())
+    assert outputs["outcome"] == "failed"
+    assert outputs["failed"] == "1" and outputs["passed"] == "3"
+    assert outputs["leaks"] == "30" and outputs["timeouts"] == "1"
+    assert outputs["summary-path"] == str(results / "summary.md")
+    assert outputs["results-dir"] == str(results)
+
+    commands = [line for line in out.splitlines() if line.startswith("::")]
+    errors = [c for c in commands if c.startswith("::error")]
+    warnings = [c for c in commands if c.startswith("::warning")]
+    notices = [c for c in commands if c.startswith("::notice")]
+    assert len(errors) == 10 and len(warnings) == 10 and len(notices) == 1
+    # most important first: the hang, on its culprit's line, then the failure
+    assert errors[0].startswith("::error title=tiergate timeout")
+    assert "file=src/app/db.py" in errors[0]
+    assert "line=88" in errors[0]
+    assert "file=tests/test_bad.py,line=10" in errors[1]
+    assert re.search(r"7 more errors and 5 more warnings", notices[0])
+    # the hostile message: one command per line, nothing injected, secret gone
+    assert not any(line.lstrip().startswith("::error::pwned") for line in out.splitlines())
+    assert SECRET not in out and SECRET not in summary
+    assert "##[error]" not in out
+
+
+def test_a_passing_run_exits_0(tmp_path: Path, actions_env: dict[str, Path]) -> None:
+    results = write_results_dir(tmp_path / "res", passed=5)
+    assert cli.main(["report", "--results-dir", str(results)]) == 0
+    assert parse_outputs(actions_env["output"].read_text())["outcome"] == "passed"
+    assert "All 5 tests passed" in (results / "summary.md").read_text()
+
+
+def test_shards_merge_into_one_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    one = write_results_dir(tmp_path / "s1", passed=2)
+    two = write_results_dir(tmp_path / "s2", passed=0,
+                            failures=[("tests/test_bad.py::test_y", "nope")])
+    out = tmp_path / "merged"
+    assert cli.main(["report", "--results-dir", str(one), "--results-dir", str(two),
+                     "--output-dir", str(out)]) == 1
+    summary = (out / "summary.md").read_text()
+    assert "3 tests" in summary and "test\\_y" in summary
+    assert "1 failed" in capsys.readouterr().out
+
+
+def junit_text(cases: int, failures: int = 0, timeouts: int = 0) -> str:
+    rows = []
+    for i in range(cases):
+        body = ""
+        if i < failures:
+            body = f'<failure message="assert {i}">trace {i}</failure>'
+        elif i < failures + timeouts:
+            body = ('<failure message="timeout: 5s">stuck</failure>'
+                    "<system-err>Thread 0x1 dump</system-err>")
+        rows.append(f'<testcase classname="pkg.mod{i % 50}" name="test_{i}" time="0.001"'
+                    f' file="pkg/mod{i % 50}.py" line="{i}">{body}</testcase>')
+    return ('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="other" '
+            f'tests="{cases}">{"".join(rows)}</testsuite></testsuites>')
+
+
+def test_junit_from_another_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    path = tmp_path / "junit.xml"
+    path.write_text(junit_text(2000, failures=3, timeouts=1))
+    assert cli.main(["report", "--junit", str(path)]) == 1
+    summary = (tmp_path / "summary.md").read_text()
+    assert "1 test timed out and 3 tests failed" in summary
+    assert "Thread 0x1 dump" in summary
+
+
+def test_truncated_junit_is_exit_2_with_one_line(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(junit_text(50)[:1234])
+    assert cli.main(["report", "--junit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}: not a readable JUnit file" in err
+
+
+def test_not_junit_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text("<html><body>502 Bad Gateway</body></html>")
+    assert cli.main(["report", "--junit", str(path)]) == 2
+    assert "root element is <html>" in capsys.readouterr().err
+
+
+def test_missing_results_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", "--results-dir", str(tmp_path / "nope")]) == 2
+    assert "no such results directory" in capsys.readouterr().err

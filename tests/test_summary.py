@@ -1,0 +1,133 @@
+"""The Markdown summary: reads well at 2 findings and at 2,000, and stays under its budget."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tiergate.findings import Culprit, Finding, Location
+from tiergate.report import fingerprint
+from tiergate.report.summary import COMMENT_LIMIT, STEP_SUMMARY_LIMIT, render_summary
+from tiergate.report.terminal import render_terminal
+from tiergate.results import RunResult, TestResult
+
+DUMP = "Process 41 (pytest)\n  Thread MainThread\n    File src/app/db.py, line 88, in connect\n"
+
+
+def hang() -> Finding:
+    return Finding(kind="timeout", test="tests/test_hang.py::test_db", severity="error",
+                   message="timeout: ran past 5s", location=Location("tests/test_hang.py", 7),
+                   culprit=Culprit("src/app/db.py", 88, "connect", "recv on 127.0.0.1:5432"),
+                   dump="dumps/test_db.txt")
+
+
+def leak(i: int) -> Finding:
+    return Finding(kind="leak-thread" if i % 3 else "leak-fd", test=f"tests/test_l.py::test_{i}",
+                   severity="error", message=f"thread worker-{i} still running",
+                   location=Location("tests/test_l.py", i), details={"created": f"pool.py:{i}"})
+
+
+def run_with(findings: list[Finding], failures: int = 1, message: str = "assert 1 == 2"
+             ) -> RunResult:
+    run = RunResult(tier="fast", started=100.0, finished=160.0)
+    for i in range(20):
+        run.tests[f"tests/test_ok.py::test_{i}"] = TestResult(
+            f"tests/test_ok.py::test_{i}", "tests/test_ok.py", i, "passed", 0.1 * i)
+    for i in range(failures):
+        nodeid = f"tests/test_bad.py::test_{i}"
+        run.tests[nodeid] = TestResult(nodeid, "tests/test_bad.py", 10, "failed", 1.0,
+                                       "call", message, "Traceback\n" + message * 5)
+    run.tests["tests/test_hang.py::test_db"] = TestResult(
+        "tests/test_hang.py::test_db", "tests/test_hang.py", 7, "timeout", 5.0, "call",
+        "timeout: ran past 5s")
+    run.findings.extend(findings)
+    return run
+
+
+def loader(path: str) -> str | None:
+    return DUMP if path == "dumps/test_db.txt" else None
+
+
+def test_two_findings_read_well() -> None:
+    text = render_summary(run_with([hang(), leak(1)]), dump_loader=loader)
+    lines = text.splitlines()
+    assert lines[0] == "### ❌ tiergate · tier fast: failed"
+    assert lines[2].startswith("**Failed: 1 test timed out, 1 test failed and 1 leak found**")
+    assert "stuck in <code>connect</code> at <code>src/app/db.py:88</code>: recv on" in text
+    assert "<details><summary>Process-tree dump" in text and "line 88, in connect" in text
+    assert "| <code>tests/test\\_l.py::test\\_1</code> | leak-thread |" in text
+    assert "#### ❌ Failures (1)" in text and "#### 🐢 Slowest tests" in text
+    assert "✂️" not in text  # nothing cut
+
+
+def test_two_thousand_findings_stay_under_the_comment_budget_and_readable() -> None:
+    run = run_with([hang()] + [leak(i) for i in range(2000)], failures=300,
+                   message="x" * 3000)
+    text = render_summary(run, dump_loader=loader, budget=COMMENT_LIMIT,
+                          details_url="https://github.com/o/r/actions/runs/1")
+    assert len(text.encode()) <= COMMENT_LIMIT
+    assert "#### 💧 Leaks (2,000)" in text
+    assert re.search(r"By kind: 1,333 leak-thread, 667 leak-fd", text)
+    assert "more failures" in text
+    assert "[the full job summary](https://github.com/o/r/actions/runs/1)" in text
+    assert len(text.splitlines()) < 600  # counted and collapsed, not flooded
+    assert text.count("<details>") == text.count("</details>")
+    full = render_summary(run, dump_loader=loader)
+    assert len(full.encode()) <= STEP_SUMMARY_LIMIT
+    assert "stuck in <code>connect</code>" in text  # the most important line survives
+
+
+def test_a_tiny_budget_still_says_what_failed() -> None:
+    run = run_with([hang()] + [leak(i) for i in range(50)])
+    text = render_summary(run, budget=1500)
+    assert len(text.encode()) <= 1500
+    assert "**Failed:" in text and "✂️" in text
+
+
+def test_memory_chart_from_samples() -> None:
+    run = run_with([])
+    run.samples = [{"event": "sample", "t": 100.0 + i, "rss": (50 + i * 3) * 2**20}
+                   for i in range(200)]
+    text = render_summary(run)
+    chart = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert chart.startswith("xychart-beta")
+    values = re.search(r"line \[(.*)\]", chart)
+    assert values and len(values.group(1).split(",")) <= 40
+    assert "peak 647 MiB" in chart
+
+
+def test_passing_run_says_so() -> None:
+    run = RunResult(tier="fast")
+    run.tests["t::a"] = TestResult("t::a", outcome="passed", duration=0.2)
+    text = render_summary(run)
+    assert text.startswith("### ✅ tiergate · tier fast: passed")
+    assert "**All 1 test passed**" in text
+
+
+def test_known_findings_are_marked_and_listed_after_new_ones() -> None:
+    old, new = leak(1), leak(2)
+    text = render_summary(run_with([old, new]), known={fingerprint.of_finding(old)})
+    assert "1 new" not in text.splitlines()[0]
+    assert text.index("test\\_2</code> **new**") < text.index("test\\_1</code> *(known)*")
+    assert "already failing on the base commit" in text
+
+
+def test_hostile_text_is_inert(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_TOKEN", "tok-123456789")
+    message = "<script>alert(1)</script> @everyone\n::error::pwned tok-123456789 `x` | y"
+    text = render_summary(run_with([hang()], message=message), dump_loader=loader)
+    assert "<script>" not in text and "@everyone" not in text and "tok-123456789" not in text
+    assert not any(line.lstrip().startswith("::") for line in text.splitlines())
+    terminal = render_terminal(run_with([hang()], message=message))
+    assert "tok-123456789" not in terminal
+    assert not any(line.lstrip().startswith("::") for line in terminal.splitlines())
+
+
+def test_terminal_summary() -> None:
+    text = render_terminal(run_with([hang(), leak(1)]), width=100)
+    lines = text.splitlines()
+    assert lines[0].startswith("=") and "FAILED" in lines[0] and len(lines[0]) == 100
+    assert "  FAILED tests/test_bad.py::test_0: assert 1 == 2" in lines
+    assert any("stuck at src/app/db.py:88 in connect (recv on 127.0.0.1:5432)" in x for x in lines)
+    assert "slowest:" in lines
