@@ -67,6 +67,15 @@ def wait_for_event(project: Path, predicate: Any, tier: str = "fast", timeout: f
     raise AssertionError("the event never came")
 
 
+def processes_in(folder: Path) -> list[int]:
+    """Pids of processes working in *folder* (a test's own project directory)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd"]):
+        if proc.info["cwd"] and Path(proc.info["cwd"]).is_relative_to(folder):
+            found.append(proc.info["pid"])
+    return found
+
+
 def processes_running(marker: str) -> list[int]:
     """Pids of processes whose command line contains *marker* (a unique string a test chose)."""
     found = []

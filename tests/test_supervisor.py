@@ -13,6 +13,7 @@ from supervised import (
     events,
     findings,
     make_project,
+    processes_in,
     processes_running,
     results,
     run_tiergate,
@@ -229,6 +230,7 @@ def test_processes_left_behind_are_killed_and_named(tmp_path: Path) -> None:
                              start_new_session=True)
     """
         },
+        '[tool.tiergate.tiers.fast]\nleaks = "off"\n',  # with probes on, leak-process comes first
     )
     proc = run_tiergate(project, "run", "--tier", "fast")
     assert not processes_running(marker), "the run left a process behind"
@@ -245,3 +247,34 @@ def test_results_dir_option_and_fresh_results(tmp_path: Path) -> None:
     assert sum('"event":"run-start"' in line for line in lines) == 1  # a new run starts afresh
     # a results dir outside the project must not move pytest's rootdir (paths stay project-relative)
     assert '"path":"test_ok.py"' in "".join(lines)
+
+
+def test_the_run_reports_when_its_parent_dies(tmp_path: Path) -> None:
+    """A CI runner that kills the step's shell outright must not leave an unseen run going on."""
+    project = make_project(
+        tmp_path,
+        {
+            "test_slow.py": """
+        import time
+        def test_waits():
+            time.sleep(600)
+    """
+        },
+    )
+    command = " ".join(tiergate_argv("run", "--tier", "fast", "--test-timeout", "5m"))
+    shell = subprocess.Popen(["sh", "-c", f"{command} & wait"], cwd=project)
+    try:
+        wait_for_event(project, lambda e: e["event"] == "test-start")
+        shell.kill()
+        shell.wait()
+        wait_for_event(project, lambda e: e["event"] == "run-finish", timeout=20)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+    assert any(e["event"] == "cancelled" and e["signal"] == "SIGTERM" for e in events(project))
+    assert (results(project) / "junit.xml").exists()
+    deadline = time.monotonic() + 10
+    while processes_in(project) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_in(project)

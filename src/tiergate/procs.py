@@ -14,16 +14,29 @@ import psutil
 
 from tiergate.redact import redact
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return int(libc.prctl(option, value, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def become_subreaper() -> bool:
     """Orphaned descendants are re-parented to us instead of init, so we can find and end them."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def signal_on_parent_death(sig: int) -> None:
+    """When whatever started us dies (a CI step shell killed outright), the kernel sends us *sig*,
+    so the run is stopped and reported like a cancel instead of going on unseen."""
+    parent = os.getppid()
+    if _prctl(_PR_SET_PDEATHSIG, sig) and os.getppid() != parent:
+        os.kill(os.getpid(), sig)  # the parent died before the request took effect
 
 
 def descendants(pid: int | None = None) -> list[psutil.Process]:

@@ -24,7 +24,13 @@ from typing import Any, TextIO
 from tiergate import events as ev
 from tiergate.config import Tier
 from tiergate.findings import Finding, Location
-from tiergate.procs import become_subreaper, kill_leftovers, reap_zombies, stop_group
+from tiergate.procs import (
+    become_subreaper,
+    kill_leftovers,
+    reap_zombies,
+    signal_on_parent_death,
+    stop_group,
+)
 from tiergate.resultfiles import write_result_files
 from tiergate.results import RunResult, load_results_dir
 from tiergate.runspec import RunSpec
@@ -96,6 +102,7 @@ class Supervisor:
         )
         become_subreaper()
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        signal_on_parent_death(signal.SIGTERM)
         try:
             self._attempts()
         finally:
