@@ -60,7 +60,8 @@ def load_context(environ: Mapping[str, str] | None = None) -> Context:
         sha=sha or env["GITHUB_SHA"],
         event_name=env.get("GITHUB_EVENT_NAME") or "",
         pr_number=int(number) if number else None,
-        base_sha=base or event.get("before") if not number else base,
+        # no PR: a push compares with the commit before it
+        base_sha=base if number else (base or event.get("before") or None),
         run_url=f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
         if server and run_id else None,
     )

@@ -1,10 +1,13 @@
 """JUnit XML from any runner (pytest, nextest, jest-junit, surefire, go-junit-report) into the
 results model, so those runs get the same summary, annotations and comment.
 
-junitparser knows what the JUnit elements mean (results, skipped, system-out); it parses a whole
-document into one tree first, which for a 100,000-testcase file costs seconds and hundreds of MB.
-So the file is read with ``iterparse``, one ``<testcase>`` at a time, each handed to junitparser's
-``TestCase`` and then dropped. ``scripts/bench_report.py`` measures both ways."""
+junitparser knows what the JUnit elements mean (results, skipped, system-out) and reads them for
+us, one ``<testcase>`` at a time: the file is read with ``iterparse`` and each case is handed to
+junitparser's ``TestCase`` and then dropped, so memory holds the results, not the document.
+Measured with scripts/bench_report.py on a 100,000-testcase file (13 MiB): junitparser's
+whole-document ``JUnitXml.fromfile`` reads it in 0.4 s at 86 MiB peak, this reader in 0.65 s at
+63 MiB including the results model, and ``tiergate report`` end to end takes 0.8 s. Both are
+fast enough; this one stays flat when runners put megabytes of output in every testcase."""
 
 from __future__ import annotations
 
@@ -78,6 +81,8 @@ def _test_result(elem: ET.Element, suite_file: str | None) -> TestResult:
             xfail = (result.type or "").endswith("xfail") or (msg or "").startswith("xfail")
             outcome, message = ("xfailed" if xfail else "skipped"), msg
     stdout, stderr = case.system_out, case.system_err
+    if outcome in ("passed", "skipped", "xfailed"):  # no report shows their output: drop it
+        stdout = stderr = None
     if outcome == "timeout" and stderr:  # tiergate's JUnit puts the hang dump in system-err
         longrepr = f"{longrepr or ''}\n\n{stderr}".strip()
     try:
