@@ -4,6 +4,7 @@ run leaves nothing behind. Only processes this run started are ever signalled.""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import ctypes.util
 import os
 import signal
@@ -68,22 +69,29 @@ def stop_group(proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
         pass
 
 
-def kill_leftovers(exclude: set[int] | None = None) -> list[dict[str, object]]:
+@dataclasses.dataclass(frozen=True)
+class Leftover:
+    pid: int
+    cmdline: str  # redacted
+    age: float  # seconds it had been running
+
+
+def kill_leftovers(exclude: set[int] | None = None) -> list[Leftover]:
     """SIGKILL every process still descending from us (ours by construction: we started them, or
     they were orphaned to us as subreaper). Returns what they were, for the findings."""
     exclude = exclude or set()
-    killed: list[dict[str, object]] = []
+    killed: list[Leftover] = []
     for _ in range(3):  # a dying parent can re-parent its children to us mid-walk; look again
         found = [p for p in descendants() if p.pid not in exclude]
         if not found:
             break
         for proc in found:
             try:
-                info = {
-                    "pid": proc.pid,
-                    "cmdline": redact(" ".join(proc.cmdline()))[:300],
-                    "age": time.time() - proc.create_time(),
-                }
+                info = Leftover(
+                    pid=proc.pid,
+                    cmdline=redact(" ".join(proc.cmdline()))[:300],
+                    age=time.time() - proc.create_time(),
+                )
                 proc.kill()
                 killed.append(info)
             except psutil.Error:

@@ -217,9 +217,9 @@ class Supervisor:
                     kind="leftover-process",
                     test=None,
                     severity="warning",
-                    message=f"process {leftover['pid']} was still running {when} and was "
-                    f"killed: {leftover['cmdline']}",
-                    details={"pid": leftover["pid"], "age": round(float(leftover["age"]), 1)},
+                    message=f"process {leftover.pid} was still running {when} and was "
+                    f"killed: {leftover.cmdline}",
+                    details={"pid": leftover.pid, "age": round(leftover.age, 1)},
                 )
             )
 
