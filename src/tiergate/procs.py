@@ -4,8 +4,8 @@ run leaves nothing behind. Only processes this run started are ever signalled.""
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import ctypes.util
+import dataclasses
 import os
 import signal
 import subprocess

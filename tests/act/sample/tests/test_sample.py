@@ -3,7 +3,6 @@ import socket
 import time
 
 import pytest
-
 from sample_app import add, start_poller, wait_for_greeting
 
 
