@@ -91,6 +91,7 @@ class Tier:
     memory_limit: str | None = None
     max_processes: int | None = None
     max_fds: int | None = None
+    sample_interval: float = 0.5  # seconds between samples of the tree; 0 = off (limits too)
     leak_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -107,6 +108,7 @@ class Tier:
             "memory-limit": self.memory_limit,
             "max-processes": self.max_processes,
             "max-fds": self.max_fds,
+            "sample-interval": format_duration(self.sample_interval),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -182,6 +184,7 @@ _TIER_KEYS = {
     "memory-limit": "memory_limit",
     "max-processes": "max_processes",
     "max-fds": "max_fds",
+    "sample-interval": "sample_interval",
     "leak-thresholds": "leak_thresholds",
 }
 LEAK_THRESHOLD_KEYS = ("memory", "threads", "processes", "fds", "sockets", "tasks")
@@ -274,12 +277,12 @@ def _validate(key: str, raw: object, where: str) -> Any:
             return ConfigError(f"--{key} {raw!r} is not valid: {allowed}")
         return ConfigError(f"{where} {key} = {raw!r} is not valid: {allowed}")
 
-    if key in ("test-timeout", "budget", "grace"):
+    if key in ("test-timeout", "budget", "grace", "sample-interval"):
         try:
             seconds = parse_duration(raw)
         except ValueError:
             raise bad("use a duration such as 90, 90s, 5m or 1h") from None
-        if key != "grace" and seconds <= 0:
+        if key not in ("grace", "sample-interval") and seconds <= 0:
             raise bad("it must be more than zero")
         return seconds
     if key == "markers":
