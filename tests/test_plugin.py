@@ -196,3 +196,20 @@ def test_events_are_valid_json_lines(pytester: pytest.Pytester) -> None:
     lines = path.read_text().splitlines()
     assert all(json.loads(line)["event"] for line in lines)
     assert [json.loads(line)["event"] for line in lines][:2] == ["run-start", "session-start"]
+
+
+def test_finding_paths_are_made_project_relative(tmp_path: Path) -> None:
+    from tiergate.findings import Culprit, Finding, Location
+    from tiergate.plugin import project_relative
+
+    finding = Finding(
+        kind="leak-thread",
+        test="tests/test_a.py::test_a",
+        severity="error",
+        message="left a thread",
+        location=Location(str(tmp_path / "pkg" / "mod.py"), 3),
+        culprit=Culprit(path="/usr/lib/python3.11/threading.py", line=9, function="start"),
+    )
+    moved = project_relative(finding, tmp_path)
+    assert moved.location is not None and moved.location.path == "pkg/mod.py"
+    assert moved.culprit is not None and moved.culprit.path == "/usr/lib/python3.11/threading.py"

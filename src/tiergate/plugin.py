@@ -10,6 +10,7 @@ runs, and the controller writes what only it sees (what was collected, workers t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -119,6 +120,7 @@ class TierRun:
             )
 
     def emit_finding(self, finding: Finding) -> None:
+        finding = project_relative(finding, self.config.rootpath)
         self.events.emit(ev.FINDING, finding=finding.to_json())
 
     # -- selection -------------------------------------------------------------------------
@@ -319,6 +321,28 @@ class TierRun:
 
 
 _TIMEOUT = pytest.StashKey[float]()
+
+
+def project_relative(finding: Finding, root: Path) -> Finding:
+    """Paths in findings are relative to the project, as pytest's node ids are, so reports and
+    annotations can place them; a path outside the project (a library) stays absolute."""
+
+    def relative(path: str) -> str:
+        try:
+            return Path(path).relative_to(root).as_posix() if Path(path).is_absolute() else path
+        except ValueError:
+            return path
+
+    changes: dict[str, Any] = {}
+    if finding.location is not None:
+        changes["location"] = dataclasses.replace(
+            finding.location, path=relative(finding.location.path)
+        )
+    if finding.culprit is not None:
+        changes["culprit"] = dataclasses.replace(
+            finding.culprit, path=relative(finding.culprit.path)
+        )
+    return dataclasses.replace(finding, **changes) if changes else finding
 
 
 def _uses_xdist(config: pytest.Config) -> bool:
