@@ -86,6 +86,15 @@ class Finding:
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
+    def culprit_label(self) -> str:
+        """How a report introduces the culprit: where a hang is stuck, where a leak was made."""
+        if self.kind in TIMEOUT_KINDS or self.kind in ("crash", "resource-pressure"):
+            return "stuck at"
+        if self.kind in LEAK_KINDS or self.kind == "leftover-process":
+            return "created at"
+        return "at"
+
+    @property
     def rank(self) -> tuple[int, int]:
         return (0 if self.severity == "error" else 1, _RANK.get(self.kind, len(_RANK)))
 

@@ -56,7 +56,8 @@ def _finding_message(f: Finding) -> str:
     text = f.message
     if f.culprit is not None:
         where = f"{f.culprit.path}:{f.culprit.line or '?'} in {f.culprit.function}"
-        text += f"\nstuck at {where}" + (f": {f.culprit.reason}" if f.culprit.reason else "")
+        reason = f": {f.culprit.reason}" if f.culprit.reason else ""
+        text += f"\n{f.culprit_label} {where}{reason}"
     if f.dump:
         text += f"\nprocess-tree dump: {f.dump} (see the job summary)"
     return text

@@ -60,7 +60,7 @@ def _finding_lines(f: Finding) -> list[str]:
     if f.culprit is not None:
         c = f.culprit
         reason = f" ({c.reason})" if c.reason else ""
-        lines.append(f"    stuck at {c.path}:{c.line or '?'} in {c.function}{reason}")
+        lines.append(f"    {f.culprit_label} {c.path}:{c.line or '?'} in {c.function}{reason}")
     if f.dump:
         lines.append(f"    dump: {f.dump}")
     return lines
