@@ -32,7 +32,8 @@ class TestResult:
     pid: int | None = None
     worker: str | None = None
     dump: str | None = None  # results-dir-relative path of the hang dump
-    peak_rss: int | None = None
+    peak_rss: int | None = None  # bytes: the test's own process, or its tree from samples
+    reproduces: str | None = None  # the bug id of a @pytest.mark.reproduces test
 
     @property
     def failing(self) -> bool:
@@ -112,6 +113,7 @@ class _Builder:
         self.collected: dict[str, None] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.hard_timeouts: dict[str, dict[str, Any]] = {}
+        self.peaks: dict[str, int] = {}  # nodeid -> highest tree RSS seen in samples
 
     def feed(self, record: Mapping[str, Any]) -> None:
         kind = record["event"]
@@ -156,6 +158,7 @@ class _Builder:
             worker=r.get("worker"),
             dump=r.get("dump"),
             peak_rss=r.get("peak_rss"),
+            reproduces=r.get("reproduces"),
         )
         if hard is not None:  # xdist reports the killed worker's test as a crash; it was a hang
             result.outcome = "timeout"
@@ -177,6 +180,14 @@ class _Builder:
 
     def on_sample(self, r: Mapping[str, Any]) -> None:
         self.run.samples.append(dict(r))
+        for nodeid, rss in (r.get("tests") or {}).items():  # issue 8: peak tree RSS per test
+            self.peaks[nodeid] = max(self.peaks.get(nodeid, 0), int(rss))
+
+    def on_resource_pressure(self, r: Mapping[str, Any]) -> None:
+        # The supervisor killed pytest for the tree outgrowing a limit, blaming this test.
+        if r.get("nodeid"):
+            start = self.in_flight.pop(r["nodeid"], None)
+            self._close_in_flight(r["nodeid"], start, "failed", r.get("message"), r)
 
     def on_budget_expired(self, r: Mapping[str, Any]) -> None:
         self.run.budget_expired = True
@@ -232,6 +243,10 @@ class _Builder:
 
     def result(self) -> RunResult:
         run = self.run
+        for nodeid, peak in self.peaks.items():
+            test = run.tests.get(nodeid)
+            if test is not None and peak > (test.peak_rss or 0):
+                test.peak_rss = peak
         run.not_run = [n for n in self.collected if n not in run.tests]
         # xdist also reports the worker the supervisor killed for a hang, as a crash: it was a hang.
         run.findings = [

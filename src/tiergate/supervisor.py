@@ -35,6 +35,7 @@ from tiergate.resultfiles import write_result_files
 from tiergate.results import RunResult, load_results_dir
 from tiergate.runspec import RunSpec
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
+from tiergate.treewatch import TreeWatch
 
 POLL_SECONDS = 0.05
 CANCEL_STOP_SECONDS = 2.0  # GitHub gives 7.5 s from SIGINT to SIGTERM and 2.5 s more to SIGKILL
@@ -170,6 +171,7 @@ class Supervisor:
         proc = subprocess.Popen(argv, cwd=self.plan.root, env=self._env(), start_new_session=True)
         pgid = proc.pid
         ending = ""
+        watch = self._watch_tree(proc, pgid)  # issue 8: samples and resource limits
         while proc.poll() is None:
             time.sleep(POLL_SECONDS)
             self._follow()
@@ -188,6 +190,11 @@ class Supervisor:
             if hung is not None and self._hard_timeout(proc, pgid, hung):
                 ending = "hard-timeout"
                 break
+            if watch is not None and self._over_limit(watch):
+                ending = "resource-pressure"
+                break
+        if watch is not None:
+            watch.close()
         self._follow()
         self.pytest_exit = proc.returncode if proc.returncode is not None else proc.wait()
         stop_group(proc, pgid, 0)  # anything of the group still alive goes with pytest
@@ -422,6 +429,40 @@ class Supervisor:
             if test is not None:
                 self.finished.add(test.nodeid)  # never run again: it may be what kills pytest
         self._say(f"tiergate: pytest {how}")
+
+    # -- resource pressure (issue 8; the logic lives in tiergate.treewatch) -------------------
+
+    def _watch_tree(self, proc: subprocess.Popen[bytes], pgid: int) -> TreeWatch | None:
+        if not self.tier.sample_interval:
+            return None
+        return TreeWatch(
+            root_pid=proc.pid,
+            tier=self.tier,
+            attempt=self.attempt,
+            emit=self.events.emit,
+            dump=lambda nodeid, kind, reason, stuck: self._dump(
+                proc.pid, nodeid, kind, reason, stuck_pid=stuck
+            ),
+            stop=lambda grace: stop_group(proc, pgid, grace),
+            in_flight=lambda: list(self.in_flight.values()),
+            fast=POLL_SECONDS,
+        )
+
+    def _over_limit(self, watch: TreeWatch) -> bool:
+        """True when the tree crossed a limit and pytest was killed; the test it blames is
+        finished (failed, never re-run) and the attempt ends so the rest can resume."""
+        killed = watch.poll()
+        if killed is None:
+            return False
+        if killed.nodeid is not None:
+            self.in_flight.pop(killed.nodeid, None)
+            self.finished.add(killed.nodeid)
+        self._say(
+            f"tiergate: {killed.verdict.describe()}"
+            + (f" in {killed.nodeid}" if killed.nodeid else "")
+            + "; pytest was killed"
+        )
+        return True
 
     def _dump(
         self, root: int, nodeid: str | None, kind: str, reason: str, stuck_pid: int | None

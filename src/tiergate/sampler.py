@@ -1,0 +1,234 @@
+"""Samples of pytest's whole process tree: memory, CPU, threads, open files, process count.
+
+The supervisor takes one every ``sample-interval`` (0.5 s by default, faster near a limit), so a
+sample has to be cheap. The tree is walked through ``/proc/<pid>/task/<tid>/children`` (cost in
+proportion to the tree, not to every process on the machine), with psutil's full scan as the
+fallback where the kernel lacks that file. ``psutil.Process`` objects are kept between samples:
+their ``oneshot`` caches make one read of ``stat``/``status`` per process, and CPU time of
+processes that ended between two samples is kept so the total never goes backwards.
+
+RSS is summed over the tree. Pages shared after a ``fork`` are counted in each process, so the
+total is an upper bound of what the tree holds, which is the safe side for a limit.
+
+The plugin side lives here too: ``TestMemory`` gives one test's peak RSS of its own process
+(``ru_maxrss`` when the test set a new high-water mark, else the larger of start and end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import time
+
+import psutil
+
+from tiergate.redact import redact
+
+_CMDLINE_CHARS = 160
+
+
+@dataclasses.dataclass(frozen=True)
+class Biggest:
+    pid: int
+    rss: int
+    cmdline: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"pid": self.pid, "rss": self.rss, "cmdline": self.cmdline}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """The tree at one instant. ``rss_by_pid`` and ``parent`` let a reader attribute memory to the
+    subtree of one xdist worker."""
+
+    t: float  # time.monotonic()
+    rss: int  # bytes, summed over the tree
+    cpu: float  # user + system seconds of the tree since it started (ended processes included)
+    cpu_percent: float  # over the interval since the previous sample; 100 = one core
+    threads: int
+    fds: int  # open file descriptors, summed over the tree
+    processes: int
+    biggest: Biggest | None  # the process with the most RSS
+    most_fds: tuple[int, int] | None  # (pid, fds) of the process holding the most descriptors
+    rss_by_pid: dict[int, int] = dataclasses.field(default_factory=dict)
+    parent: dict[int, int] = dataclasses.field(default_factory=dict)
+
+    def subtree_rss(self, pid: int) -> int:
+        """RSS of *pid* and its descendants (an xdist worker and what its test started)."""
+        total = 0
+        for candidate, rss in self.rss_by_pid.items():
+            walk: int | None = candidate
+            while walk is not None:
+                if walk == pid:
+                    total += rss
+                    break
+                walk = self.parent.get(walk)
+        return total
+
+    def to_event(self) -> dict[str, object]:
+        return {
+            "rss": self.rss,
+            "cpu": round(self.cpu, 3),
+            "cpu_percent": round(self.cpu_percent, 1),
+            "threads": self.threads,
+            "fds": self.fds,
+            "processes": self.processes,
+            "biggest": self.biggest.to_json() if self.biggest else None,
+        }
+
+
+EMPTY = Sample(0.0, 0, 0.0, 0.0, 0, 0, 0, None, None)
+
+
+class TreeSampler:
+    """Samples *root_pid* and all its descendants; keep one per pytest process."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid = root_pid
+        self._procs: dict[int, psutil.Process] = {}
+        self._cpu: dict[int, float] = {}  # last CPU seconds seen, per live pid
+        self._cpu_gone = 0.0  # CPU seconds of processes that ended
+        self._last: tuple[float, float] | None = None  # (monotonic, cpu) of the previous sample
+        self._cmdlines: dict[int, str] = {}
+        self._proc_children = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+    def sample(self) -> Sample:
+        now = time.monotonic()
+        tree = self._tree()
+        live = {pid for pid, _ in tree}
+        for pid in [p for p in self._procs if p not in live]:
+            self._forget(pid)
+        rss_by_pid: dict[int, int] = {}
+        cpu = 0.0
+        threads = fds = 0
+        fds_by_pid: dict[int, int] = {}
+        counted = 0
+        for pid, _ in tree:
+            proc = self._procs.get(pid)
+            if proc is None:
+                try:
+                    proc = self._procs[pid] = psutil.Process(pid)
+                except psutil.Error:
+                    continue
+            try:
+                with proc.oneshot():
+                    rss = proc.memory_info().rss
+                    times = proc.cpu_times()
+                    n_threads = proc.num_threads()
+                    n_fds = proc.num_fds()
+            except psutil.Error:
+                self._forget(pid)
+                continue
+            counted += 1
+            rss_by_pid[pid] = rss
+            fds_by_pid[pid] = n_fds
+            self._cpu[pid] = times.user + times.system
+            cpu += self._cpu[pid]
+            threads += n_threads
+            fds += n_fds
+        cpu += self._cpu_gone
+        percent = 0.0
+        if self._last is not None and now > self._last[0]:
+            percent = max(0.0, (cpu - self._last[1]) / (now - self._last[0]) * 100)
+        self._last = (now, cpu)
+        biggest = None
+        if rss_by_pid:
+            pid = max(rss_by_pid, key=rss_by_pid.__getitem__)
+            biggest = Biggest(pid, rss_by_pid[pid], self._cmdline(pid))
+        most = max(fds_by_pid.items(), key=lambda kv: kv[1]) if fds_by_pid else None
+        return Sample(
+            t=now,
+            rss=sum(rss_by_pid.values()),
+            cpu=cpu,
+            cpu_percent=percent,
+            threads=threads,
+            fds=fds,
+            processes=counted,
+            biggest=biggest,
+            most_fds=most,
+            rss_by_pid=rss_by_pid,
+            parent={pid: ppid for pid, ppid in tree if ppid is not None},
+        )
+
+    def _forget(self, pid: int) -> None:
+        self._procs.pop(pid, None)
+        self._cmdlines.pop(pid, None)
+        self._cpu_gone += self._cpu.pop(pid, 0.0)
+
+    def _cmdline(self, pid: int) -> str:
+        if pid not in self._cmdlines:
+            try:
+                words = self._procs[pid].cmdline()
+            except (psutil.Error, KeyError):
+                words = []
+            self._cmdlines[pid] = redact(" ".join(words))[:_CMDLINE_CHARS]
+        return self._cmdlines[pid]
+
+    def _tree(self) -> list[tuple[int, int | None]]:
+        """(pid, parent pid) for the root and every descendant; empty once the root is gone."""
+        if not self._proc_children:
+            return self._tree_psutil()
+        out: list[tuple[int, int | None]] = []
+        todo: list[tuple[int, int | None]] = [(self.root_pid, None)]
+        while todo:
+            pid, ppid = todo.pop()
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue  # gone between the parent's children file and now
+            out.append((pid, ppid))
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
+                        children = handle.read().split()
+                except OSError:
+                    continue
+                todo.extend((int(child), pid) for child in children)
+        return out
+
+    def _tree_psutil(self) -> list[tuple[int, int | None]]:
+        try:
+            root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
+            found = root.children(recursive=True)
+        except psutil.Error:
+            return []
+        out: list[tuple[int, int | None]] = [(self.root_pid, None)]
+        for proc in found:
+            try:
+                out.append((proc.pid, proc.ppid()))
+            except psutil.Error:
+                continue
+        return out
+
+
+class TestMemory:
+    """One test's peak RSS in its own process, for the ``test-finish`` event. Costs one
+    ``getrusage`` and one ``statm`` read at each end of the test."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self._start_rss = self._rss()
+        self._start_max = _maxrss()
+
+    def peak(self) -> int | None:
+        """Bytes: exact when the test raised the process's high-water mark, else a lower bound."""
+        end_max = _maxrss()
+        if end_max > self._start_max:
+            return end_max
+        rss = max(self._start_rss or 0, self._rss() or 0)
+        return rss or None
+
+    def _rss(self) -> int | None:
+        try:
+            with open("/proc/self/statm", "rb") as handle:
+                return int(handle.read().split()[1]) * self._page
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
