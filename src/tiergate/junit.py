@@ -55,15 +55,15 @@ def _case(test: TestResult, dump_text: str | None) -> TestCase:
 def write_junit(run: RunResult, path: Path, results_dir: Path | None = None) -> Path:
     suite = TestSuite(f"tiergate.{run.tier}" if run.tier else "tiergate")
     folder = results_dir or path.parent
-    for test in run.tests.values():
-        dump_text = _read_dump(folder, test.dump)
-        suite.add_testcase(_case(test, dump_text))
+    cases = [_case(test, _read_dump(folder, test.dump)) for test in run.tests.values()]
+    why = "the tier's budget ran out" if run.budget_expired else "the run stopped first"
     for nodeid in run.not_run:
         classname, name = split_nodeid(nodeid)
         case = TestCase(name, classname, 0.0)
-        why = "the tier's budget ran out" if run.budget_expired else "the run stopped first"
         case.result = [Skipped(f"not run: {why}", "tiergate.not-run")]
-        suite.add_testcase(case)
+        cases.append(case)
+    # add_testcases counts the suite once; add_testcase per case recounts it each time (O(n²)).
+    suite.add_testcases(cases)
     suite.time = round(run.duration, 3)
     xml = JUnitXml("tiergate")
     xml.add_testsuite(suite)
