@@ -22,6 +22,7 @@ from tiergate import events as ev
 from tiergate.config import TIER_MARKERS, Tier, load_config
 from tiergate.errors import ConfigError
 from tiergate.findings import Finding, Location
+from tiergate.reproduce import Reproductions
 from tiergate.runspec import RunSpec
 from tiergate.softtimeout import SoftTimer, TestTimeout
 from tiergate.treedumps import dump_name, dump_tree
@@ -98,6 +99,9 @@ class TierRun:
         self._dump: str | None = None
         self._collected_sent = False
         self._select(config)
+        # issue 8: @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
+        self.reproductions = Reproductions(config, self.emit_finding)
+        config.pluginmanager.register(self.reproductions, "tiergate-reproduce")
         if not self.is_xdist_controller:
             self._guard(config)
 
@@ -191,7 +195,7 @@ class TierRun:
         self.events.emit(ev.SESSION_FINISH, exitstatus=int(exitstatus))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.timer.cancel()
+        self.timer.close()
         if not self.spec.supervised and self.worker is None:
             from tiergate.resultfiles import write_result_files
 
@@ -225,10 +229,17 @@ class TierRun:
             line=line,
             timeout=item.stash.get(_TIMEOUT, None),
         )
+        from tiergate.sampler import TestMemory  # here: inert pytest runs never import psutil
+
+        memory = TestMemory()
         yield
         os.environ.pop("TIERGATE_CURRENT_TEST", None)
         self.events.emit(
-            ev.TEST_FINISH, **_summarise(item.nodeid, path, line, self._reports), dump=self._dump
+            ev.TEST_FINISH,
+            **_summarise(item.nodeid, path, line, self._reports),
+            dump=self._dump,
+            peak_rss=memory.peak(),  # issue 8: this process's peak; the supervisor adds the tree's
+            reproduces=self.reproductions.bug_of(item.nodeid),
         )
         self._item = None
 
