@@ -213,3 +213,24 @@ def test_finding_paths_are_made_project_relative(tmp_path: Path) -> None:
     moved = project_relative(finding, tmp_path)
     assert moved.location is not None and moved.location.path == "pkg/mod.py"
     assert moved.culprit is not None and moved.culprit.path == "/usr/lib/python3.11/threading.py"
+
+
+def test_a_test_that_takes_sigalrm_does_not_disable_later_timeouts(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_x="""
+        import signal, time
+        def test_uses_alarm_itself():
+            fired = []
+            signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            time.sleep(0.2)
+            assert fired
+        def test_hangs_later():
+            time.sleep(30)
+    """
+    )
+    result = pytester.runpytest_subprocess("--tier", "fast", "--timeout", "1")
+    result.assert_outcomes(passed=1, failed=1)
+    assert finishes(pytester)["test_hangs_later"]["outcome"] == "timeout"

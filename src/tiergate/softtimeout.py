@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -25,42 +25,52 @@ class TestTimeout(pytest.fail.Exception):  # type: ignore[misc,name-defined]
 
 
 class SoftTimer:
-    """One SIGALRM timer at a time, for the test in progress on the main thread."""
+    """One SIGALRM timer at a time, for the test in progress on the main thread.
+
+    The handler is installed once and stays (re-installed if a test replaced it); each test only
+    arms and disarms the interval timer, which keeps the per-test cost to two system calls.
+    """
 
     def __init__(self, on_expiry: Callable[[float], str]) -> None:
         # on_expiry(limit) takes the dump and returns the failure message; it runs in the handler.
         self._on_expiry = on_expiry
-        self._previous: object = None
+        self._previous: Any = None
+        self._installed = False
         self.armed = False
         self.fired = False
-        self.started = 0.0
+        self.limit = 0.0
 
     def start(self, seconds: float) -> bool:
         if threading.current_thread() is not threading.main_thread():
             return (
                 False  # signals reach only the main thread; the supervisor's hard timeout remains
             )
+        if signal.getsignal(signal.SIGALRM) != self._handler:
+            previous = signal.signal(signal.SIGALRM, self._handler)
+            if not self._installed:
+                self._previous, self._installed = previous, True
         self.fired = False
-        self.started = time.monotonic()
-        limit = seconds
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            __tracebackhide__ = True
-            self.armed = False
-            self.fired = True
-            message = self._on_expiry(limit)
-            raise TestTimeout(message, pytrace=False)
-
-        self._previous = signal.signal(signal.SIGALRM, handler)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        self.limit = seconds
         self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, seconds)
         return True
 
-    def cancel(self) -> None:
-        if not self.armed and self._previous is None:
-            return
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        previous = self._previous if self._previous is not None else signal.SIG_DFL
-        signal.signal(signal.SIGALRM, previous)  # type: ignore[arg-type]
-        self._previous = None
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        __tracebackhide__ = True
+        if not self.armed:
+            return  # a late tick after the test ended
         self.armed = False
+        self.fired = True
+        raise TestTimeout(self._on_expiry(self.limit), pytrace=False)
+
+    def cancel(self) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.armed = False
+
+    def close(self) -> None:
+        """Disarm and give SIGALRM back to whoever had it before the run."""
+        self.cancel()
+        if self._installed:
+            signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
+            self._installed = False
