@@ -1,0 +1,58 @@
+"""``tiergate tiers``: every tier's settings and selection, and the tests that no tier runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from supervised import make_project, run_tiergate
+
+FILES = {
+    "tests/unit/test_u.py": """
+        import pytest
+        def test_plain(): pass
+        @pytest.mark.slow
+        def test_slow(): pass
+    """,
+    "tests/infra/test_i.py": """
+        import pytest
+        @pytest.mark.integration
+        def test_db(): pass
+        def test_forgotten(): pass
+    """,
+    "tests/e2e/test_e.py": """
+        import pytest
+        @pytest.mark.e2e
+        def test_login(): pass
+    """,
+}
+CONFIG = '[tool.tiergate.tiers.fast]\npaths = ["tests/unit"]\n'
+
+
+def test_lists_tiers_counts_and_tests_no_tier_selects(tmp_path: Path) -> None:
+    project = make_project(tmp_path, FILES, CONFIG)
+    proc = run_tiergate(project, "tiers")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "fast  1 tests" in out and "nightly  2 tests" in out and "staging  1 tests" in out
+    assert "5 tests collected; 1 selected by no tier" in out
+    assert "not in any tier: tests/infra/test_i.py::test_forgotten" in out
+    assert "test-timeout   1m" in out
+
+
+def test_json_output(tmp_path: Path) -> None:
+    project = make_project(tmp_path, FILES, CONFIG)
+    proc = run_tiergate(project, "tiers", "--json")
+    data = json.loads(proc.stdout)
+    assert data["tiers"]["fast"]["paths"] == ["tests/unit"]
+    assert sorted(data["selection"]["tiers"]["nightly"]) == [
+        "tests/infra/test_i.py::test_db",
+        "tests/unit/test_u.py::test_slow",
+    ]
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    project = make_project(tmp_path, FILES, '[tool.tiergate.tiers.fast]\nworkers = "many"\n')
+    proc = run_tiergate(project, "tiers")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "workers = 'many' is not valid" in proc.stderr
