@@ -45,6 +45,7 @@ class State:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pulls: list[dict[str, Any]] = field(default_factory=list)  # seeded by tests
     requests: list[dict[str, Any]] = field(default_factory=list)
     next_id: int = 1000
 
@@ -127,6 +128,10 @@ class GhApi:
             if cfg.fail_writes > 0:
                 cfg.fail_writes -= 1
                 return 502, {"message": "Server Error"}, {}
+        m = re.fullmatch(r"/repos/[^/]+/[^/]+/pulls", path)
+        if m and method == "GET":
+            wanted = query.get("head")
+            return 200, [p for p in st.pulls if wanted in (None, p["head"]["label"])], {}
         if path == "/user" and method == "GET":
             if cfg.token_user is None:
                 return 403, {"message": NOT_ACCESSIBLE}, {}

@@ -226,3 +226,23 @@ def test_check_run_stand_in_rejects_what_github_rejects(ghapi: GhApi) -> None:
         client.post("/repos/o/r/check-runs", {"name": "x", "head_sha": HEAD, "output": {
             "title": "t", "summary": "s" * 65_536}})
     assert exc.value.status == 422
+
+
+def test_a_fork_pull_request_is_found_for_a_workflow_run(
+    tmp_path: Path, env: Path, ghapi: GhApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitHub leaves workflow_run.pull_requests empty for forks: the PR is looked up by the fork's
+    owner:branch, and only one whose head is the tested commit gets the comment."""
+    env.write_text(json.dumps({"workflow_run": {
+        "event": "pull_request", "head_sha": HEAD, "head_branch": "fix-db", "pull_requests": [],
+        "head_repository": {"owner": {"login": "contributor"}}}}))
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "workflow_run")
+    ghapi.state.pulls += [
+        {"number": 11, "head": {"label": "contributor:fix-db", "sha": "d" * 40},
+         "base": {"sha": BASE}},
+        {"number": 12, "head": {"label": "contributor:fix-db", "sha": HEAD},
+         "base": {"sha": BASE}},
+    ]
+    assert post(failing_dir(tmp_path)) == 0
+    assert [c["issue_number"] for c in comments(ghapi)] == [12]
+    assert [r["head_sha"] for r in ghapi.state.check_runs.values()] == [HEAD]

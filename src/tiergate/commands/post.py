@@ -11,6 +11,7 @@ never checks out or runs the PR's code (see workflows-templates/fork-report.yml)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"tiergate post: {exc}")
         return 0
     client = GitHubClient(ctx.api_url, ctx.token, timeout=args.timeout)
+    ctx = find_fork_pull_request(client, ctx)
     errors = publish(client, ctx, results, tier=args.tier or results.tier or "default")
     if not errors:
         return 0
@@ -78,6 +80,24 @@ def run(args: argparse.Namespace) -> int:
     for error in errors:
         _say(workflow_command("warning", f"tiergate post: {error}", title="tiergate post"))
     return 1 if args.fail_on_error else 0
+
+
+def find_fork_pull_request(client: GitHubClient, ctx: Context) -> Context:
+    """A workflow_run for a fork's pull request carries no PR number: find the open PR whose head
+    is the fork's branch at exactly the commit that was tested."""
+    if ctx.pr_number is not None or not ctx.fork_head:
+        return ctx
+    try:
+        pulls = client.get(f"/repos/{ctx.repository}/pulls",
+                           {"state": "open", "head": ctx.fork_head})
+    except GitHubError as exc:
+        _say(f"tiergate post: could not look up the pull request of {ctx.fork_head}: {exc}")
+        return ctx
+    for pull in pulls if isinstance(pulls, list) else []:
+        if pull.get("head", {}).get("sha") == ctx.sha:
+            base = pull.get("base", {}).get("sha")
+            return dataclasses.replace(ctx, pr_number=int(pull["number"]), base_sha=base)
+    return ctx
 
 
 def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str

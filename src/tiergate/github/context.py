@@ -24,6 +24,9 @@ class Context:
     pr_number: int | None
     base_sha: str | None  # the commit "known" findings are read from
     run_url: str | None
+    # workflow_run for a fork's PR: GitHub leaves pull_requests empty, so the PR is looked up by
+    # the fork's "owner:branch" (and must have head_sha as its head)
+    fork_head: str | None = None
 
     @property
     def nightly(self) -> bool:
@@ -47,11 +50,15 @@ def load_context(environ: Mapping[str, str] | None = None) -> Context:
     sha, base = pr.get("head", {}).get("sha"), pr.get("base", {}).get("sha")
     number = pr.get("number")
     run = event.get("workflow_run")
+    fork_head = None
     if not pr and isinstance(run, dict):  # the fork pattern: this workflow reports for another
         sha = run.get("head_sha")
         prs = run.get("pull_requests") or []
         if prs:
             number, base = prs[0].get("number"), prs[0].get("base", {}).get("sha")
+        elif run.get("event") == "pull_request" and run.get("head_branch"):
+            owner = (run.get("head_repository") or {}).get("owner", {}).get("login")
+            fork_head = f"{owner}:{run['head_branch']}" if owner else None
     server, run_id = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_RUN_ID")
     return Context(
         api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
@@ -64,6 +71,7 @@ def load_context(environ: Mapping[str, str] | None = None) -> Context:
         base_sha=base if number else (base or event.get("before") or None),
         run_url=f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
         if server and run_id else None,
+        fork_head=fork_head,
     )
 
 
