@@ -17,6 +17,7 @@ from supervised import events, findings, make_project, processes_running, result
 
 from tiergate.config import Tier
 from tiergate.pressure import Gauge, Limits, format_amount
+from tiergate.results import load_results_dir
 from tiergate.sampler import EMPTY, Biggest, Sample, TestMemory, TreeSampler
 
 HOG = """
@@ -71,6 +72,9 @@ def test_memory_limit_kills_the_hog_before_1_3_gb_and_the_rest_runs(tmp_path: Pa
     assert document["counts"]["failed"] == 1
     assert document["counts"]["passed"] == 2
     assert document["counts"]["not_run"] == 0
+    run = load_results_dir(results(project))  # peak RSS per test, for the heaviest-tests list
+    assert run.tests["test_a_hog.py::test_hog"].peak_rss == peak
+    assert all((run.tests[n].peak_rss or 0) > 1_000_000 for n in run.tests)
     junit = (results(project) / "junit.xml").read_text()
     assert "resource pressure" in junit
     assert "tiergate:" in done.stdout and "pytest was killed" in done.stdout
