@@ -16,31 +16,57 @@ DUMP = "Process 41 (pytest)\n  Thread MainThread\n    File src/app/db.py, line 8
 
 
 def hang() -> Finding:
-    return Finding(kind="timeout", test="tests/test_hang.py::test_db", severity="error",
-                   message="timeout: ran past 5s", location=Location("tests/test_hang.py", 7),
-                   culprit=Culprit("src/app/db.py", 88, "connect", "recv on 127.0.0.1:5432"),
-                   dump="dumps/test_db.txt")
+    return Finding(
+        kind="timeout",
+        test="tests/test_hang.py::test_db",
+        severity="error",
+        message="timeout: ran past 5s",
+        location=Location("tests/test_hang.py", 7),
+        culprit=Culprit("src/app/db.py", 88, "connect", "recv on 127.0.0.1:5432"),
+        dump="dumps/test_db.txt",
+    )
 
 
 def leak(i: int) -> Finding:
-    return Finding(kind="leak-thread" if i % 3 else "leak-fd", test=f"tests/test_l.py::test_{i}",
-                   severity="error", message=f"thread worker-{i} still running",
-                   location=Location("tests/test_l.py", i), details={"created": f"pool.py:{i}"})
+    return Finding(
+        kind="leak-thread" if i % 3 else "leak-fd",
+        test=f"tests/test_l.py::test_{i}",
+        severity="error",
+        message=f"thread worker-{i} still running",
+        location=Location("tests/test_l.py", i),
+        details={"created": f"pool.py:{i}"},
+    )
 
 
-def run_with(findings: list[Finding], failures: int = 1, message: str = "assert 1 == 2"
-             ) -> RunResult:
+def run_with(
+    findings: list[Finding], failures: int = 1, message: str = "assert 1 == 2"
+) -> RunResult:
     run = RunResult(tier="fast", started=100.0, finished=160.0)
     for i in range(20):
         run.tests[f"tests/test_ok.py::test_{i}"] = TestResult(
-            f"tests/test_ok.py::test_{i}", "tests/test_ok.py", i, "passed", 0.1 * i)
+            f"tests/test_ok.py::test_{i}", "tests/test_ok.py", i, "passed", 0.1 * i
+        )
     for i in range(failures):
         nodeid = f"tests/test_bad.py::test_{i}"
-        run.tests[nodeid] = TestResult(nodeid, "tests/test_bad.py", 10, "failed", 1.0,
-                                       "call", message, "Traceback\n" + message * 5)
+        run.tests[nodeid] = TestResult(
+            nodeid,
+            "tests/test_bad.py",
+            10,
+            "failed",
+            1.0,
+            "call",
+            message,
+            "Traceback\n" + message * 5,
+        )
     run.tests["tests/test_hang.py::test_db"] = TestResult(
-        "tests/test_hang.py::test_db", "tests/test_hang.py", 7, "timeout", 5.0, "call",
-        "timeout: ran past 5s")
+        "tests/test_hang.py::test_db",
+        "tests/test_hang.py",
+        7,
+        "timeout",
+        5.0,
+        "call",
+        "timeout: ran past 5s",
+    )
     run.findings.extend(findings)
     return run
 
@@ -62,10 +88,13 @@ def test_two_findings_read_well() -> None:
 
 
 def test_two_thousand_findings_stay_under_the_comment_budget_and_readable() -> None:
-    run = run_with([hang()] + [leak(i) for i in range(2000)], failures=300,
-                   message="x" * 3000)
-    text = render_summary(run, dump_loader=loader, budget=COMMENT_LIMIT,
-                          details_url="https://github.com/o/r/actions/runs/1")
+    run = run_with([hang()] + [leak(i) for i in range(2000)], failures=300, message="x" * 3000)
+    text = render_summary(
+        run,
+        dump_loader=loader,
+        budget=COMMENT_LIMIT,
+        details_url="https://github.com/o/r/actions/runs/1",
+    )
     assert len(text.encode()) <= COMMENT_LIMIT
     assert "#### 💧 Leaks (2,000)" in text
     assert re.search(r"By kind: 1,333 leak-thread, 667 leak-fd", text)
@@ -87,8 +116,9 @@ def test_a_tiny_budget_still_says_what_failed() -> None:
 
 def test_memory_chart_from_samples() -> None:
     run = run_with([])
-    run.samples = [{"event": "sample", "t": 100.0 + i, "rss": (50 + i * 3) * 2**20}
-                   for i in range(200)]
+    run.samples = [
+        {"event": "sample", "t": 100.0 + i, "rss": (50 + i * 3) * 2**20} for i in range(200)
+    ]
     text = render_summary(run)
     chart = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert chart.startswith("xychart-beta")
@@ -131,3 +161,29 @@ def test_terminal_summary() -> None:
     assert "  FAILED tests/test_bad.py::test_0: assert 1 == 2" in lines
     assert any("stuck at src/app/db.py:88 in connect (recv on 127.0.0.1:5432)" in x for x in lines)
     assert "slowest:" in lines
+
+
+def test_a_timeout_says_whether_it_was_stuck_or_moving() -> None:
+    from tiergate.findings import Culprit, Finding
+    from tiergate.report.summary import slow_or_stuck
+    from tiergate.results import RunResult
+
+    stuck_at = Culprit(path="app/db.py", line=63, function="read", reason="recv")
+    timeout = Finding(
+        kind="timeout", test="t::a", severity="error", message="timeout", culprit=stuck_at
+    )
+    same = {
+        "nodeid": "t::a",
+        "elapsed": 1.5,
+        "culprit": {"path": "app/db.py", "line": 63, "function": "read"},
+    }
+    moved = {
+        "nodeid": "t::a",
+        "elapsed": 1.5,
+        "culprit": {"path": "app/load.py", "line": 9, "function": "parse"},
+    }
+    assert "stuck in the same frame since 1.5s" in (
+        slow_or_stuck(RunResult(slow_notes=[same]), timeout) or ""
+    )
+    assert "still moving" in (slow_or_stuck(RunResult(slow_notes=[moved]), timeout) or "")
+    assert slow_or_stuck(RunResult(), timeout) is None

@@ -235,6 +235,9 @@ def _timeouts(view: _View, d: _Detail, load: DumpLoader) -> list[str]:
                 c = item.culprit
                 line += (f"\n  - stuck in {md_code(c.function, 100)} at {_where(c.path, c.line)}"
                          + (f": {md_text(c.reason, 300)}" if c.reason else ""))
+                progress = slow_or_stuck(view.run, item)
+                if progress:
+                    line += f"\n  - {progress}"
             dump = item.dump
         else:
             line = f"- {md_code(item.nodeid, 300)}{view.mark(item)}: " \
@@ -253,6 +256,24 @@ def _timeouts(view: _View, d: _Detail, load: DumpLoader) -> list[str]:
     if len(items) > shown_rows:
         out.append(f"… and {len(items) - shown_rows:,} more timeouts.")
     return out
+
+
+def slow_or_stuck(run: RunResult, timeout: Finding) -> str | None:
+    """Compare where a timed-out test was at half its limit (the `slow` note) with where it was
+    stuck at the end: the same frame means stuck all along; another means slow but moving."""
+    end = timeout.culprit
+    notes = [n for n in run.slow_notes if n.get("nodeid") == timeout.test and n.get("culprit")]
+    if end is None or not notes:
+        return None
+    half = notes[-1]
+    was = half["culprit"]
+    at = f"{half.get('elapsed', 0):.1f}s"
+    if (was.get("path"), was.get("line"), was.get("function")) == (end.path, end.line,
+                                                                    end.function):
+        return f"stuck in the same frame since {at} (half its limit): a hang, not slowness"
+    where = _where(str(was.get("path", "?")), was.get("line"))
+    return (f"at {at} (half its limit) it was in {md_code(str(was.get('function', '?')), 100)} "
+            f"at {where}: it was still moving, so it may be slow rather than stuck")
 
 
 def _failures(view: _View, d: _Detail) -> list[str]:
