@@ -187,3 +187,17 @@ def test_a_timeout_says_whether_it_was_stuck_or_moving() -> None:
     )
     assert "still moving" in (slow_or_stuck(RunResult(slow_notes=[moved]), timeout) or "")
     assert slow_or_stuck(RunResult(), timeout) is None
+
+
+def test_heaviest_tests_and_reproductions_are_listed() -> None:
+    from tiergate.report.summary import render_summary
+    from tiergate.results import RunResult, TestResult
+
+    run = RunResult(tier="nightly")
+    run.tests["t::hog"] = TestResult("t::hog", outcome="passed", duration=2.0, peak_rss=900 * 2**20)
+    run.tests["t::bug"] = TestResult("t::bug", outcome="xfailed", reproduces="BUG-601")
+    run.tests["t::fixed"] = TestResult("t::fixed", outcome="passed", reproduces="BUG-7")
+    text = render_summary(run)
+    assert "Heaviest tests" in text and "900 MiB" in text
+    assert "BUG-601" in text and "still reproduces" in text
+    assert "BUG-7" in text and "**passed**" in text

@@ -35,6 +35,7 @@ PYTEST_EXIT = "pytest-exit"  # supervisor: attempt, returncode, signal
 BUDGET_EXPIRED = "budget-expired"  # supervisor: budget, nodeid (in flight), dump
 CANCELLED = "cancelled"  # supervisor: signal, nodeid (in flight), dump
 SAMPLE = "sample"  # supervisor: rss, cpu, threads, fds, processes, nodeid
+RESOURCE_PRESSURE = "resource-pressure"  # supervisor: nodeid, resource, value, limit, dump
 RUN_FINISH = "run-finish"  # supervisor: exit_code, duration
 
 

@@ -27,9 +27,10 @@ import resource as _resource
 from collections.abc import Iterator
 
 from tiergate.config import Tier, parse_size
+from tiergate.events import RESOURCE_PRESSURE
 from tiergate.sampler import Sample
 
-EVENT = "resource-pressure"  # supervisor: nodeid, resource, value, limit, dump, message
+EVENT = RESOURCE_PRESSURE  # supervisor: nodeid, resource, value, limit, dump, message
 WARNING_SHARE = 0.8
 REARM_SHARE = 0.75
 NEAR_SHARE = 0.5

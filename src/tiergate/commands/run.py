@@ -34,6 +34,10 @@ def add_parser(sub: Any, name: str) -> None:
     )
     parser.add_argument("--workers", metavar="N|auto", help="xdist workers (1 = no xdist)")
     parser.add_argument("--markers", metavar="EXPR", help="pytest -m expression for the tier")
+    parser.add_argument("--memory-limit", metavar="SIZE",
+                        help="the process tree's memory limit, e.g. 2GB or 85%%")
+    parser.add_argument("--sample-interval", metavar="DURATION",
+                        help="how often the process tree is sampled (0 turns sampling off)")
     parser.add_argument(
         "--shard", metavar="K/N", help="run part K of N, balanced by durations of earlier runs"
     )
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         "grace": args.grace,
         "workers": args.workers,
         "markers": args.markers,
+        "memory-limit": args.memory_limit,
+        "sample-interval": args.sample_interval,
     }
     tier = resolve_tier(config, args.tier, overrides)
     root = config.root

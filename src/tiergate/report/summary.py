@@ -126,6 +126,8 @@ def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: D
     parts += _findings_table("💧 Leaks", view.leaks, view, d)
     parts += _findings_table("🔎 Other findings", view.others, view, d)
     parts += _slowest(view, d)
+    parts += _heaviest(view, d)
+    parts += _reproductions(view)
     if d.chart and (chart := memory_chart(view.run.samples)):
         parts += ["#### 📈 Memory", chart]
     parts += _not_run(view, d)
@@ -347,6 +349,31 @@ def _slowest(view: _View, d: _Detail) -> list[str]:
     if not rows:
         return []
     return ["#### 🐢 Slowest tests", _table("| Test | Duration | Outcome |\n|---|--:|---|", rows)]
+
+
+def _heaviest(view: _View, d: _Detail) -> list[str]:
+    """The tests with the highest peak memory of the process tree, where the run sampled it."""
+    weighed = [t for t in view.run.tests.values() if t.peak_rss]
+    if not d.slowest or not weighed:
+        return []
+    weighed.sort(key=lambda t: t.peak_rss or 0, reverse=True)
+    rows = [f"| {md_code(t.nodeid, 200)} | {(t.peak_rss or 0) / 2**20:,.0f} MiB | "
+            f"{_duration(t.duration)} |" for t in weighed[: d.slowest]]
+    return ["#### 🐘 Heaviest tests", _table("| Test | Peak memory | Duration |\n|---|--:|--:|",
+                                             rows)]
+
+
+def _reproductions(view: _View) -> list[str]:
+    """Tests marked as reproducing a known bug: still failing as they should, or fixed."""
+    marked = [t for t in view.run.tests.values() if t.reproduces]
+    if not marked:
+        return []
+    rows = [f"| {md_code(t.nodeid, 200)} | {md_text(str(t.reproduces), 60)} | "
+            + ("still reproduces" if t.outcome == "xfailed" else f"**{md_text(t.outcome, 20)}**")
+            + " |" for t in marked[:50]]
+    more = [f"… and {len(marked) - 50:,} more."] if len(marked) > 50 else []
+    return ["#### 🐞 Reproduction tests",
+            _table("| Test | Bug | Now |\n|---|---|---|", rows), *more]
 
 
 def _not_run(view: _View, d: _Detail) -> list[str]:
