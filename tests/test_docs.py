@@ -1,0 +1,52 @@
+"""The configuration and CLI references in docs/ are generated from the code by
+scripts/gen_docs.py; this fails when a committed page differs, so the docs cannot drift."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _gen_docs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_docs", REPO / "scripts" / "gen_docs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GEN_DOCS = _gen_docs()
+
+
+@pytest.mark.parametrize("page", sorted(GEN_DOCS.PAGES))
+def test_committed_page_matches_the_code(page: str) -> None:
+    path = REPO / "docs" / page
+    expected = GEN_DOCS.PAGES[page]()
+    assert path.exists(), f"docs/{page} is missing: run python scripts/gen_docs.py"
+    assert path.read_text(encoding="utf-8") == expected, (
+        f"docs/{page} is out of date with the code: run python scripts/gen_docs.py and commit it"
+    )
+
+
+def test_every_config_key_and_subcommand_is_documented() -> None:
+    from tiergate.cli import COMMANDS
+    from tiergate.config import _TIER_KEYS
+
+    config_md = GEN_DOCS.render_config()
+    cli_md = GEN_DOCS.render_cli()
+    for key in _TIER_KEYS:
+        assert f"| `{key}` |" in config_md
+    for command in COMMANDS:
+        assert f"## tiergate {command}" in cli_md
+
+
+def test_the_documented_error_lines_are_one_line_each() -> None:
+    config_md = GEN_DOCS.render_config()
+    errors = [line for line in config_md.splitlines() if "`tiergate: error:" in line]
+    assert len(errors) >= 13
+    assert all(line.count("tiergate: error:") == 1 for line in errors)
