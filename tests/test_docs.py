@@ -50,3 +50,19 @@ def test_the_documented_error_lines_are_one_line_each() -> None:
     errors = [line for line in config_md.splitlines() if "`tiergate: error:" in line]
     assert len(errors) >= 13
     assert all(line.count("tiergate: error:") == 1 for line in errors)
+
+
+@pytest.mark.parametrize(
+    ("guide", "template"),
+    [
+        ("guide-pr.md", "pr.yml"),
+        ("guide-pr.md", "fork-report.yml"),
+        ("guide-nightly.md", "nightly.yml"),
+        ("guide-staging.md", "staging.yml"),
+    ],
+)
+def test_each_guide_shows_its_template_as_it_is(guide: str, template: str) -> None:
+    text = (REPO / "docs" / guide).read_text(encoding="utf-8")
+    source = (REPO / "workflows-templates" / template).read_text(encoding="utf-8")
+    block = "```yaml\n" + source.rstrip("\n") + "\n```"
+    assert block in text, f"docs/{guide} no longer shows workflows-templates/{template} as it is"
