@@ -85,6 +85,96 @@ def test_clean_suite_gives_no_findings(
     assert findings == []
 
 
+UNAUDITED_FILE = '''\
+# Leaks made in ways that raise no audit event (or that the suite's wrappers never saw), each
+# followed by a quiet test: every leak must be found on its own test, and the quiet ones give none.
+import os
+import select
+import sys
+
+KEPT = []
+
+
+def test_pipe_kept():
+    KEPT.append(os.pipe())  # os.pipe raises no audit event: the fd count in the token moves
+
+
+def test_quiet_after_pipe():
+    pass
+
+
+def test_pipe_end_kept_other_closed():
+    read, write = os.pipe()
+    os.close(read)  # the lowest free fd is back where it was; the count is one up
+    KEPT.append(write)
+
+
+def test_epoll_and_dup_kept():
+    KEPT.append(select.epoll())
+    KEPT.append(os.dup(1))
+
+
+def test_quiet_after_epoll():
+    assert KEPT
+
+
+def test_posix_spawn_never_waited():
+    # not subprocess.Popen, so not the wrapper: only the os.posix_spawn audit event says so
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    KEPT.append(os.posix_spawn(sys.executable, argv, os.environ))
+
+
+def test_quiet_after_spawn():
+    pass
+
+
+def test_cwd_not_restored(tmp_path):
+    os.chdir(tmp_path)
+
+
+def test_quiet_after_chdir():
+    pass
+
+
+PREVIOUS = open(os.devnull)  # opened before any test
+
+
+def test_closes_an_old_file_and_opens_a_new_one(tmp_path):
+    # The fd count is unchanged (one opened, one closed); the ``open`` audit event says so.
+    KEPT.append(open(tmp_path / "new.txt", "w"))
+    PREVIOUS.close()
+'''
+
+UNAUDITED = {
+    "test_unaudited.py::test_pipe_kept": "leak-fd",
+    "test_unaudited.py::test_pipe_end_kept_other_closed": "leak-fd",
+    "test_unaudited.py::test_epoll_and_dup_kept": "leak-fd",
+    "test_unaudited.py::test_posix_spawn_never_waited": "leak-process",
+    "test_unaudited.py::test_cwd_not_restored": "env-changed",
+    "test_unaudited.py::test_closes_an_old_file_and_opens_a_new_one": "leak-fd",
+}
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
+def test_leaks_no_audit_event_announces_are_found_on_their_own_tests(
+    pytester: pytest.Pytester, project: Path, xdist: bool
+) -> None:
+    """The probes look only when an audit event or a cheap token says something changed; these
+    leaks raise no audit event (os.pipe, epoll, dup) or bypass the wrappers (posix_spawn), and
+    each is followed by a quiet test that must not inherit it."""
+    (project / "test_unaudited.py").write_text(UNAUDITED_FILE)
+    result, findings = run(pytester, *(["-n", "2"] if xdist else []))
+    result.assert_outcomes(passed=10)
+    assert pairs(findings) == set(UNAUDITED.items()), json.dumps(findings, indent=1)
+    assert len(findings) == len(UNAUDITED)
+    by_test = {f["test"].split("::")[1]: f for f in findings}
+    assert "pipe:" in by_test["test_pipe_kept"]["message"]
+    assert "anon_inode:[eventpoll]" in by_test["test_epoll_and_dup_kept"]["message"]
+    assert "time.sleep(60)" in by_test["test_posix_spawn_never_waited"]["message"]
+    assert "working directory" in by_test["test_cwd_not_restored"]["message"]
+    assert "new.txt" in by_test["test_closes_an_old_file_and_opens_a_new_one"]["message"]
+
+
 def test_fixture_leak_is_charged_to_the_fixture_at_its_teardown(
     pytester: pytest.Pytester, project: Path
 ) -> None:

@@ -1,10 +1,16 @@
 """The leak probes: a table of small uniform objects, in the manner of CPython's ``save_env.py``.
 
-Each probe has a ``snapshot()`` that costs microseconds (it runs twice per test), a ``diff(before,
-after, claimed)`` that names what is new and still alive as ``Leftover``s, and a ``settle()`` that
-gives those leftovers a short grace to go away on their own (a thread finishing its last line, a
-child that was just killed). Adding a kind of leak is adding one entry to ``PROBES``; the loop in
+Each probe has a ``snapshot()`` that costs microseconds, a ``diff(before, after, claimed)`` that
+names what is new and still alive as ``Leftover``s, and a ``settle()`` that gives those leftovers a
+short grace to go away on their own (a thread finishing its last line, a child that was just
+killed). Adding a kind of leak is adding one entry to ``default_probes()``; the loop in
 ``watch.py`` that compares snapshots never changes.
+
+A snapshot is not taken around every test: each probe also names the audit ``events`` that can
+create what it looks for, and a ``token()`` (a counter or a length, well under a microsecond) that
+changes when something was created that no audit event announces. While neither fired, the last
+snapshot still describes the process and is reused (``watch.Current``); on a test that touches
+nothing, no probe looks at all. See ``audit.py`` for the hook, and each probe for what it covers.
 
 ``claimed`` is how one resource is reported once: a probe that owns file descriptors (an event
 loop's selector, a Popen's pipes, a socket the network guard blocked) adds them to ``claimed`` and
@@ -48,8 +54,15 @@ class Leftover:
 
 
 class Probe(Protocol):
+    """``diff`` of two equal snapshots must be empty: the watch skips it. ``events``, ``quiet``
+    and ``token`` are optional; a probe without a token is snapshotted at every window."""
+
     name: str  # the word users write in @pytest.mark.allow_leak(...) and leak-thresholds
     kind: str
+    events: frozenset[str]  # audit events after which snapshot() may differ
+    quiet: frozenset[object]  # first arguments of those events that change nothing it reports
+
+    def token(self) -> Hashable: ...
 
     def snapshot(self) -> Any: ...
 
@@ -62,7 +75,17 @@ _DAEMON = {True: ", daemon", False: ""}
 
 
 class ThreadProbe:
+    """Threads in ``threading._active``. Python 3.11 raises no audit event for a new thread
+    (``_thread.start_new_thread`` is 3.13+), so the token counts ``Thread.start`` calls (wrapped in
+    ``sites``) and the number of live threads: a thread started through a ``start`` captured
+    before the wrapper still changes the count, unless another ended in the same window."""
+
     name, kind = "threads", "leak-thread"
+    events = frozenset({"_thread.start_new_thread"})
+    quiet: frozenset[object] = frozenset()
+
+    def token(self) -> Hashable:
+        return (REGISTRY.thread_starts, len(threading._active))  # type: ignore[attr-defined]
 
     def snapshot(self) -> frozenset[threading.Thread]:
         return frozenset(threading._active.values())  # type: ignore[attr-defined]
@@ -144,20 +167,22 @@ def _infrastructure_pids() -> set[int]:
 
 class ProcessProbe:
     """Child processes still running. Listing /proc children costs tens of microseconds, so it is
-    done only when the wrappers in ``sites`` saw a spawn since the last listing."""
+    done only after an audited spawn (Popen, posix_spawn, fork, forkpty; ``os.spawn*`` fork) or
+    one the wrappers in ``sites`` counted (multiprocessing, whose spawn and forkserver starts go
+    through ``_posixsubprocess`` unaudited; ``os.register_at_fork``)."""
 
     name, kind = "processes", "leak-process"
+    events = frozenset({"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty",
+                        "os.spawn", "pty.spawn"})
+    quiet: frozenset[object] = frozenset()
 
-    def __init__(self) -> None:
-        self._seen_spawns = -1
-        self._last: frozenset[int] = frozenset()
+    def token(self) -> Hashable:
+        return REGISTRY.spawns
 
     def snapshot(self) -> frozenset[int]:
-        if REGISTRY.spawns != self._seen_spawns:
-            self._seen_spawns = REGISTRY.spawns
-            self._last = _children()
-            REGISTRY.forget_waited()
-        return self._last
+        children = _children()
+        REGISTRY.forget_waited()
+        return children
 
     def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
         out = []
@@ -186,7 +211,6 @@ class ProcessProbe:
             pids = [p for p in pids if (s := _proc_stat(p)) is not None and s[0] not in "ZX"]
             if pids:
                 time.sleep(0.005)
-        self._seen_spawns = -1  # list again: the grace may have reaped some
 
 
 def _loop_fds(loop: Any) -> set[int]:
@@ -219,6 +243,11 @@ class TaskProbe:
     loop from ``asyncio.get_event_loop()``, which lives as long as the policy does."""
 
     name, kind = "tasks", "leak-task"
+    events: frozenset[str] = frozenset()
+    quiet: frozenset[object] = frozenset()
+
+    def token(self) -> Hashable:
+        return REGISTRY.loop_seq  # loops are counted by the BaseEventLoop.__init__ wrapper
 
     def snapshot(self) -> int:
         return REGISTRY.loop_seq
@@ -268,7 +297,17 @@ def _describe_task(task: asyncio.Task[Any]) -> str:
 
 
 class EnvProbe:
+    """``os.environ`` and the working directory. Every change made through ``os.environ`` raises
+    ``os.putenv`` or ``os.unsetenv`` (pytest's and tiergate's own per-test variables are ignored
+    in the hook, as in the diff), and every ``os.chdir``/``os.fchdir`` raises ``os.chdir``."""
+
     name, kind = "env", "env-changed"
+    events = frozenset({"os.putenv", "os.unsetenv", "os.chdir"})
+    # os.putenv's key is bytes
+    quiet: frozenset[object] = frozenset(name.encode() for name in _VOLATILE_ENV)
+
+    def token(self) -> Hashable:
+        return len(os.environ)
 
     def snapshot(self) -> tuple[dict[bytes, bytes], str]:
         data = getattr(os.environ, "_data", None)
@@ -312,9 +351,28 @@ def _lowest_free_fd() -> int | None:
 
 class FdProbe:
     """Open file descriptors, from ``/proc/self/fd``. Sockets are ``leak-socket`` with their
-    addresses (read with psutil, only when there is one to describe); the rest is ``leak-fd``."""
+    addresses (read with psutil, only when there is one to describe); the rest is ``leak-fd``.
+
+    Listed after an audited creation (``open`` also covers os.open, os.fdopen, tempfile, io;
+    ``socket.__new__`` covers socketpair, accept, dup and asyncio's self-pipe; ``mmap.__new__``,
+    ``os.scandir``, ``sqlite3.connect``, ``fcntl.fcntl`` for F_DUPFD, and the spawns, for their
+    pipes), or when the token changed: the number of open fds (the size Linux 6.2+ reports for
+    ``/proc/PID/fd``) and the lowest free fd, which together catch the unaudited ways to make one
+    (os.pipe, os.dup, epoll, eventfd, memfd, openpty, pidfd, C extensions). What neither sees: a
+    window that closes an fd opened before it *and* leaks an unaudited one of its own, at a number
+    that is not the lowest free. On a kernel that does not report the count, fds are listed at
+    every window, as before."""
 
     name, kind = "fds", "leak-fd"
+    events = frozenset({"open", "socket.__new__", "mmap.__new__", "os.scandir", "fcntl.fcntl",
+                        "sqlite3.connect", "subprocess.Popen", "os.posix_spawn", "os.fork",
+                        "os.forkpty"})
+    # Opens that tiergate makes around every test (the per-test peak RSS reads statm) mark
+    # nothing: such a file left open would still move the count in the token.
+    quiet: frozenset[object] = frozenset({"/proc/self/statm"})
+
+    def token(self) -> Hashable:
+        return _FD_TABLE.token()
 
     def snapshot(self) -> frozenset[str]:
         try:
@@ -394,18 +452,20 @@ class _Statm:
 
     def __init__(self) -> None:
         self.fd = -1
-        self.pid = -1
+        self.opened = False
 
     def open(self) -> None:
-        if self.pid != os.getpid():  # a forked child must read its own file, not its parent's
-            self.pid = os.getpid()
+        if not self.opened:
+            # /proc/PID, not /proc/self: the fd must not follow a forked child to its parent's
+            # file (a child reopens: see _after_fork).
+            self.opened = True
             try:
-                self.fd = os.open(f"/proc/{self.pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+                self.fd = os.open(f"/proc/{os.getpid()}/statm", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 self.fd = -1
 
     def rss(self) -> int:
-        if self.pid != os.getpid():
+        if not self.opened:
             self.open()
         try:
             return int(os.pread(self.fd, 128, 0).split()[1]) * _PAGE
@@ -413,12 +473,64 @@ class _Statm:
             return 0
 
 
+class _FdTable:
+    """The cheap fd token: ``/proc/PID/fd`` kept open (its ``fstat`` size is the number of open
+    fds on Linux 6.2+) and the lowest free fd (one ``dup`` and ``close`` of that same fd)."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.opened = False
+        self.counts = False
+
+    def open(self) -> None:
+        if self.opened:
+            return
+        self.opened = True
+        try:
+            self.fd = os.open(f"/proc/{os.getpid()}/fd",
+                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.counts = os.fstat(self.fd).st_size > 0  # 0 before Linux 6.2: no count
+        except OSError:
+            self.fd, self.counts = -1, False
+
+    def token(self) -> Hashable:
+        if not self.opened:
+            self.open()
+        if not self.counts:
+            return object()  # never equal: list the fds at every window
+        try:
+            low = os.dup(self.fd)
+            os.close(low)
+            return (os.fstat(self.fd).st_size, low)
+        except OSError:
+            return object()
+
+
 _STATM = _Statm()
+_FD_TABLE = _FdTable()
+
+
+def _after_fork() -> None:
+    # The child's fds are copies of the parent's /proc/PARENT files: close them, and open its own
+    # when asked.
+    for holder in (_STATM, _FD_TABLE):
+        if holder.fd >= 0:
+            try:
+                os.close(holder.fd)
+            except OSError:
+                pass
+        holder.fd, holder.opened = -1, False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def open_memory_probe() -> None:
-    """Open the statm file before the first test, so it is never a new fd inside a window."""
+    """Open the statm file and the fd table before the first test, so that they are never new
+    fds inside a window."""
     _STATM.open()
+    _FD_TABLE.open()
 
 
 def memory_rss() -> int:

@@ -73,12 +73,15 @@ class Registry:
 
     def __init__(self) -> None:
         self.spawns = 0  # bumped on every process creation we can see
+        self.thread_starts = 0  # bumped on every Thread.start
+        self.made = 0  # bumped by every wrapper: a thread, a process or an event loop was made
         self.processes: dict[int, Spawn] = {}
         self.loops: list[tuple[int, asyncio.AbstractEventLoop]] = []  # (sequence, loop), open ones
         self.loop_seq = 0
         self._undo: list[Callable[[], None]] = []
         self._installed = False
         self._pending = self._wrappable()
+        self._modules_seen = -1  # len(sys.modules) at the last refresh
 
     # -- installing -------------------------------------------------------------------------
 
@@ -94,8 +97,9 @@ class Registry:
         """Wrap what has been imported since. subprocess, multiprocessing and asyncio are wrapped
         only once the suite imports them: importing them ourselves would cost a trivial suite
         more than all the probes together."""
-        if not self._installed or len(self._pending) == 0:
+        if not self._installed or not self._pending or len(sys.modules) == self._modules_seen:
             return
+        self._modules_seen = len(sys.modules)
         for module, owner, name, make in list(self._pending):
             loaded = sys.modules.get(module)
             if loaded is not None:
@@ -107,6 +111,7 @@ class Registry:
             self._undo.pop()()
         self._installed = False
         self._pending = self._wrappable()
+        self._modules_seen = -1
 
     def _wrappable(self) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
         return [
@@ -123,8 +128,12 @@ class Registry:
     # -- the wrappers -----------------------------------------------------------------------
 
     def _thread_start(self, original: Any) -> Any:
+        registry = self
+
         def start(thread: threading.Thread) -> None:
             thread._tiergate_site = capture_site()  # type: ignore[attr-defined]
+            registry.thread_starts += 1
+            registry.made += 1
             original(thread)
 
         return start
@@ -136,6 +145,7 @@ class Registry:
             site = capture_site()
             original(popen, *args, **kwargs)
             registry.spawns += 1
+            registry.made += 1
             registry.processes[popen.pid] = Spawn(popen.pid, site, popen)
 
         return __init__
@@ -147,6 +157,7 @@ class Registry:
             site = capture_site()
             original(process)
             registry.spawns += 1
+            registry.made += 1
             if process.pid is not None:
                 registry.processes[process.pid] = Spawn(process.pid, site, None)
 
@@ -158,6 +169,7 @@ class Registry:
         def __init__(loop: asyncio.AbstractEventLoop, *args: Any, **kwargs: Any) -> None:
             original(loop, *args, **kwargs)
             registry.loop_seq += 1
+            registry.made += 1
             registry.loops.append((registry.loop_seq, loop))
             loop._tiergate_site = capture_site()  # type: ignore[attr-defined]
 
@@ -170,6 +182,7 @@ class Registry:
 
     def _forked(self) -> None:
         self.spawns += 1
+        self.made += 1
 
 
 REGISTRY = Registry()

@@ -9,6 +9,12 @@ scope's teardown is charged to the fixture.
 A suspect must survive a settle before it is reported: pytest's reference to the last failure is
 dropped, the garbage collector runs, threads get a short join and children a short wait, and the
 probes look again. Only what is still there is a finding.
+
+Cost: a window's snapshots are not taken afresh. ``Current`` keeps the last snapshot of every
+probe and takes a probe's again only when the audit hook marked it dirty or its cheap token moved
+(see ``audit.py`` and each probe). A window holds references to the snapshots it started with;
+when a probe's snapshot is the very same object at the end, nothing was created and its diff is
+skipped. A trivial test therefore costs two RSS reads and a few token reads, not seven listings.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import pytest
 
 from tiergate.config import Tier
 from tiergate.findings import Culprit, Finding, Location
-from tiergate.leaks import memory
+from tiergate.leaks import audit, memory
 from tiergate.leaks.probes import (
     KEEP_ALIVE,
     Leftover,
@@ -57,15 +63,86 @@ _WIDE_SCOPES = frozenset({"class", "module", "package", "session"})
 Emit = Callable[[Finding], None]
 
 
-class _Window:
+def _always_new() -> object:
+    return object()
+
+
+class Current:
+    """The probes' snapshots of the process as it is now, re-taken only where something changed.
+
+    Invariant: while a probe is not in ``audit.DIRTY`` and its token equals the one read before
+    its last snapshot, that snapshot still describes the process. ``now()`` returns the same
+    tuple object for as long as no snapshot changed (a re-taken snapshot equal to the last one
+    keeps the last one's identity), so windows compare with ``is`` first.
+    """
+
     def __init__(self, probes: Sequence[Probe]) -> None:
+        self.probes = tuple(probes)
+        self._names = tuple(f"{getattr(p, 'name', '')}#{i}" for i, p in enumerate(self.probes))
+        self._tokens_of = tuple(getattr(p, "token", None) or _always_new for p in self.probes)
+        self._tokens: list[object] = [_always_new() for _ in self.probes]
+        self._snapshots: list[Any] = [_always_new() for _ in self.probes]
+        self.view: tuple[Any, ...] = tuple(self._snapshots)
+        self._made = -1  # REGISTRY.made at the last now()
+
+    def start(self) -> None:
+        """Install the hook for the probes' events; the next ``now()`` takes every snapshot."""
+        events: dict[str, set[str]] = {}
+        quiet: set[object] = set()
+        for probe, name in zip(self.probes, self._names, strict=True):
+            for event in getattr(probe, "events", None) or ():
+                events.setdefault(event, set()).add(name)
+            quiet.update(getattr(probe, "quiet", ()))
+        audit.watch({event: tuple(names) for event, names in events.items()}, quiet)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Take every snapshot again at the next ``now()``."""
+        self._tokens = [_always_new() for _ in self.probes]
+        self._made = -1
+
+    def now(self, force: bool = False) -> tuple[Any, ...]:
         REGISTRY.refresh()
-        self.before = [probe.snapshot() for probe in probes]
+        self._made = REGISTRY.made
+        tokens = [token_of() for token_of in self._tokens_of]
+        dirty = audit.DIRTY
+        if tokens == self._tokens and not dirty and not force:
+            return self.view  # the common case: nothing was created since the last look
+        names, snapshots, changed = self._names, self._snapshots, False
+        for index, token in enumerate(tokens):
+            if token == self._tokens[index] and names[index] not in dirty and not force:
+                continue
+            # Clear the mark first and use the token read before the snapshot: whatever
+            # happens during the snapshot marks the probe again, and is looked at next time.
+            dirty.discard(names[index])
+            self._tokens[index] = token
+            snapshot = self.probes[index].snapshot()
+            if snapshot != snapshots[index]:
+                snapshots[index] = snapshot
+                changed = True
+        if changed:
+            self.view = tuple(snapshots)
+        return self.view
+
+    def carried(self) -> tuple[Any, ...]:
+        """``now()``, or the last one's view when nothing announced a change since: no audit
+        event, no thread, process or loop through the wrappers. For a window that opens just
+        after another closed. What nothing announces (an ``os.pipe`` between two tests) is seen
+        at the next ``now()``, and charged to the window open then, rather than to nobody."""
+        if audit.DIRTY or REGISTRY.made != self._made:
+            return self.now()
+        REGISTRY.refresh()
+        return self.view
+
+
+class _Window:
+    def __init__(self, before: tuple[Any, ...]) -> None:
+        self.before = before
 
 
 class _FixtureWindow(_Window):
-    def __init__(self, probes: Sequence[Probe], fixturedef: Any) -> None:
-        super().__init__(probes)
+    def __init__(self, current: Current, fixturedef: Any) -> None:
+        super().__init__(current.now())
         self.fixturedef = fixturedef
         self.owned: set[Any] = set()
 
@@ -79,12 +156,14 @@ class LeakWatch:
         self.severity = "error" if tier.leaks == "fail" else "warning"
         self.thresholds: Mapping[str, float] = tier.leak_thresholds
         self.probes = tuple(probes) if probes is not None else default_probes()
+        self.current = Current(self.probes)
         self._fixtures: dict[int, _FixtureWindow] = {}
         self._fixture_stack: list[_FixtureWindow] = []
         self._failed: set[str] = set()
         self._rerunning = False
         self._leaked_processes: list[Leftover] = []
         self._owned_rss = 0  # RSS growth inside wider-scoped fixture setups, not the tests'
+        self._rss = -1  # RSS at the end of the last test window, the next one's start (or -1)
 
     # -- session ----------------------------------------------------------------------------
 
@@ -96,12 +175,14 @@ class LeakWatch:
         )
         REGISTRY.install()
         open_memory_probe()
+        self.current.start()
         if not _user_filters_resource_warnings(config):
             # Python ignores ResourceWarning by default; a leak the garbage collector closed is
             # still a leak worth a note, and pytest maps each warning to its test for us.
             config.addinivalue_line("filterwarnings", "always::ResourceWarning")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        audit.unwatch()
         REGISTRY.uninstall()
 
     @pytest.hookimpl(trylast=True)
@@ -110,26 +191,36 @@ class LeakWatch:
 
     # -- tests ------------------------------------------------------------------------------
 
-    @pytest.hookimpl(hookwrapper=True)
+    # wrapper=True (pluggy's new-style wrappers) costs about half an old-style hookwrapper.
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
         if self._rerunning:
-            yield
-            return
-        window = _Window(self.probes)
-        rss = memory_rss()
+            return (yield)
+        # What the last test window saw at its end is this one's start, unless something was
+        # announced in between (see Current.carried): no probe looks on a quiet test.
+        window = _Window(self.current.carried())
+        rss = self._rss if self._rss >= 0 else memory_rss()
         owned_rss = self._owned_rss
-        yield
-        grew = memory_rss() - rss - (self._owned_rss - owned_rss)
-        leftovers = self._still_there(window, self._owned_keys())
-        by_kind = _group(leftovers)
+        try:
+            return (yield)
+        finally:
+            self._after_test(item, nextitem, window, rss, owned_rss)
+
+    def _after_test(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
+                    rss: int, owned_rss: int) -> None:
+        self._rss = memory_rss()
+        grew = self._rss - rss - (self._owned_rss - owned_rss)
+        leftovers = self._still_there(window, owned=True)
         threshold = self.thresholds.get("memory", DEFAULT_MEMORY_THRESHOLD)
         if grew > threshold and item.nodeid not in self._failed and not self._allowed_without_run(
                 item, "leak-memory"):
             leak = self._confirm_memory(item, nextitem, threshold)
             if leak is not None:
-                by_kind["leak-memory"] = [_memory_leftover(leak)]
-        for kind, group in by_kind.items():
-            self._report(kind, group, item.nodeid, _item_location(item), _allowance(item, kind))
+                leftovers.append(_memory_leftover(leak))
+        if leftovers:
+            location = _item_location(item)
+            for kind, group in _group(leftovers).items():
+                self._report(kind, group, item.nodeid, location, _allowance(item, kind))
 
     def _confirm_memory(self, item: pytest.Item, nextitem: pytest.Item | None,
                         threshold: float) -> memory.MemoryLeak | None:
@@ -138,6 +229,9 @@ class LeakWatch:
             return memory.confirm(item, nextitem, threshold)
         finally:
             self._rerunning = False
+            # The re-runs are nobody's window: the next test starts from a fresh look.
+            self.current.invalidate()
+            self._rss = -1
 
     def _allowed_without_run(self, item: pytest.Item, kind: str) -> bool:
         return _allowance(item, kind) is not None
@@ -166,24 +260,25 @@ class LeakWatch:
 
     # -- fixtures of wider scope ------------------------------------------------------------
 
-    @pytest.hookimpl(hookwrapper=True)
+    @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
         if self._rerunning or fixturedef.scope not in _WIDE_SCOPES:
-            yield
-            return
-        window = _FixtureWindow(self.probes, fixturedef)
+            return (yield)
+        window = _FixtureWindow(self.current, fixturedef)
         rss = memory_rss()
         self._fixture_stack.append(window)
         try:
-            yield
+            return (yield)
         finally:
             self._fixture_stack.pop()
             self._owned_rss += max(0, memory_rss() - rss)
-            after = [probe.snapshot() for probe in self.probes]
+            after = self.current.now()
             claimed: set[int] = set()
             for probe, before, now in zip(self.probes, window.before, after, strict=True):
-                window.owned.update(left.key for left in probe.diff(before, now, claimed))
-            window.owned -= self._owned_keys()  # a nested fixture's own things stay its own
+                if before is not now:
+                    window.owned.update(left.key for left in probe.diff(before, now, claimed))
+            if window.owned:
+                window.owned -= self._owned_keys()  # a nested fixture's own things stay its own
             if window.owned:
                 self._fixtures[id(fixturedef)] = window
 
@@ -191,7 +286,7 @@ class LeakWatch:
         window = self._fixtures.pop(id(fixturedef), None)
         if window is None or self._rerunning:
             return
-        leftovers = [left for left in self._still_there(window, set())
+        leftovers = [left for left in self._still_there(window, owned=False)
                      if left.key in window.owned]
         name = getattr(fixturedef, "argname", "?")
         func = getattr(fixturedef, "func", None)
@@ -209,8 +304,10 @@ class LeakWatch:
 
     # -- comparing and reporting ------------------------------------------------------------
 
-    def _still_there(self, window: _Window, excluded: set[Any]) -> list[Leftover]:
-        leftovers = self._compare(window, excluded)
+    def _still_there(self, window: _Window, *, owned: bool) -> list[Leftover]:
+        """What the window made that is still there after a settle; with *owned*, less what
+        the wider-scoped fixtures set up inside it own."""
+        leftovers = self._compare(window, owned)
         if not leftovers:
             return []
         _drop_last_failure()
@@ -218,15 +315,23 @@ class LeakWatch:
         deadline = time.monotonic() + GRACE
         for probe in self.probes:
             probe.settle([left for left in leftovers if left.kind == probe.kind], deadline)
-        return self._compare(window, excluded)
+        # Look again, everywhere: the grace reaps children and joins threads, and the collector
+        # closes files, none of which an audit event announces.
+        return self._compare(window, owned, force=True)
 
-    def _compare(self, window: _Window, excluded: set[Any]) -> list[Leftover]:
+    def _compare(self, window: _Window, owned: bool, force: bool = False) -> list[Leftover]:
+        now = self.current.now(force)
+        if now is window.before:
+            return []  # the common case: nothing a probe looks for was created
+        changed = [(probe, before, after) for probe, before, after
+                   in zip(self.probes, window.before, now, strict=True) if before is not after]
         claimed = _guard_claimed_fds()
         out: list[Leftover] = []
-        for probe, before in zip(self.probes, window.before, strict=True):
-            after = probe.snapshot()
-            out.extend(left for left in probe.diff(before, after, claimed)
-                       if left.key not in excluded)
+        for probe, before, after in changed:
+            out.extend(probe.diff(before, after, claimed))
+        if out and owned:
+            excluded = self._owned_keys()
+            out = [left for left in out if left.key not in excluded]
         return out
 
     def _report(self, kind: str, leftovers: list[Leftover], test: str | None,
