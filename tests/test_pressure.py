@@ -74,7 +74,9 @@ def test_memory_limit_kills_the_hog_before_1_3_gb_and_the_rest_runs(tmp_path: Pa
     assert document["counts"]["not_run"] == 0
     run = load_results_dir(results(project))  # peak RSS per test, for the heaviest-tests list
     assert run.tests["test_a_hog.py::test_hog"].peak_rss == peak
-    assert all((run.tests[n].peak_rss or 0) > 1_000_000 for n in run.tests)
+    # a test that did not raise its process's high-water mark has no peak unless a sample saw it
+    peaks = [t.peak_rss for t in run.tests.values()]
+    assert all(p is None or p > 1_000_000 for p in peaks)
     junit = (results(project) / "junit.xml").read_text()
     assert "resource pressure" in junit
     assert "tiergate:" in done.stdout and "pytest was killed" in done.stdout

@@ -94,6 +94,9 @@ class TierRun:
             _fresh_results_dir(spec.results_dir)
         self.events = ev.EventWriter(spec.results_dir / ev.EVENTS_FILE, worker=self.worker)
         self.timer = SoftTimer(self._on_soft_timeout)
+        from tiergate.sampler import TestMemory  # only when active: inert runs never load psutil
+
+        self._memory = TestMemory
         self._item: pytest.Item | None = None
         self._reports: list[pytest.TestReport] = []
         self._dump: str | None = None
@@ -216,12 +219,13 @@ class TierRun:
         self.timer.cancel()
         return True
 
-    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
         # trylast: inside pytest-timeout's wrapper, so the test's limit is known when it starts.
+        # This runs for every test: keep it to two events and no file or environment access.
         self._item, self._reports, self._dump = item, [], None
+        self.timer.fired = False
         path, line = _location(item)
-        os.environ["TIERGATE_CURRENT_TEST"] = item.nodeid
         self.events.emit(
             ev.TEST_START,
             nodeid=item.nodeid,
@@ -229,30 +233,23 @@ class TierRun:
             line=line,
             timeout=item.stash.get(_TIMEOUT, None),
         )
-        from tiergate.sampler import TestMemory  # here: inert pytest runs never import psutil
-
-        memory = TestMemory()
-        yield
-        os.environ.pop("TIERGATE_CURRENT_TEST", None)
-        self.events.emit(
-            ev.TEST_FINISH,
-            **_summarise(item.nodeid, path, line, self._reports),
-            dump=self._dump,
-            peak_rss=memory.peak(),  # issue 8: this process's peak; the supervisor adds the tree's
-            reproduces=self.reproductions.bug_of(item.nodeid),
-        )
-        self._item = None
+        memory = self._memory()
+        try:
+            return (yield)
+        finally:
+            finish = _summarise(item.nodeid, path, line, self._reports, self.timer.fired)
+            extra = {
+                "dump": self._dump,
+                "peak_rss": memory.peak(),  # this process's; the supervisor adds the tree's
+                "reproduces": self.reproductions.bug_of(item.nodeid),
+            }
+            finish.update((k, v) for k, v in extra.items() if v is not None)
+            self.events.emit(ev.TEST_FINISH, **finish)
+            self._item = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self._item is not None and report.nodeid == self._item.nodeid:
             self._reports.append(report)
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        outcome = yield
-        if call.excinfo is not None and call.excinfo.errisinstance(TestTimeout):
-            report = outcome.get_result()
-            report.user_properties.append(("tiergate_outcome", "timeout"))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and not self.is_xdist_controller:
@@ -389,13 +386,14 @@ def _first_line(text: str) -> str:
 
 
 def _summarise(
-    nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport]
+    nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport], timed_out: bool
 ) -> dict[str, Any]:
-    """One test's outcome from its setup/call/teardown reports, as pytest's JUnit would judge it."""
+    """One test's outcome from its setup/call/teardown reports, as pytest's JUnit would judge it.
+    *timed_out*: the soft timeout fired during this test, so its failure is a timeout."""
     outcome, phase, message, longrepr = "passed", None, None, None
-    duration = sum(r.duration for r in reports)
+    duration = 0.0
     for report in reports:
-        timed_out = ("tiergate_outcome", "timeout") in report.user_properties
+        duration += report.duration
         if report.failed:
             if timed_out:
                 outcome = "timeout"
@@ -414,19 +412,26 @@ def _summarise(
                 message = _skip_reason(report)
         elif report.when == "call" and hasattr(report, "wasxfail"):
             outcome = "xpassed"
-    out = reports[-1] if reports else None
-    return {
+    record: dict[str, Any] = {
         "nodeid": nodeid,
         "path": path,
         "line": line,
         "outcome": outcome,
         "duration": round(duration, 6),
-        "phase": phase,
-        "message": message,
-        "longrepr": longrepr[-_TEXT_LIMIT:] if longrepr else None,
-        "stdout": (out.capstdout[-_TEXT_LIMIT:] or None) if out else None,
-        "stderr": (out.capstderr[-_TEXT_LIMIT:] or None) if out else None,
     }
+    if phase:
+        record["phase"] = phase
+    if message:
+        record["message"] = message
+    if longrepr:
+        record["longrepr"] = longrepr[-_TEXT_LIMIT:]
+    last = reports[-1] if reports else None
+    if last is not None and last.sections:  # captured output, only when there is some
+        if last.capstdout:
+            record["stdout"] = last.capstdout[-_TEXT_LIMIT:]
+        if last.capstderr:
+            record["stderr"] = last.capstderr[-_TEXT_LIMIT:]
+    return record
 
 
 def _failure_message(report: pytest.TestReport) -> str:

@@ -204,30 +204,19 @@ class TreeSampler:
 
 
 class TestMemory:
-    """One test's peak RSS in its own process, for the ``test-finish`` event. Costs one
-    ``getrusage`` and one ``statm`` read at each end of the test."""
+    """One test's peak RSS in its own process, for the ``test-finish`` event: one ``getrusage``
+    at each end of the test. Exact when the test raised the process's high-water mark; otherwise
+    None, and the supervisor's tree samples give the peak. (No /proc read: that would be an
+    ``open`` audit event per test, which the leak probes treat as "something may have leaked".)"""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self) -> None:
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._start_rss = self._rss()
         self._start_max = _maxrss()
 
     def peak(self) -> int | None:
-        """Bytes: exact when the test raised the process's high-water mark, else a lower bound."""
         end_max = _maxrss()
-        if end_max > self._start_max:
-            return end_max
-        rss = max(self._start_rss or 0, self._rss() or 0)
-        return rss or None
-
-    def _rss(self) -> int | None:
-        try:
-            with open("/proc/self/statm", "rb") as handle:
-                return int(handle.read().split()[1]) * self._page
-        except (OSError, ValueError, IndexError):
-            return None
+        return end_max if end_max > self._start_max else None
 
 
 def _maxrss() -> int:
