@@ -13,7 +13,6 @@ import dataclasses
 import gc
 import linecache
 import os
-import tracemalloc
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -53,6 +52,8 @@ def confirm(item: pytest.Item, nextitem: pytest.Item | None, threshold: float) -
 
 
 def _allocation_sites(item: pytest.Item, nextitem: pytest.Item | None) -> list[tuple[Site, int]]:
+    import tracemalloc  # here: a run without a confirmed leak never pays for importing it
+
     if tracemalloc.is_tracing():
         return []  # someone else is tracing; their numbers are not ours to reset
     tracemalloc.start(1)

@@ -155,6 +155,7 @@ class LeakWatch:
         self.emit = emit
         self.severity = "error" if tier.leaks == "fail" else "warning"
         self.thresholds: Mapping[str, float] = tier.leak_thresholds
+        self._memory_threshold = self.thresholds.get("memory", DEFAULT_MEMORY_THRESHOLD)
         self.probes = tuple(probes) if probes is not None else default_probes()
         self.current = Current(self.probes)
         self._fixtures: dict[int, _FixtureWindow] = {}
@@ -204,14 +205,16 @@ class LeakWatch:
         try:
             return (yield)
         finally:
-            self._after_test(item, nextitem, window, rss, owned_rss)
+            self._rss = memory_rss()
+            grew = self._rss - rss - (self._owned_rss - owned_rss)
+            # The quiet test: nothing created, memory within bounds. Nothing else to do.
+            if self.current.now() is not window.before or grew > self._memory_threshold:
+                self._after_test(item, nextitem, window, grew)
 
     def _after_test(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
-                    rss: int, owned_rss: int) -> None:
-        self._rss = memory_rss()
-        grew = self._rss - rss - (self._owned_rss - owned_rss)
+                    grew: int) -> None:
         leftovers = self._still_there(window, owned=True)
-        threshold = self.thresholds.get("memory", DEFAULT_MEMORY_THRESHOLD)
+        threshold = self._memory_threshold
         if grew > threshold and item.nodeid not in self._failed and not self._allowed_without_run(
                 item, "leak-memory"):
             leak = self._confirm_memory(item, nextitem, threshold)
