@@ -6,7 +6,7 @@ call, so lines from different processes never interleave and a process killed at
 leaves at worst one torn last line, which readers skip.
 
 Every event has ``event`` (its kind), ``t`` (wall-clock seconds) and ``pid``. The kinds and their
-fields are listed in ``docs/events.md``.
+fields are listed in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
