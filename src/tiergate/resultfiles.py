@@ -25,10 +25,8 @@ def write_result_files(results_dir: Path, run: RunResult | None = None) -> RunRe
 
 
 def _render_summary(run: RunResult) -> str | None:
-    try:
-        from tiergate.report.summary import render_summary
-    except ImportError:  # the reporting package arrives with issue 5
-        return None
+    from tiergate.report.summary import render_summary
+
     return render_summary(run)
 
 

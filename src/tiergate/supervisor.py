@@ -499,15 +499,11 @@ class Supervisor:
         print(text, file=self.out, flush=True)
 
     def _print_summary(self, run: RunResult) -> None:
-        try:
-            from tiergate.report.terminal import render_terminal
-        except ImportError:  # the terminal report arrives with issue 5
-            counts = run.counts()
-            self._say(", ".join(f"{v} {k}" for k, v in counts.items() if v))
-            for finding in run.sorted_findings():
-                self._say(f"  {finding.kind}: {finding.test or '-'}: {finding.message}")
-            return
-        self._say(render_terminal(run, width=shutil.get_terminal_size().columns))
+        from tiergate.report.terminal import render_terminal
+
+        # A CI log is no terminal: 80 columns would cut every finding; logs wrap nothing.
+        width = shutil.get_terminal_size((120, 24)).columns if self.out.isatty() else 120
+        self._say(render_terminal(run, width=width))
 
 
 def _names_targets(args: Sequence[str], root: Path) -> bool:
