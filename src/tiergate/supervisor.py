@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from tiergate import events as ev
+from tiergate.boot import boot_env
 from tiergate.config import Tier
 from tiergate.findings import Finding, Location
 from tiergate.procs import (
@@ -247,11 +248,7 @@ class Supervisor:
         env = dict(os.environ)
         env["TIERGATE_TIER"] = self.tier.name
         env["TIERGATE_EVENTS"] = str(self.events_path)
-        try:
-            from tiergate.boot import boot_env
-        except ImportError:  # the start-up hook arrives with issue 3
-            return env
-        env.update(boot_env(self.run_dir, env))
+        env.update(boot_env(self.run_dir, env))  # every Python process of the run can be dumped
         return env
 
     # -- following the event stream --------------------------------------------------------
