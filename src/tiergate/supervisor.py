@@ -361,21 +361,13 @@ class Supervisor:
             f"the tier's {self.tier.budget:g}s budget ran out",
             stuck_pid=stuck.pid if stuck else None,
         )
-        tests: list[_InFlight | None] = list(self.in_flight.values()) or [None]
-        for test in tests:
-            self._emit_finding(
-                Finding(
-                    kind="job-timeout",
-                    test=test.nodeid if test else None,
-                    severity="error",
-                    message=f"timeout: the tier's budget of {self.tier.budget:g}s ran out"
-                    + (" while this test was running" if test else "")
-                    + _stuck_words(saved),
-                    location=_where(test) if test else None,
-                    culprit=saved.culprit,
-                    dump=saved.path,
-                )
-            )
+        self._blame_in_flight(
+            "job-timeout",
+            f"timeout: the tier's budget of {self.tier.budget:g}s ran out",
+            _stuck_words(saved),
+            culprit=saved.culprit,
+            dump=saved.path,
+        )
         self.events.emit(
             ev.BUDGET_EXPIRED,
             budget=self.tier.budget,
@@ -410,22 +402,29 @@ class Supervisor:
             if returncode < 0
             else f"exited with code {returncode} before finishing"
         )
+        blamed = self._blame_in_flight(
+            "crash", f"crash: pytest {how}", "", details={"returncode": returncode}
+        )
+        self.finished.update(blamed)  # never run again: it may be what kills pytest
+        self._say(f"tiergate: pytest {how}")
+
+    def _blame_in_flight(self, kind: str, what: str, after: str, **extra: Any) -> list[str]:
+        """One error finding per test in flight (or one for the run when none was): what
+        happened, while which test. Returns the node ids blamed."""
         tests: list[_InFlight | None] = list(self.in_flight.values()) or [None]
         for test in tests:
+            during = " while this test was running" if test else ""
             self._emit_finding(
                 Finding(
-                    kind="crash",
+                    kind=kind,
                     test=test.nodeid if test else None,
                     severity="error",
-                    message=f"crash: pytest {how}"
-                    + (" while this test was running" if test else ""),
-                    location=_where(test) if test else None,
-                    details={"returncode": returncode},
+                    message=f"{what}{during}{after}",
+                    location=_where(test),
+                    **extra,
                 )
             )
-            if test is not None:
-                self.finished.add(test.nodeid)  # never run again: it may be what kills pytest
-        self._say(f"tiergate: pytest {how}")
+        return [t.nodeid for t in tests if t is not None]
 
     # -- resource pressure (issue 8; the logic lives in tiergate.treewatch) -------------------
 

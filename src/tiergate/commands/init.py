@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tiergate.commands import add_project_option
 from tiergate.config import Config, format_duration, load_config
 from tiergate.errors import UsageError
 
@@ -58,13 +59,7 @@ def add_parser(sub: Any, name: str) -> None:
     parser.add_argument(
         "--shards", type=int, default=4, metavar="N", help="nightly shards (default 4)"
     )
-    parser.add_argument(
-        "--project",
-        type=Path,
-        default=Path.cwd(),
-        metavar="DIR",
-        help="the project directory (default: the current directory)",
-    )
+    add_project_option(parser)
     parser.set_defaults(handler=run)
 
 

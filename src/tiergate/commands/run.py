@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tiergate.commands import add_project_option
 from tiergate.config import load_config, resolve_tier
 from tiergate.errors import UsageError
 from tiergate.supervisor import RunPlan, run_plan
@@ -49,13 +50,7 @@ def add_parser(sub: Any, name: str) -> None:
         metavar="PATH",
         help="earlier results dirs (or durations JSON) that balance --shard",
     )
-    parser.add_argument(
-        "--project",
-        type=Path,
-        default=Path.cwd(),
-        metavar="DIR",
-        help="the project directory (default: the current directory)",
-    )
+    add_project_option(parser)
     parser.set_defaults(handler=run)
 
 

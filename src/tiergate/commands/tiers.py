@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tiergate.commands import add_project_option
 from tiergate.config import Config, load_config
 from tiergate.errors import UsageError
 
@@ -21,13 +22,7 @@ def add_parser(sub: Any, name: str) -> None:
         description="List each tier with its settings and the number of tests it selects "
         "(one collection with pytest), and name the tests that no tier selects.",
     )
-    parser.add_argument(
-        "--project",
-        type=Path,
-        default=Path.cwd(),
-        metavar="DIR",
-        help="the project directory (default: the current directory)",
-    )
+    add_project_option(parser)
     parser.add_argument(
         "--no-collect", action="store_true", help="only show the settings; do not collect tests"
     )
