@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,3 +20,19 @@ def ghapi() -> Iterator[GhApi]:
         yield api
     finally:
         api.stop()
+
+
+@pytest.fixture
+def listeners() -> Iterator[dict[str, int]]:
+    """Listening sockets on 127.0.0.2 and 127.0.0.3: name -> port."""
+    socks = []
+    ports = {}
+    for host in ("127.0.0.2", "127.0.0.3"):
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen()
+        socks.append(sock)
+        ports[host] = sock.getsockname()[1]
+    yield ports
+    for sock in socks:
+        sock.close()

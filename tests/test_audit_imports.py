@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-
-@pytest.fixture
-def listeners() -> Iterator[dict[str, int]]:
-    socks = []
-    ports = {}
-    for host in ("127.0.0.2", "127.0.0.3"):
-        sock = socket.socket()
-        sock.bind((host, 0))
-        sock.listen()
-        socks.append(sock)
-        ports[host] = sock.getsockname()[1]
-    yield ports
-    for sock in socks:
-        sock.close()
 
 
 def write_package(root: Path, ports: dict[str, int]) -> None:

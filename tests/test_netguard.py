@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,22 +56,6 @@ def test_policy_travels_through_the_environment() -> None:
     assert netguard.guard_env("loopback", "fast")["TIERGATE_NETWORK"] == "loopback"
     with pytest.raises(ValueError):
         netguard.encode_policy([])
-
-
-@pytest.fixture
-def listeners() -> Iterator[dict[str, int]]:
-    """Listening sockets on 127.0.0.2 and 127.0.0.3: name -> port."""
-    socks = []
-    ports = {}
-    for host in ("127.0.0.2", "127.0.0.3"):
-        sock = socket.socket()
-        sock.bind((host, 0))
-        sock.listen()
-        socks.append(sock)
-        ports[host] = sock.getsockname()[1]
-    yield ports
-    for sock in socks:
-        sock.close()
 
 
 def run_guarded(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
