@@ -3,26 +3,10 @@ scripts/gen_docs.py; this fails when a committed page differs, so the docs canno
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+from scripts_loader import REPO, load_script
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _gen_docs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_docs", REPO / "scripts" / "gen_docs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN_DOCS = _gen_docs()
+GEN_DOCS = load_script("gen_docs")
 
 
 @pytest.mark.parametrize("page", sorted(GEN_DOCS.PAGES))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from tiergate.config import TIER_MARKERS, Tier, load_config
 from tiergate.errors import ConfigError
 from tiergate.findings import Finding, Location
 from tiergate.reproduce import Reproductions
+from tiergate.resultfiles import clear_results
 from tiergate.runspec import RunSpec
 from tiergate.softtimeout import SoftTimer, TestTimeout
 from tiergate.treedumps import dump_name, dump_tree
@@ -91,7 +91,7 @@ class TierRun:
         self.worker = _worker_id(config)
         self.is_xdist_controller = self.worker is None and _uses_xdist(config)
         if not spec.supervised and self.worker is None:
-            _fresh_results_dir(spec.results_dir)
+            clear_results(spec.results_dir)
         self.events = ev.EventWriter(spec.results_dir / ev.EVENTS_FILE, worker=self.worker)
         self.timer = SoftTimer(self._on_soft_timeout)
         from tiergate.sampler import TestMemory  # only when active: inert runs never load psutil
@@ -363,13 +363,6 @@ def _is_under(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _fresh_results_dir(results_dir: Path) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    for name in (ev.EVENTS_FILE, "junit.xml", "findings.json", "summary.md"):
-        (results_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(results_dir / "dumps", ignore_errors=True)
 
 
 def _location(item: pytest.Item) -> tuple[str, int | None]:

@@ -12,7 +12,7 @@ from tiergate import events as ev
 from tiergate.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, Location, write_findings
 
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "timeout", "error")
-FAILING_OUTCOMES = frozenset({"failed", "timeout", "error", "xpassed-strict"})
+FAILING_OUTCOMES = frozenset({"failed", "timeout", "error"})
 
 
 @dataclasses.dataclass
@@ -37,7 +37,7 @@ class TestResult:
 
     @property
     def failing(self) -> bool:
-        return self.outcome in ("failed", "timeout", "error")
+        return self.outcome in FAILING_OUTCOMES
 
 
 @dataclasses.dataclass

@@ -32,7 +32,7 @@ from tiergate.procs import (
     signal_on_parent_death,
     stop_group,
 )
-from tiergate.resultfiles import write_result_files
+from tiergate.resultfiles import clear_results, write_result_files
 from tiergate.results import RunResult, load_results_dir
 from tiergate.runspec import RunSpec
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
@@ -122,11 +122,7 @@ class Supervisor:
         return code
 
     def _prepare(self) -> None:
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        for name in (ev.EVENTS_FILE, "junit.xml", "findings.json", "summary.md"):
-            (self.results_dir / name).unlink(missing_ok=True)
-        for folder in ("dumps", ".run"):
-            shutil.rmtree(self.results_dir / folder, ignore_errors=True)
+        clear_results(self.results_dir)
         self.run_dir.mkdir(parents=True)
 
     def _attempts(self) -> None:
@@ -352,14 +348,23 @@ class Supervisor:
         stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
         return True
 
-    def _expire_budget(self, proc: subprocess.Popen[bytes], pgid: int) -> None:
+    def _dump_stuck(
+        self, proc: subprocess.Popen[bytes], kind: str, reason: str
+    ) -> tuple[_InFlight | None, SavedDump]:
+        """The tree dump for a stop of the whole run, pointed at the first test in flight."""
         stuck = next(iter(self.in_flight.values()), None)
         saved = self._dump(
             proc.pid,
             stuck.nodeid if stuck else None,
-            "job-timeout",
-            f"the tier's {self.tier.budget:g}s budget ran out",
+            kind,
+            reason,
             stuck_pid=stuck.pid if stuck else None,
+        )
+        return stuck, saved
+
+    def _expire_budget(self, proc: subprocess.Popen[bytes], pgid: int) -> None:
+        stuck, saved = self._dump_stuck(
+            proc, "job-timeout", f"the tier's {self.tier.budget:g}s budget ran out"
         )
         self._blame_in_flight(
             "job-timeout",
@@ -382,14 +387,7 @@ class Supervisor:
 
     def _cancel(self, proc: subprocess.Popen[bytes], pgid: int) -> None:
         name = signal.Signals(self.cancel_signal or signal.SIGTERM).name
-        stuck = next(iter(self.in_flight.values()), None)
-        saved = self._dump(
-            proc.pid,
-            stuck.nodeid if stuck else None,
-            "cancelled",
-            f"the run was cancelled ({name})",
-            stuck_pid=stuck.pid if stuck else None,
-        )
+        stuck, saved = self._dump_stuck(proc, "cancelled", f"the run was cancelled ({name})")
         self.events.emit(
             ev.CANCELLED, signal=name, dump=saved.path, nodeid=stuck.nodeid if stuck else None
         )
