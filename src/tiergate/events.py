@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +41,96 @@ RUN_FINISH = "run-finish"  # supervisor: exit_code, duration
 
 
 class EventWriter:
-    """Appends events to one file; safe to use from several processes at once."""
+    """Appends events to one file; safe to use from several processes at once.
 
-    def __init__(self, path: Path, *, worker: str | None = None) -> None:
+    *live* (the default): each event is written when it is emitted, so that a follower (the
+    supervisor) sees a test start before the test runs. Without *live*, events are kept and
+    written in batches, one ``write`` per batch, at most ``BATCH_SECONDS`` apart and at every
+    ``flush``: for a ``pytest --tier`` run that nobody follows, where the file is read only
+    when the run ends. A batch is whole lines too, so readers see no difference.
+    """
+
+    BATCH_SECONDS = 1.0
+    BATCH_EVENTS = 1024
+
+    def __init__(self, path: Path, *, worker: str | None = None, live: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.worker = worker
+        self.live = live
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._pid = os.getpid()
+        self._pending: list[tuple[str, float, dict[str, Any]]] = []
+        self._flushed = time.monotonic()
 
     def emit(self, event: str, **fields: Any) -> None:
-        record: dict[str, Any] = {"event": event, "t": time.time(), "pid": os.getpid()}
-        if self.worker is not None:
-            record["worker"] = self.worker
-        record.update(fields)
-        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
-        os.write(self._fd, line.encode("utf-8", "replace"))
+        pid = os.getpid()
+        if self.live or pid != self._pid:  # a forked child's events go out at once
+            self._write(_encode(event, time.time(), pid, self.worker, fields))
+            return
+        self._pending.append((event, time.time(), fields))
+        if (len(self._pending) >= self.BATCH_EVENTS
+                or time.monotonic() - self._flushed > self.BATCH_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the events kept so far (only in the process that emitted them: a forked child
+        inherits the list, not the events)."""
+        pending, self._pending = self._pending, []
+        self._flushed = time.monotonic()
+        if pending and os.getpid() == self._pid:
+            worker = self.worker
+            self._write("".join(_encode(event, t, self._pid, worker, fields)
+                                for event, t, fields in pending))
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
 
     def close(self) -> None:
+        self.flush()
         if self._fd >= 0 and os.getpid() == self._pid:
             os.close(self._fd)
         self._fd = -1
+
+
+def _encode(event: str, t: float, pid: int, worker: str | None, fields: dict[str, Any]) -> str:
+    line = _encode_flat(event, t, pid, worker, fields)
+    if line is None:  # nested values, booleans, odd floats: the json module's way
+        record: dict[str, Any] = {"event": event, "t": t, "pid": pid}
+        if worker is not None:
+            record["worker"] = worker
+        record.update(fields)
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+    return line
+
+
+_INF = float("inf")
+
+
+def _encode_flat(
+    event: str, t: float, pid: int, worker: str | None, fields: dict[str, Any]
+) -> str | None:
+    """The JSON line of an event whose fields are all strings, ints, finite floats or None
+    (every per-test event), built directly: about half of what ``json.dumps`` costs, on a path
+    that runs twice per test. The output is what ``json.dumps`` gives for the same record; any
+    other value returns None and the caller uses ``json.dumps``."""
+    out = f'{{"event":{_quote(event)},"t":{t!r},"pid":{pid}'
+    if worker is not None:
+        out += f',"worker":{_quote(worker)}'
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            out += f",{_quote(key)}:{_quote(value)}"
+        elif kind is int or (kind is float and -_INF < value < _INF):
+            out += f",{_quote(key)}:{value!r}"
+        elif value is None:
+            out += f",{_quote(key)}:null"
+        else:
+            return None
+    return out + "}\n"
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:

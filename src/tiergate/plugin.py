@@ -21,6 +21,7 @@ from tiergate import events as ev
 from tiergate.config import TIER_MARKERS, Tier, load_config
 from tiergate.errors import ConfigError
 from tiergate.findings import Finding, Location
+from tiergate.highwater import maxrss
 from tiergate.reproduce import Reproductions
 from tiergate.resultfiles import clear_results
 from tiergate.runspec import RunSpec
@@ -92,11 +93,13 @@ class TierRun:
         self.is_xdist_controller = self.worker is None and _uses_xdist(config)
         if not spec.supervised and self.worker is None:
             clear_results(spec.results_dir)
-        self.events = ev.EventWriter(spec.results_dir / ev.EVENTS_FILE, worker=self.worker)
+        # Under the supervisor, which follows the events to see hangs and crashes, each one is
+        # written at once; a plain `pytest --tier` run reads them only at its end.
+        self.events = ev.EventWriter(
+            spec.results_dir / ev.EVENTS_FILE, worker=self.worker, live=spec.supervised
+        )
         self.timer = SoftTimer(self._on_soft_timeout)
-        from tiergate.sampler import TestMemory  # only when active: inert runs never load psutil
-
-        self._memory = TestMemory
+        self._marked_limits: dict[Any, float | None] = {}  # node -> its closest timeout marker
         self._item: pytest.Item | None = None
         self._reports: list[pytest.TestReport] = []
         self._dump: str | None = None
@@ -140,9 +143,9 @@ class TierRun:
             config.option.markexpr = (
                 f"({self.tier.markers}) and ({user})" if user else self.tier.markers
             )
-        if getattr(config.option, "timeout", None) is None:
-            # The tier's limit unless --timeout was given; @pytest.mark.timeout still wins per test.
-            config.option.timeout = self.tier.test_timeout
+        # The tier's limit unless --timeout was given; @pytest.mark.timeout still wins per test.
+        given = getattr(config.option, "timeout", None)
+        self.default_limit = float(given) if given is not None else self.tier.test_timeout
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
@@ -196,6 +199,8 @@ class TierRun:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.events.emit(ev.SESSION_FINISH, exitstatus=int(exitstatus))
+        # An xdist worker says it is done after this hook; the controller then reads the file.
+        self.events.flush()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.timer.close()
@@ -203,47 +208,73 @@ class TierRun:
             from tiergate.resultfiles import write_result_files
 
             self.events.emit(ev.RUN_FINISH, exit_code=None)
+            self.events.flush()
             write_result_files(self.spec.results_dir)
         self.events.close()
 
     # -- one test --------------------------------------------------------------------------
 
+    # The soft timer is tiergate's own, armed around the whole test protocol (setup + call +
+    # teardown). pytest-timeout stays installed for its options and its marker, and is kept from
+    # arming timers of its own: when --timeout, its ini value or a marker makes it act, these
+    # two hooks answer for it. Leaving it inert otherwise is what keeps a trivial test cheap.
+
     @pytest.hookimpl(tryfirst=True, optionalhook=True)
     def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool:
-        item.stash[_TIMEOUT] = float(settings.timeout)
-        self.timer.start(float(settings.timeout))
-        return True
+        return True  # armed (or not, for timeout(0)) in pytest_runtest_protocol below
 
     @pytest.hookimpl(tryfirst=True, optionalhook=True)
     def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool:
-        self.timer.cancel()
+        self.timer.disarm()  # also what pytest-timeout asks when pytest enters the debugger
         return True
+
+    def limit_of(self, item: pytest.Item) -> float | None:
+        """The test's soft limit: its closest ``@pytest.mark.timeout`` (as pytest resolves the
+        closest marker: the item, then each parent), else --timeout, else the tier's. None for a
+        marker of 0 (no limit), as pytest-timeout has it."""
+        limit = self._marked(item)
+        if limit is _UNMARKED:
+            limit = self.default_limit
+        return limit if limit else None
+
+    def _marked(self, node: Any) -> Any:
+        for mark in node.own_markers:
+            if mark.name == "timeout":
+                return _marker_seconds(mark, self.default_limit)
+        parent = node.parent
+        if parent is None:
+            return _UNMARKED
+        cache = self._marked_limits
+        if parent not in cache:
+            cache[parent] = self._marked(parent)  # once per module/class, not once per test
+        return cache[parent]
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        # trylast: inside pytest-timeout's wrapper, so the test's limit is known when it starts.
-        # This runs for every test: keep it to two events and no file or environment access.
+        # This runs for every test: two events, two getrusage and two setitimer calls, no file
+        # or environment access. The cost budget is a few microseconds (see scripts/bench).
         self._item, self._reports, self._dump = item, [], None
-        self.timer.fired = False
         path, line = _location(item)
-        self.events.emit(
-            ev.TEST_START,
-            nodeid=item.nodeid,
-            path=path,
-            line=line,
-            timeout=item.stash.get(_TIMEOUT, None),
-        )
-        memory = self._memory()
+        limit = self.limit_of(item)
+        self.events.emit(ev.TEST_START, nodeid=item.nodeid, path=path, line=line, timeout=limit)
+        start_max = maxrss()
+        if limit is not None:
+            self.timer.start(limit)
         try:
             return (yield)
         finally:
+            self.timer.cancel()
             finish = _summarise(item.nodeid, path, line, self._reports, self.timer.fired)
-            extra = {
-                "dump": self._dump,
-                "peak_rss": memory.peak(),  # this process's; the supervisor adds the tree's
-                "reproduces": self.reproductions.bug_of(item.nodeid),
-            }
-            finish.update((k, v) for k, v in extra.items() if v is not None)
+            self.timer.fired = False
+            if self._dump is not None:
+                finish["dump"] = self._dump
+            end_max = maxrss()
+            if end_max > start_max:  # this process's; the supervisor adds the tree's
+                finish["peak_rss"] = end_max
+            if self.reproductions.bugs:
+                bug = self.reproductions.bug_of(item.nodeid)
+                if bug is not None:
+                    finish["reproduces"] = bug
             self.events.emit(ev.TEST_FINISH, **finish)
             self._item = None
 
@@ -328,7 +359,17 @@ class TierRun:
         return message
 
 
-_TIMEOUT = pytest.StashKey[float]()
+_UNMARKED = object()
+
+
+def _marker_seconds(mark: pytest.Mark, default: float) -> float:
+    """``@pytest.mark.timeout(5)`` / ``timeout=5``; a value pytest-timeout would reject keeps
+    the default here (pytest-timeout reports it as the error it is)."""
+    value = mark.args[0] if mark.args else mark.kwargs.get("timeout")
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 
 
 def project_relative(finding: Finding, root: Path) -> Finding:

@@ -10,15 +10,13 @@ processes that ended between two samples is kept so the total never goes backwar
 RSS is summed over the tree. Pages shared after a ``fork`` are counted in each process, so the
 total is an upper bound of what the tree holds, which is the safe side for a limit.
 
-The plugin side lives here too: ``TestMemory`` gives one test's peak RSS of its own process
-(``ru_maxrss`` when the test set a new high-water mark, else the larger of start and end).
+One test's peak in its own process comes from the plugin (``highwater.py``), not from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import resource
 import time
 
 import psutil
@@ -201,23 +199,3 @@ class TreeSampler:
             except psutil.Error:
                 continue
         return out
-
-
-class TestMemory:
-    """One test's peak RSS in its own process, for the ``test-finish`` event: one ``getrusage``
-    at each end of the test. Exact when the test raised the process's high-water mark; otherwise
-    None, and the supervisor's tree samples give the peak. (No /proc read: that would be an
-    ``open`` audit event per test, which the leak probes treat as "something may have leaked".)"""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self) -> None:
-        self._start_max = _maxrss()
-
-    def peak(self) -> int | None:
-        end_max = _maxrss()
-        return end_max if end_max > self._start_max else None
-
-
-def _maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux

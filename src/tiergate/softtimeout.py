@@ -1,21 +1,28 @@
 """The first rung of the escalation ladder: the in-process soft timeout.
 
-pytest-timeout resolves *which* timeout applies to a test (its ``--timeout`` option, ini value,
-``PYTEST_TIMEOUT`` and the ``@pytest.mark.timeout`` marker) and decides when a timer is needed;
-tiergate implements the timer through pytest-timeout's ``pytest_timeout_set_timer`` hook so that
-the process tree is dumped *before* the test is failed, and the run then goes on. Code that holds
+The tiergate plugin arms this timer around each test with the test's limit (its closest
+``@pytest.mark.timeout``, else ``--timeout``, else the tier's ``test-timeout``). When it fires, the
+process tree is dumped *before* the test is failed, and the run then goes on. Code that holds
 the GIL in C never lets the SIGALRM handler run: the supervisor's hard timeout covers that.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 import pytest
+
+# The C function: signal.getsignal wraps it in an enum conversion that raises and catches
+# ValueError for every handler that is a function, several microseconds per test.
+_getsignal: Callable[[int], Any] = getattr(
+    sys.modules.get("_signal"), "getsignal", signal.getsignal
+)
 
 
 class TestTimeout(pytest.fail.Exception):  # type: ignore[misc,name-defined]
@@ -25,52 +32,86 @@ class TestTimeout(pytest.fail.Exception):  # type: ignore[misc,name-defined]
 
 
 class SoftTimer:
-    """One SIGALRM timer at a time, for the test in progress on the main thread.
+    """The soft timer of the test in progress on the main thread.
 
-    The handler is installed once and stays (re-installed if a test replaced it); each test only
-    arms and disarms the interval timer, which keeps the per-test cost to two system calls.
+    A test only sets its deadline; the SIGALRM interval timer is re-armed when the pending alarm
+    is not already due within ``SLACK`` seconds before that deadline. On a run of quick tests that
+    is about once per ``SLACK`` seconds of run time instead of two system calls per test, and the
+    alarm never goes off early in a test that has not run nearly its whole limit: the alarm is
+    never later than the deadline and never more than ``SLACK`` before it, counted from the start
+    of the test in progress. When it goes off before the deadline (in that last stretch, or
+    between tests) the handler re-arms for what is left and returns.
+
+    The handler is installed once and re-installed when a test replaced it (checked at each test
+    start: ``signal.getsignal`` is not a system call). A test that cancels ``ITIMER_REAL`` itself
+    (``signal.alarm(0)``) while keeping the handler leaves the tests that follow it within the
+    next ``SLACK`` seconds without a soft timer; the supervisor's hard timeout still covers them.
     """
+
+    SLACK = 1.0
 
     def __init__(self, on_expiry: Callable[[float], str]) -> None:
         # on_expiry(limit) takes the dump and returns the failure message; it runs in the handler.
         self._on_expiry = on_expiry
+        self._bound = self._handler  # one bound method: getsignal() is compared by identity
         self._previous: Any = None
         self._installed = False
-        self.armed = False
-        self.fired = False
+        self._main_thread = threading.main_thread().ident
+        self.deadline: float | None = None  # time.monotonic() of the test in progress's limit
         self.limit = 0.0
+        self.fired = False
+        self._alarm_at: float | None = None  # when the pending alarm goes off, if one is pending
 
     def start(self, seconds: float) -> bool:
-        if threading.current_thread() is not threading.main_thread():
-            return (
-                False  # signals reach only the main thread; the supervisor's hard timeout remains
-            )
-        if signal.getsignal(signal.SIGALRM) != self._handler:
-            previous = signal.signal(signal.SIGALRM, self._handler)
+        """The test in progress may run *seconds*."""
+        if threading.get_ident() != self._main_thread:
+            return False  # signals reach only the main thread; the hard timeout remains
+        now = time.monotonic()
+        deadline = now + seconds
+        self.deadline, self.limit, self.fired = deadline, seconds, False
+        if _getsignal(signal.SIGALRM) is not self._bound:
+            previous = signal.signal(signal.SIGALRM, self._bound)
             if not self._installed:
                 self._previous, self._installed = previous, True
-        self.fired = False
-        self.limit = seconds
-        self.armed = True
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+            self._alarm_at = None  # whoever took SIGALRM may have taken the timer too
+        alarm = self._alarm_at
+        if alarm is None or alarm > deadline or alarm < deadline - min(self.SLACK, seconds / 2):
+            self._arm(deadline, now)
         return True
+
+    def _arm(self, at: float, now: float) -> None:
+        signal.setitimer(signal.ITIMER_REAL, max(at - now, 1e-4))
+        self._alarm_at = at
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         __tracebackhide__ = True
-        if not self.armed:
-            return  # a late tick after the test ended
-        self.armed = False
+        self._alarm_at = None
+        deadline = self.deadline
+        if deadline is None:
+            return  # between tests, or a test without a limit: the next test arms again
+        now = time.monotonic()
+        if now < deadline - 1e-3:
+            self._arm(deadline, now)  # an alarm armed for an earlier test: not this one's yet
+            return
+        self.deadline = None
         self.fired = True
         raise TestTimeout(self._on_expiry(self.limit), pytrace=False)
 
     def cancel(self) -> None:
-        if self.armed:
+        """The test ended: no system call; a pending alarm that goes off later finds no deadline
+        or a later test's."""
+        self.deadline = None
+
+    def disarm(self) -> None:
+        """Stop the pending alarm too (pytest entered the debugger)."""
+        self.deadline = None
+        if self._alarm_at is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            self.armed = False
+            self._alarm_at = None
 
     def close(self) -> None:
         """Disarm and give SIGALRM back to whoever had it before the run."""
-        self.cancel()
+        self.disarm()
         if self._installed:
             signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
             self._installed = False

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -165,6 +166,7 @@ class LeakWatch:
         self._leaked_processes: list[Leftover] = []
         self._owned_rss = 0  # RSS growth inside wider-scoped fixture setups, not the tests'
         self._rss = -1  # RSS at the end of the last test window, the next one's start (or -1)
+        self._warning_filters: warnings.catch_warnings[Any] | None = None
 
     # -- session ----------------------------------------------------------------------------
 
@@ -179,12 +181,20 @@ class LeakWatch:
         self.current.start()
         if not _user_filters_resource_warnings(config):
             # Python ignores ResourceWarning by default; a leak the garbage collector closed is
-            # still a leak worth a note, and pytest maps each warning to its test for us.
-            config.addinivalue_line("filterwarnings", "always::ResourceWarning")
+            # still a leak worth a note, and pytest maps each warning to its test for us. Set
+            # once for the process, under the filters pytest applies around each test (which
+            # copy this list), rather than as an ini line that pytest would re-apply three times
+            # per test; any filter of the user's still comes first.
+            self._warning_filters = warnings.catch_warnings()
+            self._warning_filters.__enter__()
+            warnings.filterwarnings("always", category=ResourceWarning)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         audit.unwatch()
         REGISTRY.uninstall()
+        if self._warning_filters is not None:
+            self._warning_filters.__exit__(None, None, None)
+            self._warning_filters = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
