@@ -216,3 +216,45 @@ def test_not_junit_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_missing_results_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["report", "--results-dir", str(tmp_path / "nope")]) == 2
     assert "no such results directory" in capsys.readouterr().err
+
+
+def test_our_junit_carries_hostile_text_to_any_reader(tmp_path: Path) -> None:
+    """junit.xml is written as text: markup, quotes, newlines, control characters and lone
+    surrogates in a message or an output must still give a document every reader parses."""
+    import xml.etree.ElementTree as ET
+
+    from junitparser import JUnitXml
+
+    from tiergate.junit import write_junit
+    from tiergate.report.junit_in import read_junit
+    from tiergate.results import RunResult, TestResult
+
+    nasty = 'a <b> & "c"\nline two\x00\x1b[31m\udcff end'
+    run = RunResult(tier="fast")
+    run.tests["t.py::test_ok"] = TestResult("t.py::test_ok", path="t.py", line=3,
+                                            outcome="passed", duration=0.25, stdout=nasty)
+    run.tests["t.py::TestX::test_bad"] = TestResult(
+        "t.py::TestX::test_bad", path="t.py", line=9, outcome="failed", duration=1.0,
+        message=nasty, longrepr=nasty, stderr=nasty)
+    run.tests["t.py::test_hang"] = TestResult("t.py::test_hang", outcome="timeout",
+                                              message="ran past its 1s limit")
+    run.tests["t.py::test_skip"] = TestResult("t.py::test_skip", outcome="skipped",
+                                              message="not today")
+    run.not_run.append("t.py::test_never")
+    path = write_junit(run, tmp_path / "junit.xml")
+
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "2", "2")
+    bad = suite.find("testcase[@name='test_bad']")
+    assert bad is not None and bad.get("classname") == "t.TestX"
+    failure = bad.find("failure")
+    assert failure is not None
+    assert failure.get("message") == 'a <b> & "c"\nline two\\x00\\x1B[31m\\xDCFF end'
+    assert failure.text == failure.get("message")
+    hang = suite.find("testcase[@name='test_hang']/failure")
+    assert hang is not None and hang.get("type") == "timeout"
+    assert hang.get("message") == "timeout: ran past its 1s limit"
+    assert sum(1 for _ in JUnitXml.fromfile(str(path))) == 1
+    again = read_junit(path)
+    assert {t.outcome for t in again.tests.values()} >= {"passed", "failed", "timeout", "skipped"}

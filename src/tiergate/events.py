@@ -136,19 +136,30 @@ def _encode_flat(
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """Every complete event in *path*, in order. A torn or garbled line is skipped, not fatal."""
     try:
-        handle = path.open("rb")
+        data = path.read_bytes()
     except FileNotFoundError:
         return
-    with handle:
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                break  # the writer died mid-line
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "event" in record:
-                yield record
+    end = data.rfind(b"\n")  # what follows the last newline is a line its writer never finished
+    if end < 0:
+        return
+    lines = data[:end]
+    try:
+        # One parse for the whole file (JSON text never holds a raw newline, so every newline
+        # separates two events): several times faster than a parse per line.
+        records = json.loads(b"[" + lines.replace(b"\n", b",") + b"]")
+    except ValueError:
+        records = list(_each_line(lines.split(b"\n")))
+    for record in records:
+        if isinstance(record, dict) and "event" in record:
+            yield record
+
+
+def _each_line(lines: list[bytes]) -> Iterator[Any]:
+    for raw in lines:
+        try:
+            yield json.loads(raw)
+        except ValueError:
+            continue
 
 
 class EventTail:

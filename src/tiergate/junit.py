@@ -1,14 +1,42 @@
 """``junit.xml`` from the results model: standard JUnit that CI systems read. Timeouts are failures
 whose message starts with ``timeout``, with the hang dump in ``system-err``; tests the run never
-reached are skipped with the reason."""
+reached are skipped with the reason.
+
+Written as text, one element per test, rather than through an XML tree: this runs at the end of
+every ``pytest --tier`` run, and building a tree of every test cost more than the rest of the
+reports together. Text and attribute values are escaped here, and characters XML 1.0 cannot carry
+(control characters, lone surrogates) are written as ``\\xNN`` the way pytest's own JUnit does.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
-
 from tiergate.results import RunResult, TestResult
+
+# What XML 1.0 cannot carry (it allows tab, newline, carriage return, U+0020-U+D7FF,
+# U+E000-U+FFFD and U+10000 up); each becomes \xNN.
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTRIBUTE = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
+     "\t": "&#09;"}
+)
+
+
+def _legal(value: str) -> str:
+    if value.isprintable():  # the common case: no control character, no surrogate
+        return value
+    return _ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02X}", value)
+
+
+def _text(value: str) -> str:
+    return _legal(value).translate(_TEXT)
+
+
+def _attribute(value: str) -> str:
+    return _legal(value).translate(_ATTRIBUTE)
 
 
 def split_nodeid(nodeid: str) -> tuple[str, str]:
@@ -18,57 +46,77 @@ def split_nodeid(nodeid: str) -> tuple[str, str]:
     return ".".join([module, *parts[1:-1]]), parts[-1] if len(parts) > 1 else parts[0]
 
 
-def _case(test: TestResult, dump_text: str | None) -> TestCase:
+class _Counts:
+    def __init__(self) -> None:
+        self.tests = self.failures = self.errors = self.skipped = 0
+
+
+def _case(test: TestResult, dump_text: str | None, counts: _Counts) -> str:
     classname, name = split_nodeid(test.nodeid)
-    case = TestCase(name, classname, round(test.duration, 3))
+    head = (f'<testcase name="{_attribute(name)}" classname="{_attribute(classname)}" '
+            f'time="{round(test.duration, 3)}"')
     if test.path:
-        case._elem.set("file", test.path)
+        head += f' file="{_attribute(test.path)}"'
     if test.line:
-        case._elem.set("line", str(test.line))
+        head += f' line="{test.line}"'
+    counts.tests += 1
     message = test.message or test.outcome
+    body = ""
     if test.outcome == "timeout":
         if not message.startswith("timeout"):
             message = f"timeout: {message}"
-        failure = Failure(message, "timeout")
-        failure.text = test.longrepr or message
-        case.result = [failure]
+        body = _result("failure", message, "timeout", test.longrepr or message)
+        counts.failures += 1
     elif test.outcome in ("failed", "xpassed"):
-        failure = Failure(message, "crash" if message.startswith("crash") else "failure")
-        failure.text = test.longrepr or message
-        case.result = [failure]
+        kind = "crash" if message.startswith("crash") else "failure"
+        body = _result("failure", message, kind, test.longrepr or message)
+        counts.failures += 1
     elif test.outcome == "error":
-        error = Error(message, f"{test.phase or 'setup'} error")
-        error.text = test.longrepr or message
-        case.result = [error]
+        body = _result("error", message, f"{test.phase or 'setup'} error", test.longrepr or message)
+        counts.errors += 1
     elif test.outcome in ("skipped", "xfailed"):
-        case.result = [
-            Skipped(message, "pytest.xfail" if test.outcome == "xfailed" else "pytest.skip")
-        ]
+        kind = "pytest.xfail" if test.outcome == "xfailed" else "pytest.skip"
+        body = _result("skipped", message, kind, None)
+        counts.skipped += 1
     if test.stdout:
-        case.system_out = test.stdout
+        body += f"<system-out>{_text(test.stdout)}</system-out>"
     err = "\n".join(x for x in (test.stderr, dump_text) if x)
     if err:
-        case.system_err = err
-    return case
+        body += f"<system-err>{_text(err)}</system-err>"
+    return f"{head}>{body}</testcase>" if body else f"{head} />"
+
+
+def _result(tag: str, message: str, kind: str, text: str | None) -> str:
+    attributes = f'message="{_attribute(message)}" type="{_attribute(kind)}"'
+    if text is None:
+        return f"<{tag} {attributes} />"
+    return f"<{tag} {attributes}>{_text(text)}</{tag}>"
 
 
 def write_junit(run: RunResult, path: Path, results_dir: Path | None = None) -> Path:
-    suite = TestSuite(f"tiergate.{run.tier}" if run.tier else "tiergate")
     folder = results_dir or path.parent
-    cases = [_case(test, _read_dump(folder, test.dump)) for test in run.tests.values()]
+    counts = _Counts()
+    cases = [_case(test, _read_dump(folder, test.dump), counts) for test in run.tests.values()]
     why = "the tier's budget ran out" if run.budget_expired else "the run stopped first"
+    skipped = _result("skipped", f"not run: {why}", "tiergate.not-run", None)
     for nodeid in run.not_run:
         classname, name = split_nodeid(nodeid)
-        case = TestCase(name, classname, 0.0)
-        case.result = [Skipped(f"not run: {why}", "tiergate.not-run")]
-        cases.append(case)
-    # add_testcases counts the suite once; add_testcase per case recounts it each time (O(n²)).
-    suite.add_testcases(cases)
-    suite.time = round(run.duration, 3)
-    xml = JUnitXml("tiergate")
-    xml.add_testsuite(suite)
+        cases.append(f'<testcase name="{_attribute(name)}" classname="{_attribute(classname)}" '
+                     f'time="0.0">{skipped}</testcase>')
+        counts.tests += 1
+        counts.skipped += 1
+    suite_name = f"tiergate.{run.tier}" if run.tier else "tiergate"
+    totals = (f'tests="{counts.tests}" errors="{counts.errors}" failures="{counts.failures}" '
+              f'skipped="{counts.skipped}" time="{round(run.duration, 3)}"')
+    document = "".join([
+        "<?xml version='1.0' encoding='utf-8'?>\n",
+        f'<testsuites name="tiergate" {totals}>',
+        f'<testsuite name="{_attribute(suite_name)}" {totals}>',
+        *cases,
+        "</testsuite></testsuites>\n",
+    ])
     tmp = path.with_suffix(".xml.tmp")
-    xml.write(str(tmp), pretty=False)
+    tmp.write_text(document, encoding="utf-8")
     tmp.replace(path)
     return path
 

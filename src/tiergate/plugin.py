@@ -100,6 +100,7 @@ class TierRun:
         )
         self.timer = SoftTimer(self._on_soft_timeout)
         self._marked_limits: dict[Any, float | None] = {}  # node -> its closest timeout marker
+        self._high_water = maxrss()  # this process's peak RSS at the end of the last test
         self._item: pytest.Item | None = None
         self._reports: list[pytest.TestReport] = []
         self._dump: str | None = None
@@ -251,13 +252,15 @@ class TierRun:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        # This runs for every test: two events, two getrusage and two setitimer calls, no file
-        # or environment access. The cost budget is a few microseconds (see scripts/bench).
+        # This runs for every test: one or two events and one getrusage call, no file or
+        # environment access. The cost budget is a few microseconds (see scripts/bench_overhead.py).
         self._item, self._reports, self._dump = item, [], None
         path, line = _location(item)
         limit = self.limit_of(item)
-        self.events.emit(ev.TEST_START, nodeid=item.nodeid, path=path, line=line, timeout=limit)
-        start_max = maxrss()
+        if self.events.live:  # only a follower (the supervisor) needs to know what is running
+            self.events.emit(
+                ev.TEST_START, nodeid=item.nodeid, path=path, line=line, timeout=limit
+            )
         if limit is not None:
             self.timer.start(limit)
         try:
@@ -265,12 +268,13 @@ class TierRun:
         finally:
             self.timer.cancel()
             finish = _summarise(item.nodeid, path, line, self._reports, self.timer.fired)
+            finish["timeout"] = limit
             self.timer.fired = False
             if self._dump is not None:
                 finish["dump"] = self._dump
-            end_max = maxrss()
-            if end_max > start_max:  # this process's; the supervisor adds the tree's
-                finish["peak_rss"] = end_max
+            high = maxrss()
+            if high > self._high_water:  # a new peak of this process's; the supervisor adds
+                finish["peak_rss"] = self._high_water = high  # the whole tree's from samples
             if self.reproductions.bugs:
                 bug = self.reproductions.bug_of(item.nodeid)
                 if bug is not None:
@@ -279,8 +283,10 @@ class TierRun:
             self._item = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self._item is not None and report.nodeid == self._item.nodeid:
+        if self._item is not None:  # the reports of the test in progress
             self._reports.append(report)
+            if self.reproductions.bugs:
+                self.reproductions.check(report)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and not self.is_xdist_controller:
@@ -424,6 +430,25 @@ def _summarise(
 ) -> dict[str, Any]:
     """One test's outcome from its setup/call/teardown reports, as pytest's JUnit would judge it.
     *timed_out*: the soft timeout fired during this test, so its failure is a timeout."""
+    duration = 0.0
+    for report in reports:  # the common case first: every phase passed
+        if report.outcome != "passed" or "wasxfail" in report.__dict__:
+            return _summarise_all(nodeid, path, line, reports, timed_out)
+        duration += report.duration
+    record: dict[str, Any] = {
+        "nodeid": nodeid,
+        "path": path,
+        "line": line,
+        "outcome": "passed",
+        "duration": round(duration, 6),
+    }
+    _add_output(record, reports)
+    return record
+
+
+def _summarise_all(
+    nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport], timed_out: bool
+) -> dict[str, Any]:
     outcome, phase, message, longrepr = "passed", None, None, None
     duration = 0.0
     for report in reports:
@@ -459,13 +484,17 @@ def _summarise(
         record["message"] = message
     if longrepr:
         record["longrepr"] = longrepr[-_TEXT_LIMIT:]
+    _add_output(record, reports)
+    return record
+
+
+def _add_output(record: dict[str, Any], reports: list[pytest.TestReport]) -> None:
     last = reports[-1] if reports else None
     if last is not None and last.sections:  # captured output, only when there is some
         if last.capstdout:
             record["stdout"] = last.capstdout[-_TEXT_LIMIT:]
         if last.capstderr:
             record["stderr"] = last.capstderr[-_TEXT_LIMIT:]
-    return record
 
 
 def _failure_message(report: pytest.TestReport) -> str:

@@ -58,7 +58,9 @@ class Reproductions:
             why = f"reproduces {bug}" + (f": {reason}" if reason else "")
             item.add_marker(pytest.mark.xfail(strict=False, reason=why))
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    def check(self, report: pytest.TestReport) -> None:
+        """One report of a test run here (the plugin passes them on: only while ``bugs`` has
+        any, so a suite without reproductions pays nothing per test)."""
         found = self.bugs.get(report.nodeid)
         if found is None or report.when != "call":
             return

@@ -1,0 +1,77 @@
+"""The event stream: what writers put in events.jsonl is what readers get back, whole lines only,
+live or in batches, from several processes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tiergate.events import EventTail, EventWriter, read_events
+
+
+def test_flat_events_read_back_as_json_would_write_them(tmp_path: Path) -> None:
+    writer = EventWriter(tmp_path / "events.jsonl", worker="gw1")
+    fields = {"s": 'q"\\\n\u2603\udcff', "i": 3, "f": 0.5, "n": None}
+    writer.emit("test-finish", **fields)
+    writer.emit("odd", flag=True, nested={"a": [1]}, big=float("inf"))  # the json module's way
+    writer.close()
+    first, second = read_events(tmp_path / "events.jsonl")
+    assert {k: first[k] for k in fields} == fields
+    assert (first["event"], first["worker"], first["pid"]) == ("test-finish", "gw1", os.getpid())
+    assert second["flag"] is True and second["nested"] == {"a": [1]}
+    assert second["big"] == float("inf")
+
+
+def test_a_torn_last_line_and_a_garbled_line_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event":"a","t":1}\nnot json\n[1,2]\n{"event":"b","t":2}\n{"event":"c","t"')
+    assert [e["event"] for e in read_events(path)] == ["a", "b"]
+    assert list(read_events(tmp_path / "missing.jsonl")) == []
+
+
+def test_batched_events_reach_the_file_at_flush_and_follow_the_live_ones(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    batched = EventWriter(path, live=False)
+    batched.emit("one")
+    batched.emit("two")
+    assert tail.poll() == []  # nothing written yet
+    EventWriter(path).emit("live")
+    batched.flush()
+    assert [e["event"] for e in tail.poll()] == ["live", "one", "two"]
+    batched.emit("three")
+    batched.close()
+    assert [e["event"] for e in tail.poll()] == ["three"]
+
+
+def test_batches_go_out_at_least_once_a_second(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path, live=False)
+    writer.emit("early")
+    clock = [writer._flushed + EventWriter.BATCH_SECONDS + 0.1]
+    monkeypatch.setattr("tiergate.events.time.monotonic", lambda: clock[0])
+    writer.emit("late")
+    assert [e["event"] for e in read_events(path)] == ["early", "late"]
+
+
+def test_a_forked_child_writes_its_own_events_at_once_and_not_the_parents(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path, live=False)
+    writer.emit("parent-before-fork")
+    pid = os.fork()
+    if pid == 0:  # the child: its event goes out now; the inherited batch is the parent's
+        try:
+            writer.emit("child")
+            writer.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    writer.close()
+    got = [(e["event"], e["pid"]) for e in read_events(path)]
+    assert got == [("child", pid), ("parent-before-fork", os.getpid())]
+    assert all(line.endswith("}") for line in path.read_text().splitlines())
+    json.loads("[" + ",".join(path.read_text().splitlines()) + "]")
