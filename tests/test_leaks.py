@@ -200,6 +200,49 @@ def test_fixture_leak_is_charged_to_the_fixture_at_its_teardown(
     assert "never-stopped" in finding["message"]
 
 
+def test_pool_workers_started_on_demand_belong_to_the_pool_not_the_test(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    # A ThreadPoolExecutor starts its threads at the first submit that finds none idle: the
+    # threads a session fixture's or a module global's pool starts inside a test are the pool's.
+    # A pool the test makes and never shuts down is still that test's leak.
+    pytester.makepyfile(test_pools="""
+        import concurrent.futures, pytest
+
+        GLOBAL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="glob")
+
+        @pytest.fixture(scope="session")
+        def pool():
+            executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+            yield executor
+            executor.shutdown(wait=True)
+
+        def test_first_job(pool):
+            assert pool.submit(sum, [1, 2]).result() == 3
+
+        def test_jobs_at_once_start_more_workers(pool):
+            import threading
+            gate = threading.Barrier(3)
+            jobs = [pool.submit(gate.wait, 5) for _ in range(3)]
+            assert sorted(job.result() for job in jobs) == [0, 1, 2]
+
+        def test_module_global_pool():
+            assert GLOBAL.submit(max, 1, 2).result() == 2
+
+        KEPT = []
+
+        def test_own_pool_never_shut_down():
+            # kept alive: a pool nobody references is collected, and its workers then exit
+            mine = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="mine")
+            KEPT.append(mine)
+            assert mine.submit(min, 1, 2).result() == 1
+    """)
+    result, findings = run(pytester)
+    result.assert_outcomes(passed=4)
+    assert pairs(findings) == {("test_pools.py::test_own_pool_never_shut_down", "leak-thread")}
+    assert "'mine_0'" in findings[0]["message"]
+
+
 def test_allow_leak_marker_and_warn_policy(
     pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

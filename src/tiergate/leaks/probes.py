@@ -85,16 +85,20 @@ class ThreadProbe:
     quiet: frozenset[object] = frozenset()
 
     def token(self) -> Hashable:
-        return (REGISTRY.thread_starts, len(threading._active))  # type: ignore[attr-defined]
+        return (REGISTRY.thread_starts, len(threading._active),  # type: ignore[attr-defined]
+                REGISTRY.executor_seq)
 
-    def snapshot(self) -> frozenset[threading.Thread]:
-        return frozenset(threading._active.values())  # type: ignore[attr-defined]
+    def snapshot(self) -> tuple[frozenset[threading.Thread], int]:
+        """The live threads, and the number of the last ThreadPoolExecutor made before."""
+        return frozenset(threading._active.values()), REGISTRY.executor_seq  # type: ignore[attr-defined]
 
     def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
+        (threads_before, executors_before), (threads_after, _) = before, after
         out = []
-        for thread in after - before:
+        for thread in threads_after - threads_before:
             if (isinstance(thread, threading._DummyThread)
-                    or thread.name.startswith(OWN_THREAD_PREFIX) or not thread.is_alive()):
+                    or thread.name.startswith(OWN_THREAD_PREFIX) or not thread.is_alive()
+                    or _older_pool_worker(thread, executors_before)):
                 continue
             target = getattr(thread, "_target", None)
             if target is not None:
@@ -113,6 +117,26 @@ class ThreadProbe:
         for thread in threading.enumerate():
             if any(left.key == ("thread", id(thread), thread.ident) for left in leftovers):
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _older_pool_worker(thread: threading.Thread, executors_before: int) -> bool:
+    """A worker that a ThreadPoolExecutor made before the window (or by a fixture of a wider
+    scope) started on demand in it: the pool starts its threads lazily, at the first ``submit``
+    that finds none idle, and they belong to the pool (to whoever made it: a session fixture, a
+    module global), not to the test whose job happened to need one. A pool the window made itself
+    and left running is its leak."""
+    target = getattr(thread, "_target", None)
+    if getattr(target, "__module__", None) != "concurrent.futures.thread":
+        return False
+    args = getattr(thread, "_args", ())
+    reference = args[0] if args else None
+    executor = reference() if callable(reference) else None
+    if executor is None:
+        return False
+    made = getattr(executor, "_tiergate_seq", None)
+    if made is None:
+        return True  # made before the watch began
+    return made <= executors_before or made in REGISTRY.fixture_executors
 
 
 def _children() -> frozenset[int]:

@@ -78,6 +78,10 @@ class Registry:
         self.processes: dict[int, Spawn] = {}
         self.loops: list[tuple[int, asyncio.AbstractEventLoop]] = []  # (sequence, loop), open ones
         self.loop_seq = 0
+        self.executor_seq = 0  # bumped by every ThreadPoolExecutor made; each carries its number
+        # Numbers of the pools made while a fixture of a wider scope was set up: theirs, not the
+        # test's that triggered the setup (see ThreadProbe).
+        self.fixture_executors: set[int] = set()
         self._undo: list[Callable[[], None]] = []
         self._installed = False
         self._pending = self._wrappable()
@@ -118,6 +122,7 @@ class Registry:
             ("subprocess", "Popen", "__init__", self._popen_init),
             ("multiprocessing.process", "BaseProcess", "start", self._process_start),
             ("asyncio.base_events", "BaseEventLoop", "__init__", self._loop_init),
+            ("concurrent.futures.thread", "ThreadPoolExecutor", "__init__", self._executor_init),
         ]
 
     def _wrap(self, owner: type, name: str, make: Callable[[Any], Any]) -> None:
@@ -172,6 +177,17 @@ class Registry:
             registry.made += 1
             registry.loops.append((registry.loop_seq, loop))
             loop._tiergate_site = capture_site()  # type: ignore[attr-defined]
+
+        return __init__
+
+    def _executor_init(self, original: Any) -> Any:
+        registry = self
+
+        def __init__(executor: Any, *args: Any, **kwargs: Any) -> None:
+            original(executor, *args, **kwargs)
+            registry.executor_seq += 1
+            registry.made += 1
+            executor._tiergate_seq = registry.executor_seq
 
         return __init__
 

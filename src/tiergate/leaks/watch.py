@@ -279,11 +279,13 @@ class LeakWatch:
             return (yield)
         window = _FixtureWindow(self.current, fixturedef)
         rss = memory_rss()
+        executors = REGISTRY.executor_seq
         self._fixture_stack.append(window)
         try:
             return (yield)
         finally:
             self._fixture_stack.pop()
+            REGISTRY.fixture_executors.update(range(executors + 1, REGISTRY.executor_seq + 1))
             self._owned_rss += max(0, memory_rss() - rss)
             after = self.current.now()
             claimed: set[int] = set()
