@@ -116,6 +116,34 @@ def test_timeout_marker_wins_over_the_tier(pytester: pytest.Pytester) -> None:
     assert finishes(pytester)["test_short"]["message"].startswith("timeout: ran past its 0.5s")
 
 
+def test_the_closest_timeout_marker_applies_as_pytest_resolves_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+        pytestmark = pytest.mark.timeout(30)
+
+        def test_module_mark(): pass
+
+        @pytest.mark.timeout(0)
+        class TestUnlimited:
+            def test_class_mark(self): pass
+
+            @pytest.mark.timeout(7)
+            def test_own_mark(self): pass
+    """,
+        test_y="def test_tier_limit(): pass\n",
+    )
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    result.assert_outcomes(passed=4)
+    limits = {name: event["timeout"] for name, event in finishes(pytester).items()}
+    assert limits == {"test_module_mark": 30.0, "test_class_mark": None, "test_own_mark": 7.0,
+                      "test_tier_limit": 60.0}
+    result = pytester.runpytest_subprocess("--tier", "fast", "--timeout", "9")
+    assert finishes(pytester)["test_tier_limit"]["timeout"] == 9.0
+
+
 def test_user_marker_expression_narrows_the_tier(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_x="""

@@ -22,6 +22,7 @@ from tiergate.config import TIER_MARKERS, Tier, load_config
 from tiergate.errors import ConfigError
 from tiergate.findings import Finding, Location
 from tiergate.highwater import maxrss
+from tiergate.markers import ClosestMarker
 from tiergate.reproduce import Reproductions
 from tiergate.resultfiles import clear_results
 from tiergate.runspec import RunSpec
@@ -99,7 +100,7 @@ class TierRun:
             spec.results_dir / ev.EVENTS_FILE, worker=self.worker, live=spec.supervised
         )
         self.timer = SoftTimer(self._on_soft_timeout)
-        self._marked_limits: dict[Any, float | None] = {}  # node -> its closest timeout marker
+        self._timeout_marker = ClosestMarker("timeout")
         self._high_water = maxrss()  # this process's peak RSS at the end of the last test
         self._item: pytest.Item | None = None
         self._reports: list[pytest.TestReport] = []
@@ -230,25 +231,11 @@ class TierRun:
         return True
 
     def limit_of(self, item: pytest.Item) -> float | None:
-        """The test's soft limit: its closest ``@pytest.mark.timeout`` (as pytest resolves the
-        closest marker: the item, then each parent), else --timeout, else the tier's. None for a
-        marker of 0 (no limit), as pytest-timeout has it."""
-        limit = self._marked(item)
-        if limit is _UNMARKED:
-            limit = self.default_limit
+        """The test's soft limit: its closest ``@pytest.mark.timeout``, else --timeout, else the
+        tier's. None for a marker of 0 (no limit), as pytest-timeout has it."""
+        mark = self._timeout_marker(item)
+        limit = self.default_limit if mark is None else _marker_seconds(mark, self.default_limit)
         return limit if limit else None
-
-    def _marked(self, node: Any) -> Any:
-        for mark in node.own_markers:
-            if mark.name == "timeout":
-                return _marker_seconds(mark, self.default_limit)
-        parent = node.parent
-        if parent is None:
-            return _UNMARKED
-        cache = self._marked_limits
-        if parent not in cache:
-            cache[parent] = self._marked(parent)  # once per module/class, not once per test
-        return cache[parent]
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
@@ -363,9 +350,6 @@ class TierRun:
         )
         self.events.emit(ev.FINDING, finding=finding.to_json())
         return message
-
-
-_UNMARKED = object()
 
 
 def _marker_seconds(mark: pytest.Mark, default: float) -> float:

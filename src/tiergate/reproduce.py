@@ -22,6 +22,7 @@ from collections.abc import Callable
 import pytest
 
 from tiergate.findings import Finding, Location
+from tiergate.markers import ClosestMarker
 
 MARKER = "reproduces"
 MARKER_HELP = (
@@ -42,8 +43,9 @@ class Reproductions:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        closest = ClosestMarker(MARKER)
         for item in items:
-            mark = item.get_closest_marker(MARKER)
+            mark = closest(item)
             if mark is None:
                 continue
             bug = mark.args[0] if mark.args else mark.kwargs.get("bug_id")
