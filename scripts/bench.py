@@ -238,15 +238,6 @@ def prepare() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def generate_suite(root: Path, tests: int) -> None:
-    per_file = 100
-    for start in range(0, tests, per_file):
-        body = "\n".join(f"def test_{n}():\n    assert {n} + 1 > {n}\n"
-                         for n in range(start, min(tests, start + per_file)))
-        (root / f"test_gen_{start // per_file:03d}.py").write_text(body)
-    (root / "pyproject.toml").write_text("")
-
-
 def without_plugins(*keep: str) -> list[str]:
     """``-p no:X`` for every optional plugin not in *keep*, so each row loads only its own."""
     out = []
@@ -296,7 +287,7 @@ def bench_overhead(tests: int, rounds: int, slow_rounds: int) -> Overhead:
     with tempfile.TemporaryDirectory(prefix="tiergate-bench-overhead-") as tmp:
         root = Path(tmp) / "suite"
         root.mkdir()
-        generate_suite(root, tests)
+        load_script("bench_overhead").generate(root, tests, probes_conftest=False)
         configs = overhead_configs(root, Path(tmp) / "results")
         samples: dict[str, list[tuple[float, float]] | None] = {}
         failures: dict[str, str] = {}

@@ -55,13 +55,16 @@ MODES = {
 }
 
 
-def generate(root: Path, tests: int) -> None:
+def generate(root: Path, tests: int, *, probes_conftest: bool = True) -> None:
+    """*tests* trivial tests, 100 per file; *probes_conftest*: with the conftest that registers
+    the probes alone when ``BENCH_PROBES=1`` (scripts/bench has no such row)."""
     per_file = 100
     for index in range(0, tests, per_file):
         body = "\n".join(f"def test_{n}():\n    assert {n} >= 0\n"
                          for n in range(index, min(tests, index + per_file)))
         (root / f"test_gen_{index // per_file:03d}.py").write_text(body)
-    (root / "conftest.py").write_text(CONFTEST)
+    if probes_conftest:
+        (root / "conftest.py").write_text(CONFTEST)
     (root / "pyproject.toml").write_text("")
 
 

@@ -46,38 +46,32 @@ def split_nodeid(nodeid: str) -> tuple[str, str]:
     return ".".join([module, *parts[1:-1]]), parts[-1] if len(parts) > 1 else parts[0]
 
 
-class _Counts:
-    def __init__(self) -> None:
-        self.tests = self.failures = self.errors = self.skipped = 0
+def _head(nodeid: str, duration: float) -> str:
+    classname, name = split_nodeid(nodeid)
+    return (f'<testcase name="{_attribute(name)}" classname="{_attribute(classname)}" '
+            f'time="{round(duration, 3)}"')
 
 
-def _case(test: TestResult, dump_text: str | None, counts: _Counts) -> str:
-    classname, name = split_nodeid(test.nodeid)
-    head = (f'<testcase name="{_attribute(name)}" classname="{_attribute(classname)}" '
-            f'time="{round(test.duration, 3)}"')
+def _case(test: TestResult, dump_text: str | None) -> str:
+    head = _head(test.nodeid, test.duration)
     if test.path:
         head += f' file="{_attribute(test.path)}"'
     if test.line:
         head += f' line="{test.line}"'
-    counts.tests += 1
     message = test.message or test.outcome
     body = ""
     if test.outcome == "timeout":
         if not message.startswith("timeout"):
             message = f"timeout: {message}"
         body = _result("failure", message, "timeout", test.longrepr or message)
-        counts.failures += 1
     elif test.outcome in ("failed", "xpassed"):
         kind = "crash" if message.startswith("crash") else "failure"
         body = _result("failure", message, kind, test.longrepr or message)
-        counts.failures += 1
     elif test.outcome == "error":
         body = _result("error", message, f"{test.phase or 'setup'} error", test.longrepr or message)
-        counts.errors += 1
     elif test.outcome in ("skipped", "xfailed"):
         kind = "pytest.xfail" if test.outcome == "xfailed" else "pytest.skip"
         body = _result("skipped", message, kind, None)
-        counts.skipped += 1
     if test.stdout:
         body += f"<system-out>{_text(test.stdout)}</system-out>"
     err = "\n".join(x for x in (test.stderr, dump_text) if x)
@@ -95,19 +89,16 @@ def _result(tag: str, message: str, kind: str, text: str | None) -> str:
 
 def write_junit(run: RunResult, path: Path, results_dir: Path | None = None) -> Path:
     folder = results_dir or path.parent
-    counts = _Counts()
-    cases = [_case(test, _read_dump(folder, test.dump), counts) for test in run.tests.values()]
+    cases = [_case(test, _read_dump(folder, test.dump)) for test in run.tests.values()]
     why = "the tier's budget ran out" if run.budget_expired else "the run stopped first"
     skipped = _result("skipped", f"not run: {why}", "tiergate.not-run", None)
-    for nodeid in run.not_run:
-        classname, name = split_nodeid(nodeid)
-        cases.append(f'<testcase name="{_attribute(name)}" classname="{_attribute(classname)}" '
-                     f'time="0.0">{skipped}</testcase>')
-        counts.tests += 1
-        counts.skipped += 1
+    cases += [f"{_head(nodeid, 0.0)}>{skipped}</testcase>" for nodeid in run.not_run]
+    counts = run.counts()  # the same outcome-to-element mapping as _case
+    failures = counts["timeout"] + counts["failed"] + counts["xpassed"]
+    skips = counts["skipped"] + counts["xfailed"] + counts["not_run"]
     suite_name = f"tiergate.{run.tier}" if run.tier else "tiergate"
-    totals = (f'tests="{counts.tests}" errors="{counts.errors}" failures="{counts.failures}" '
-              f'skipped="{counts.skipped}" time="{round(run.duration, 3)}"')
+    totals = (f'tests="{len(cases)}" errors="{counts["error"]}" failures="{failures}" '
+              f'skipped="{skips}" time="{round(run.duration, 3)}"')
     document = "".join([
         "<?xml version='1.0' encoding='utf-8'?>\n",
         f'<testsuites name="tiergate" {totals}>',

@@ -253,10 +253,9 @@ class TierRun:
         try:
             return (yield)
         finally:
-            self.timer.cancel()
-            finish = _summarise(item.nodeid, path, line, self._reports, self.timer.fired)
+            timed_out = self.timer.cancel()
+            finish = _summarise(item.nodeid, path, line, self._reports, timed_out)
             finish["timeout"] = limit
-            self.timer.fired = False
             if self._dump is not None:
                 finish["dump"] = self._dump
             high = maxrss()

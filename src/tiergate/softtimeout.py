@@ -68,7 +68,7 @@ class SoftTimer:
             return False  # signals reach only the main thread; the hard timeout remains
         now = time.monotonic()
         deadline = now + seconds
-        self.deadline, self.limit, self.fired = deadline, seconds, False
+        self.deadline, self.limit = deadline, seconds
         if _getsignal(signal.SIGALRM) is not self._bound:
             previous = signal.signal(signal.SIGALRM, self._bound)
             if not self._installed:
@@ -97,10 +97,12 @@ class SoftTimer:
         self.fired = True
         raise TestTimeout(self._on_expiry(self.limit), pytrace=False)
 
-    def cancel(self) -> None:
-        """The test ended: no system call; a pending alarm that goes off later finds no deadline
-        or a later test's."""
+    def cancel(self) -> bool:
+        """The test ended; returns whether its limit was hit. No system call: a pending alarm
+        that goes off later finds no deadline or a later test's."""
         self.deadline = None
+        fired, self.fired = self.fired, False
+        return fired
 
     def disarm(self) -> None:
         """Stop the pending alarm too (pytest entered the debugger)."""
