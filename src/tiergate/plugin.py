@@ -26,6 +26,7 @@ from tiergate.markers import ClosestMarker
 from tiergate.reproduce import Reproductions
 from tiergate.resultfiles import clear_results
 from tiergate.runspec import RunSpec
+from tiergate.selection import TierSelection
 from tiergate.softtimeout import SoftTimer, TestTimeout
 from tiergate.treedumps import dump_name, dump_tree
 
@@ -140,11 +141,8 @@ class TierRun:
     def _select(self, config: pytest.Config) -> None:
         for name, help_text in TIER_MARKERS.items():
             config.addinivalue_line("markers", f"{name}: {help_text}")
-        if self.tier.markers:
-            user = config.option.markexpr
-            config.option.markexpr = (
-                f"({self.tier.markers}) and ({user})" if user else self.tier.markers
-            )
+        # The tier's markers and paths, on top of whatever -m and -k the user gave pytest.
+        self.selection = TierSelection(self.tier.markers, self.tier.paths, config.rootpath)
         # The tier's limit unless --timeout was given; @pytest.mark.timeout still wins per test.
         given = getattr(config.option, "timeout", None)
         self.default_limit = float(given) if given is not None else self.tier.test_timeout
@@ -154,9 +152,8 @@ class TierRun:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         keep = items
-        if self.tier.paths:
-            roots = [(config.rootpath / p).resolve() for p in self.tier.paths]
-            keep = [i for i in keep if any(_is_under(i.path, r) for r in roots)]
+        if self.tier.markers or self.tier.paths:
+            keep = [i for i in keep if self.selection(i)]
         if self.spec.only is not None:
             wanted = set(self.spec.only)
             keep = [i for i in keep if i.nodeid in wanted]
@@ -385,14 +382,6 @@ def project_relative(finding: Finding, root: Path) -> Finding:
 
 def _uses_xdist(config: pytest.Config) -> bool:
     return config.pluginmanager.getplugin("dsession") is not None
-
-
-def _is_under(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-    except ValueError:
-        return False
-    return True
 
 
 def _location(item: pytest.Item) -> tuple[str, int | None]:

@@ -16,40 +16,24 @@ from typing import Any
 import pytest
 
 from tiergate.config import Tier
-
-
-def _matcher(item: pytest.Item) -> Any:
-    from _pytest.mark import MarkMatcher
-
-    if hasattr(MarkMatcher, "from_markers"):
-        return MarkMatcher.from_markers(item.iter_markers())
-    # pytest < 8.3
-    return MarkMatcher.from_item(item)  # type: ignore[attr-defined,unused-ignore]
-
-
-def selects(tier: Tier, item: pytest.Item, rootpath: Path) -> bool:
-    from _pytest.mark.expression import Expression
-
-    if tier.markers and not Expression.compile(tier.markers).evaluate(_matcher(item)):
-        return False
-    if tier.paths:
-        roots = [(rootpath / p).resolve() for p in tier.paths]
-        return any(item.path.resolve().is_relative_to(r) for r in roots)
-    return True
+from tiergate.selection import TierSelection
 
 
 class _Collector:
     def __init__(self, tiers: Iterable[Tier]) -> None:
         self.tiers = list(tiers)
+        self.selections: dict[str, TierSelection] = {}
         self.result: dict[str, Any] = {"tests": [], "tiers": {t.name: [] for t in self.tiers}}
 
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
+        for tier in self.tiers:
+            self.selections[tier.name] = TierSelection(tier.markers, tier.paths, config.rootpath)
         for item in items:
             self.result["tests"].append(item.nodeid)
             for tier in self.tiers:
-                if selects(tier, item, config.rootpath):
+                if self.selections[tier.name](item):
                     self.result["tiers"][tier.name].append(item.nodeid)
 
 
