@@ -258,3 +258,38 @@ def test_our_junit_carries_hostile_text_to_any_reader(tmp_path: Path) -> None:
     assert sum(1 for _ in JUnitXml.fromfile(str(path))) == 1
     again = read_junit(path)
     assert {t.outcome for t in again.tests.values()} >= {"passed", "failed", "timeout", "skipped"}
+
+
+def test_a_test_finish_event_fills_every_field_of_its_result() -> None:
+    """The builder passes a test's fields by position (it runs once per test): a field added or
+    moved in TestResult must be read from the event under its own name."""
+    import dataclasses
+
+    from tiergate.results import TestResult, build
+
+    values: dict[str, Any] = {}
+    for number, field in enumerate(dataclasses.fields(TestResult)):
+        values[field.name] = 1.5 + number if field.name == "duration" else f"{field.name}-value"
+    run = build([{"event": "test-finish", "t": 1.0, **values}])
+    assert dataclasses.asdict(run.tests[values["nodeid"]]) == values
+
+
+def test_junit_class_names_per_module_and_class(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from tiergate.junit import write_junit
+    from tiergate.results import RunResult, TestResult
+
+    run = RunResult(tier="fast")
+    for nodeid in ["a/test_one.py::test_x", "a/test_one.py::TestK::test_x", "b/test_two.py::test_x",
+                   "test_three.py", "test_four.py", "a/test_one.py::test_y[p::q]"]:
+        run.tests[nodeid] = TestResult(nodeid, path=nodeid.split("::")[0], line=2)
+    root = ET.parse(write_junit(run, tmp_path / "junit.xml")).getroot()
+    assert [(c.get("classname"), c.get("name"), c.get("file")) for c in root.iter("testcase")] == [
+        ("a.test_one", "test_x", "a/test_one.py"),
+        ("a.test_one.TestK", "test_x", "a/test_one.py"),
+        ("b.test_two", "test_x", "b/test_two.py"),
+        ("test_three", "test_three.py", "test_three.py"),
+        ("test_four", "test_four.py", "test_four.py"),
+        ("a.test_one.test_y[p", "q]", "a/test_one.py"),
+    ]

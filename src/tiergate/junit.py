@@ -46,38 +46,59 @@ def split_nodeid(nodeid: str) -> tuple[str, str]:
     return ".".join([module, *parts[1:-1]]), parts[-1] if len(parts) > 1 else parts[0]
 
 
-def _head(nodeid: str, duration: float) -> str:
-    classname, name = split_nodeid(nodeid)
-    return (f'<testcase name="{_attribute(name)}" classname="{_attribute(classname)}" '
-            f'time="{round(duration, 3)}"')
+class _Cases:
+    """``<testcase>`` elements. What the tests of one module or class share (the escaped
+    class name, the file attribute) is worked out once, not once per test."""
 
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._classnames: dict[str, str] = {}
+        self._files: dict[str, str] = {}
 
-def _case(test: TestResult, dump_text: str | None) -> str:
-    head = _head(test.nodeid, test.duration)
-    if test.path:
-        head += f' file="{_attribute(test.path)}"'
-    if test.line:
-        head += f' line="{test.line}"'
-    message = test.message or test.outcome
-    body = ""
-    if test.outcome == "timeout":
-        if not message.startswith("timeout"):
-            message = f"timeout: {message}"
-        body = _result("failure", message, "timeout", test.longrepr or message)
-    elif test.outcome in ("failed", "xpassed"):
-        kind = "crash" if message.startswith("crash") else "failure"
-        body = _result("failure", message, kind, test.longrepr or message)
-    elif test.outcome == "error":
-        body = _result("error", message, f"{test.phase or 'setup'} error", test.longrepr or message)
-    elif test.outcome in ("skipped", "xfailed"):
-        kind = "pytest.xfail" if test.outcome == "xfailed" else "pytest.skip"
-        body = _result("skipped", message, kind, None)
-    if test.stdout:
-        body += f"<system-out>{_text(test.stdout)}</system-out>"
-    err = "\n".join(x for x in (test.stderr, dump_text) if x)
-    if err:
-        body += f"<system-err>{_text(err)}</system-err>"
-    return f"{head}>{body}</testcase>" if body else f"{head} />"
+    def head(self, nodeid: str, duration: float) -> str:
+        parent, separator, name = nodeid.rpartition("::")
+        classname = self._classnames.get(parent) if separator else None
+        if classname is None:
+            classname, name = map(_attribute, split_nodeid(nodeid))
+            if separator:
+                self._classnames[parent] = classname
+        else:
+            name = _attribute(name)
+        return f'<testcase name="{name}" classname="{classname}" time="{round(duration, 3)}"'
+
+    def case(self, test: TestResult) -> str:
+        head = self.head(test.nodeid, test.duration)
+        if test.path:
+            file = self._files.get(test.path)
+            if file is None:
+                file = self._files[test.path] = f' file="{_attribute(test.path)}"'
+            head += file
+        if test.line:
+            head += f' line="{test.line}"'
+        outcome = test.outcome
+        if outcome == "passed" and not test.stdout and not test.stderr and not test.dump:
+            return head + " />"  # the common case
+        message = test.message or outcome
+        body = ""
+        if outcome == "timeout":
+            if not message.startswith("timeout"):
+                message = f"timeout: {message}"
+            body = _result("failure", message, "timeout", test.longrepr or message)
+        elif outcome in ("failed", "xpassed"):
+            kind = "crash" if message.startswith("crash") else "failure"
+            body = _result("failure", message, kind, test.longrepr or message)
+        elif outcome == "error":
+            body = _result("error", message, f"{test.phase or 'setup'} error",
+                           test.longrepr or message)
+        elif outcome in ("skipped", "xfailed"):
+            kind = "pytest.xfail" if outcome == "xfailed" else "pytest.skip"
+            body = _result("skipped", message, kind, None)
+        if test.stdout:
+            body += f"<system-out>{_text(test.stdout)}</system-out>"
+        err = "\n".join(x for x in (test.stderr, _read_dump(self.folder, test.dump)) if x)
+        if err:
+            body += f"<system-err>{_text(err)}</system-err>"
+        return f"{head}>{body}</testcase>" if body else f"{head} />"
 
 
 def _result(tag: str, message: str, kind: str, text: str | None) -> str:
@@ -88,11 +109,11 @@ def _result(tag: str, message: str, kind: str, text: str | None) -> str:
 
 
 def write_junit(run: RunResult, path: Path, results_dir: Path | None = None) -> Path:
-    folder = results_dir or path.parent
-    cases = [_case(test, _read_dump(folder, test.dump)) for test in run.tests.values()]
+    writer = _Cases(results_dir or path.parent)
+    cases = [writer.case(test) for test in run.tests.values()]
     why = "the tier's budget ran out" if run.budget_expired else "the run stopped first"
     skipped = _result("skipped", f"not run: {why}", "tiergate.not-run", None)
-    cases += [f"{_head(nodeid, 0.0)}>{skipped}</testcase>" for nodeid in run.not_run]
+    cases += [f"{writer.head(nodeid, 0.0)}>{skipped}</testcase>" for nodeid in run.not_run]
     counts = run.counts()  # the same outcome-to-element mapping as _case
     failures = counts["timeout"] + counts["failed"] + counts["xpassed"]
     skips = counts["skipped"] + counts["xfailed"] + counts["not_run"]

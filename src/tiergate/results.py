@@ -4,7 +4,7 @@ other runners). Every report reads this model; nothing here writes files or talk
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +114,16 @@ class _Builder:
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.hard_timeouts: dict[str, dict[str, Any]] = {}
         self.peaks: dict[str, int] = {}  # nodeid -> highest tree RSS seen in samples
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
 
     def feed(self, record: Mapping[str, Any]) -> None:
         kind = record["event"]
-        handler = getattr(self, "on_" + kind.replace("-", "_"), None)
-        if handler is not None:
-            handler(record)
+        handler = self._handlers.get(kind)
+        if handler is None:
+            handler = self._handlers[kind] = getattr(
+                self, "on_" + str(kind).replace("-", "_"), _ignore
+            )
+        handler(record)
 
     def on_run_start(self, r: Mapping[str, Any]) -> None:
         self.run.tier = r.get("tier")
@@ -143,22 +147,12 @@ class _Builder:
         nodeid = r["nodeid"]
         self.in_flight.pop(nodeid, None)
         hard = self.hard_timeouts.get(nodeid)
-        result = TestResult(
-            nodeid=nodeid,
-            path=r.get("path"),
-            line=r.get("line"),
-            outcome=r.get("outcome", "failed"),
-            duration=float(r.get("duration") or 0.0),
-            phase=r.get("phase"),
-            message=r.get("message"),
-            longrepr=r.get("longrepr"),
-            stdout=r.get("stdout"),
-            stderr=r.get("stderr"),
-            pid=r.get("pid"),
-            worker=r.get("worker"),
-            dump=r.get("dump"),
-            peak_rss=r.get("peak_rss"),
-            reproduces=r.get("reproduces"),
+        get = r.get
+        result = TestResult(  # positional: once per test, in the field order
+            nodeid, get("path"), get("line"), get("outcome", "failed"),
+            float(get("duration") or 0.0), get("phase"), get("message"), get("longrepr"),
+            get("stdout"), get("stderr"), get("pid"), get("worker"), get("dump"),
+            get("peak_rss"), get("reproduces"),
         )
         if hard is not None:  # xdist reports the killed worker's test as a crash; it was a hang
             result.outcome = "timeout"
@@ -253,6 +247,10 @@ class _Builder:
             f for f in run.findings if not (f.kind == "crash" and f.test in self.hard_timeouts)
         ]
         return run
+
+
+def _ignore(record: Mapping[str, Any]) -> None:
+    pass  # an event kind no report needs (or one from a newer writer)
 
 
 def build(records: Iterable[Mapping[str, Any]]) -> RunResult:
