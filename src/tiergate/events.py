@@ -40,6 +40,20 @@ RESOURCE_PRESSURE = "resource-pressure"  # supervisor: nodeid, resource, value, 
 RUN_FINISH = "run-finish"  # supervisor: exit_code, duration
 
 
+# Forks of this process so far, in the child: a writer made before a fork is in the child
+# when this differs from its own count.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 class EventWriter:
     """Appends events to one file; safe to use from several processes at once.
 
@@ -60,12 +74,17 @@ class EventWriter:
         self.live = live
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._pid = os.getpid()
+        self._forks = _forks  # os.getpid() is a system call; a fork is seen by the counter
         self._pending: list[tuple[str, float, dict[str, Any]]] = []
         self._flushed = time.monotonic()
 
     def emit(self, event: str, **fields: Any) -> None:
-        pid = os.getpid()
-        if self.live or pid != self._pid:  # a forked child's events go out at once
+        self.emit_fields(event, fields)
+
+    def emit_fields(self, event: str, fields: dict[str, Any]) -> None:
+        """``emit`` for a dict the caller built and hands over (a test's outcome, every test)."""
+        if self.live or _forks != self._forks:  # a forked child's events go out at once
+            pid = os.getpid()
             self._write(_encode(event, time.time(), pid, self.worker, fields))
             return
         self._pending.append((event, time.time(), fields))

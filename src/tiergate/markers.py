@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+_UNKNOWN = object()
+
 
 class ClosestMarker:
     """The marker *name* closest to a node: its own, else its parent's, as pytest resolves it."""
@@ -27,7 +29,7 @@ class ClosestMarker:
         parent = node.parent
         if parent is None:
             return None
-        known = self._of_parent
-        if parent not in known:
-            known[parent] = self(parent)
-        return known[parent]
+        found = self._of_parent.get(parent, _UNKNOWN)  # one lookup: a node hashes in Python
+        if found is _UNKNOWN:
+            found = self._of_parent[parent] = self(parent)
+        return found  # type: ignore[return-value]

@@ -238,7 +238,8 @@ class TierRun:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
         # This runs for every test: one or two events and one getrusage call, no file or
         # environment access. The cost budget is a few microseconds (see scripts/bench_overhead.py).
-        self._item, self._reports, self._dump = item, [], None
+        reports: list[pytest.TestReport] = []
+        self._item, self._reports, self._dump = item, reports, None
         path, line = _location(item)
         limit = self.limit_of(item)
         if self.events.live:  # only a follower (the supervisor) needs to know what is running
@@ -251,7 +252,7 @@ class TierRun:
             return (yield)
         finally:
             timed_out = self.timer.cancel()
-            finish = _summarise(item.nodeid, path, line, self._reports, timed_out)
+            finish = _summarise(item.nodeid, path, line, reports, timed_out)
             finish["timeout"] = limit
             if self._dump is not None:
                 finish["dump"] = self._dump
@@ -262,7 +263,7 @@ class TierRun:
                 bug = self.reproductions.bug_of(item.nodeid)
                 if bug is not None:
                     finish["reproduces"] = bug
-            self.events.emit(ev.TEST_FINISH, **finish)
+            self.events.emit_fields(ev.TEST_FINISH, finish)
             self._item = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -178,7 +178,6 @@ class LeakWatch:
         )
         REGISTRY.install()
         open_memory_probe()
-        self.current.start()
         if not _user_filters_resource_warnings(config):
             # Python ignores ResourceWarning by default; a leak the garbage collector closed is
             # still a leak worth a note, and pytest maps each warning to its test for us. Set
@@ -188,6 +187,13 @@ class LeakWatch:
             self._warning_filters = warnings.catch_warnings()
             self._warning_filters.__enter__()
             warnings.filterwarnings("always", category=ResourceWarning)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # The audit hook goes in when the tests start, not before collection: importing and
+        # collecting the test modules raises a dozen audit events per test that no window looks
+        # at (the first window takes every snapshot afresh).
+        self.current.start()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         audit.unwatch()
