@@ -745,6 +745,12 @@ with `-p no:NAME`. Hangs: a file with one hanging test, then one passing test; p
 to the `finding` event in `events.jsonl`, the others' from a conftest hook at the test's setup to
 their first `Timeout` line or failed report; a run still going after {plan.outer:g} s is killed.
 
+Wall time on a shared machine moves by several percent from round to round, as much as a change
+to the per-test path saves. `python scripts/bench_instructions.py` counts instructions instead
+(valgrind; the same to a fraction of a percent on every run), fixed and per test, for each part of
+the plugin: the tier itself (selection, timer, events, reports), the marker expression, the network
+guard and the leak probes. Changes to the per-test path are judged by it; this table by wall time.
+
 {table}
 
 Goals come from the issues: plugin ≤ 1.05x bare pytest; hang to finding ≤ timeout + 1 s (soft) and
