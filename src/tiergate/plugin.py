@@ -152,7 +152,7 @@ class TierRun:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         keep = items
-        if self.tier.markers or self.tier.paths:
+        if self.selection.narrows:
             keep = [i for i in keep if self.selection(i)]
         if self.spec.only is not None:
             wanted = set(self.spec.only)

@@ -84,6 +84,11 @@ class TierSelection:
         self.roots = [(rootpath / p).resolve() for p in paths]
         self._under: dict[Path, bool] = {}
 
+    @property
+    def narrows(self) -> bool:
+        """Whether it can leave any test out (a tier with neither selects everything)."""
+        return self.markers is not None or bool(self.roots)
+
     def __call__(self, item: pytest.Item) -> bool:
         if self.markers is not None and not self.markers(item):
             return False
