@@ -32,14 +32,16 @@ CONFTEST = """
 import os
 if os.environ.get("BENCH_PROBES") == "1":
     from tiergate.config import Tier
-    from tiergate.leaks import LeakWatch
+    from tiergate.leaks import LeakWatch, WatchEveryTest
     from tiergate.netguard import install_guard
 
     FOUND = []
 
     def pytest_configure(config):
         tier = Tier(name="fast", leaks="fail", network="loopback")
-        config.pluginmanager.register(LeakWatch(tier=tier, emit=FOUND.append), "tiergate-leaks")
+        watch = LeakWatch(tier=tier, emit=FOUND.append)
+        config.pluginmanager.register(watch, "tiergate-leaks")
+        config.pluginmanager.register(WatchEveryTest(watch), "tiergate-leak-tests")
         install_guard(tier.network, tier_name=tier.name, emit=FOUND.append)
 
     def pytest_unconfigure(config):

@@ -75,3 +75,28 @@ def test_a_forked_child_writes_its_own_events_at_once_and_not_the_parents(tmp_pa
     assert got == [("child", pid), ("parent-before-fork", os.getpid())]
     assert all(line.endswith("}") for line in path.read_text().splitlines())
     json.loads("[" + ",".join(path.read_text().splitlines()) + "]")
+
+
+@pytest.mark.parametrize("live", [True, False])
+@pytest.mark.parametrize(
+    ("line", "timeout", "peak"),
+    [(3, 5.0, None), (None, None, 123456), (7, 2, 1), (1, float("inf"), None)],
+)
+def test_a_passed_test_line_is_the_line_the_general_encoder_writes(
+    tmp_path: Path, live: bool, line: int | None, timeout: float | None, peak: int | None
+) -> None:
+    fast, general = tmp_path / "fast.jsonl", tmp_path / "general.jsonl"
+    nodeid, path = 'tests/test_a.py::test_b[q"\\ \u2603]', "tests/test_a.py"
+    writer = EventWriter(fast, worker="gw0", live=live)
+    writer.emit_passed(nodeid, path, line, 0.000123, timeout, peak)
+    writer.close()
+    fields = {"nodeid": nodeid, "path": path, "line": line, "outcome": "passed",
+              "duration": 0.000123, "timeout": timeout}
+    if peak is not None:
+        fields["peak_rss"] = peak
+    writer = EventWriter(general, worker="gw0", live=live)
+    writer.emit_fields("test-finish", fields)
+    writer.close()
+    got, want = fast.read_text(), general.read_text()
+    assert got.split('"pid"')[1] == want.split('"pid"')[1]  # all but the clock
+    assert json.loads(got) | {"t": 0} == json.loads(want) | {"t": 0}

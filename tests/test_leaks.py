@@ -85,6 +85,36 @@ def test_clean_suite_gives_no_findings(
     assert findings == []
 
 
+TIER = """\
+[tool.tiergate.tiers.probed]
+leaks = "fail"
+network = ["127.0.0.1", "127.0.0.2"]
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
+@pytest.mark.parametrize("suite", ["test_leaking.py", "test_clean.py"])
+def test_the_tier_plugin_reports_what_the_watch_alone_reports(
+    pytester: pytest.Pytester, suite: str, xdist: bool
+) -> None:
+    # Under a tier, the plugin opens and closes the test windows in its own wrapper, not the
+    # watch's hooks: the same findings on the same tests, in the run's findings.json.
+    (pytester.path / "pyproject.toml").write_text(TIER)
+    shutil.copy(DATA / suite, pytester.path)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--tier", "probed", *(["-n", "2"] if xdist else [])
+    )
+    report = json.loads((pytester.path / ".tiergate/probed/findings.json").read_text())
+    findings = report["findings"]
+    if suite == "test_leaking.py":
+        assert pairs(findings) == set(LEAKING.items()), json.dumps(findings, indent=1)
+        assert len(findings) == 8
+        assert report["outcome"] == "failed" and report["counts"]["passed"] == 8
+    else:
+        result.assert_outcomes(passed=13, xfailed=1)
+        assert findings == [], json.dumps(findings, indent=1)
+
+
 UNAUDITED_FILE = '''\
 # Leaks made in ways that raise no audit event (or that the suite's wrappers never saw), each
 # followed by a quiet test: every leak must be found on its own test, and the quiet ones give none.

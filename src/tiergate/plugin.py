@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -29,6 +29,9 @@ from tiergate.runspec import RunSpec
 from tiergate.selection import TierSelection
 from tiergate.softtimeout import SoftTimer, TestTimeout
 from tiergate.treedumps import dump_name, dump_tree
+
+if TYPE_CHECKING:
+    from tiergate.leaks import LeakWatch
 
 _TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
 
@@ -107,6 +110,7 @@ class TierRun:
         self._reports: list[pytest.TestReport] = []
         self._dump: str | None = None
         self._collected_sent = False
+        self.leaks: LeakWatch | None = None  # its test windows open and close in our wrapper
         self._select(config)
         # issue 8: @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
         self.reproductions = Reproductions(config, self.emit_finding)
@@ -116,7 +120,6 @@ class TierRun:
 
     def _guard(self, config: pytest.Config) -> None:
         """Leak probes and the network guard, in the processes that run tests."""
-        from tiergate.leaks import LeakWatch
         from tiergate.netguard import guard_env, install_guard
 
         if not self.spec.supervised:
@@ -128,9 +131,10 @@ class TierRun:
             os.environ.update(guard_env(self.tier.network, self.tier.name))
             install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
         if self.tier.leaks != "off":
-            config.pluginmanager.register(
-                LeakWatch(tier=self.tier, emit=self.emit_finding), "tiergate-leaks"
-            )
+            from tiergate.leaks import LeakWatch
+
+            self.leaks = LeakWatch(tier=self.tier, emit=self.emit_finding)
+            config.pluginmanager.register(self.leaks, "tiergate-leaks")
 
     def emit_finding(self, finding: Finding) -> None:
         finding = project_relative(finding, self.config.rootpath)
@@ -237,7 +241,9 @@ class TierRun:
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
         # This runs for every test: one or two events and one getrusage call, no file or
-        # environment access. The cost budget is a few microseconds (see scripts/bench_overhead.py).
+        # environment access, and the leak watch's window (see scripts/bench_instructions.py).
+        leaks = self.leaks
+        window = leaks.open_test() if leaks is not None else None
         reports: list[pytest.TestReport] = []
         self._item, self._reports, self._dump = item, reports, None
         path, line = _location(item)
@@ -252,19 +258,34 @@ class TierRun:
             return (yield)
         finally:
             timed_out = self.timer.cancel()
-            finish = _summarise(item.nodeid, path, line, reports, timed_out)
-            finish["timeout"] = limit
-            if self._dump is not None:
-                finish["dump"] = self._dump
+            peak = None
             high = maxrss()
             if high > self._high_water:  # a new peak of this process's; the supervisor adds
-                finish["peak_rss"] = self._high_water = high  # the whole tree's from samples
-            if self.reproductions.bugs:
-                bug = self.reproductions.bug_of(item.nodeid)
-                if bug is not None:
-                    finish["reproduces"] = bug
-            self.events.emit_fields(ev.TEST_FINISH, finish)
+                peak = self._high_water = high  # the whole tree's from samples
+            duration = None
+            if not timed_out and self._dump is None and not self.reproductions.bugs:
+                duration = _quiet_pass(reports)
+            if duration is not None:  # nearly every test: one line, no record to build
+                self.events.emit_passed(item.nodeid, path, line, duration, limit, peak)
+            else:
+                self._finish(item, path, line, limit, reports, timed_out, peak)
             self._item = None
+            if leaks is not None and window is not None:  # its leaks follow its own event
+                leaks.close_test(item, nextitem, window, reports)
+
+    def _finish(self, item: pytest.Item, path: str, line: int | None, limit: float | None,
+                reports: list[pytest.TestReport], timed_out: bool, peak: int | None) -> None:
+        finish = _summarise(item.nodeid, path, line, reports, timed_out)
+        finish["timeout"] = limit
+        if self._dump is not None:
+            finish["dump"] = self._dump
+        if peak is not None:
+            finish["peak_rss"] = peak
+        if self.reproductions.bugs:
+            bug = self.reproductions.bug_of(item.nodeid)
+            if bug is not None:
+                finish["reproduces"] = bug
+        self.events.emit_fields(ev.TEST_FINISH, finish)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self._item is not None:  # the reports of the test in progress
@@ -396,6 +417,20 @@ def _first_line(text: str) -> str:
         if line.startswith("E "):
             return line[2:].strip()
     return text.strip().splitlines()[-1].strip() if text.strip() else ""
+
+
+def _quiet_pass(reports: list[pytest.TestReport]) -> float | None:
+    """The duration of a test whose every phase passed and that printed nothing; None otherwise
+    (the full record: failures, skips, xfail, captured output)."""
+    duration = 0.0
+    for report in reports:
+        if report.outcome != "passed" or "wasxfail" in report.__dict__:
+            return None
+        duration += report.duration
+    if not reports or (reports[-1].sections
+                       and (reports[-1].capstdout or reports[-1].capstderr)):
+        return None
+    return round(duration, 6)
 
 
 def _summarise(

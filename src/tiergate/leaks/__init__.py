@@ -1,5 +1,5 @@
 """Per-test leak findings: threads, processes, fds, sockets, memory, asyncio tasks, environment."""
 
-from tiergate.leaks.watch import LeakWatch
+from tiergate.leaks.watch import LeakWatch, WatchEveryTest
 
-__all__ = ["LeakWatch"]
+__all__ = ["LeakWatch", "WatchEveryTest"]

@@ -1,5 +1,9 @@
 """``LeakWatch``: the pytest plugin object that runs the probes around every test and fixture.
 
+Fixture windows open and close in its own hooks. Test windows are opened and closed by whoever
+runs the test protocol: the tier plugin (``TierRun``) from the protocol wrapper it has anyway,
+or ``WatchEveryTest`` for a watch registered on its own.
+
 Windows: each test is one window (setup + call + teardown, so function-scoped fixtures are the
 test's own). A fixture of a wider scope (class, module, package, session) is its own window,
 opened when pytest sets it up and checked when pytest finalizes it: what it made is *owned* by it,
@@ -137,8 +141,10 @@ class Current:
 
 
 class _Window:
-    def __init__(self, before: tuple[Any, ...]) -> None:
+    def __init__(self, before: tuple[Any, ...], rss: int = 0, owned_rss: int = 0) -> None:
         self.before = before
+        self.rss = rss  # RSS when it opened
+        self.owned_rss = owned_rss  # LeakWatch._owned_rss when it opened
 
 
 class _FixtureWindow(_Window):
@@ -161,7 +167,6 @@ class LeakWatch:
         self.current = Current(self.probes)
         self._fixtures: dict[int, _FixtureWindow] = {}
         self._fixture_stack: list[_FixtureWindow] = []
-        self._failed: set[str] = set()
         self._rerunning = False
         self._leaked_processes: list[Leftover] = []
         self._owned_rss = 0  # RSS growth inside wider-scoped fixture setups, not the tests'
@@ -208,31 +213,31 @@ class LeakWatch:
 
     # -- tests ------------------------------------------------------------------------------
 
-    # wrapper=True (pluggy's new-style wrappers) costs about half an old-style hookwrapper.
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    def open_test(self) -> _Window | None:
+        """A test starts: its window (None during a memory confirmation's re-runs)."""
         if self._rerunning:
-            return (yield)
+            return None
         # What the last test window saw at its end is this one's start, unless something was
         # announced in between (see Current.carried): no probe looks on a quiet test.
-        window = _Window(self.current.carried())
-        rss = self._rss if self._rss >= 0 else memory_rss()
-        owned_rss = self._owned_rss
-        try:
-            return (yield)
-        finally:
-            self._rss = memory_rss()
-            grew = self._rss - rss - (self._owned_rss - owned_rss)
-            # The quiet test: nothing created, memory within bounds. Nothing else to do.
-            if self.current.now() is not window.before or grew > self._memory_threshold:
-                self._after_test(item, nextitem, window, grew)
+        return _Window(self.current.carried(), self._rss if self._rss >= 0 else memory_rss(),
+                       self._owned_rss)
+
+    def close_test(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
+                   reports: Sequence[pytest.TestReport]) -> None:
+        """The test of *window* ended with *reports* (setup, call, teardown): report what it
+        left behind."""
+        self._rss = memory_rss()
+        grew = self._rss - window.rss - (self._owned_rss - window.owned_rss)
+        # The quiet test: nothing created, memory within bounds. Nothing else to do.
+        if self.current.now() is not window.before or grew > self._memory_threshold:
+            self._after_test(item, nextitem, window, grew, reports)
 
     def _after_test(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
-                    grew: int) -> None:
+                    grew: int, reports: Sequence[pytest.TestReport]) -> None:
         leftovers = self._still_there(window, owned=True)
         threshold = self._memory_threshold
-        if grew > threshold and item.nodeid not in self._failed and not self._allowed_without_run(
-                item, "leak-memory"):
+        if (grew > threshold and not any(report.failed for report in reports)
+                and not self._allowed_without_run(item, "leak-memory")):
             leak = self._confirm_memory(item, nextitem, threshold)
             if leak is not None:
                 leftovers.append(_memory_leftover(leak))
@@ -254,10 +259,6 @@ class LeakWatch:
 
     def _allowed_without_run(self, item: pytest.Item, kind: str) -> bool:
         return _allowance(item, kind) is not None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.failed:
-            self._failed.add(report.nodeid)
 
     @pytest.hookimpl(trylast=True)
     def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
@@ -457,6 +458,30 @@ def _guard_claimed_fds() -> set[int]:
             continue
     fds.discard(-1)
     return fds
+
+
+class WatchEveryTest:
+    """Opens and closes a ``LeakWatch``'s test windows from pytest's hooks, for a watch
+    registered on its own (tests, benchmarks). Under a tier the ``TierRun`` plugin does this
+    in its own protocol wrapper: one wrapper and one report hook per test instead of two."""
+
+    def __init__(self, watch: LeakWatch) -> None:
+        self.watch = watch
+        self._reports: list[pytest.TestReport] = []
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        window = self.watch.open_test()
+        reports: list[pytest.TestReport] = []
+        self._reports = reports
+        try:
+            return (yield)
+        finally:
+            if window is not None:
+                self.watch.close_test(item, nextitem, window, reports)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._reports.append(report)
 
 
 def _user_filters_resource_warnings(config: pytest.Config) -> bool:

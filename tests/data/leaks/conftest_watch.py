@@ -4,7 +4,7 @@ import json
 import os
 
 from tiergate.config import Tier
-from tiergate.leaks import LeakWatch
+from tiergate.leaks import LeakWatch, WatchEveryTest
 from tiergate.netguard import install_guard
 
 
@@ -22,5 +22,7 @@ def pytest_configure(config):
     thresholds = json.loads(os.environ.get("LEAK_THRESHOLDS", "{}"))
     tier = Tier(name="fast", leaks=os.environ.get("LEAK_POLICY", "fail"),
                 network=("127.0.0.1", "127.0.0.2"), leak_thresholds=thresholds)
-    config.pluginmanager.register(LeakWatch(tier=tier, emit=emit), "tiergate-leaks")
+    watch = LeakWatch(tier=tier, emit=emit)
+    config.pluginmanager.register(watch, "tiergate-leaks")
+    config.pluginmanager.register(WatchEveryTest(watch), "tiergate-leak-tests")
     install_guard(tier.network, tier_name=tier.name, emit=emit)
