@@ -69,3 +69,14 @@ def test_terminal_lines_never_start_with_a_command(text: str) -> None:
 
 def test_terminal_drops_escape_sequences() -> None:
     assert terminal_text("\x1b[31mred\x1b[0m\x07") == "red"
+
+
+def test_a_secret_set_or_changed_after_an_earlier_report_is_still_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert SECRET not in md_text(SECRET)  # the values are remembered per environment...
+    monkeypatch.setenv("DEPLOY_PASSWORD", "rotated-secret-value")
+    monkeypatch.setenv("LATE_API_KEY", "late-secret-value")
+    text = md_text(f"{SECRET} rotated-secret-value late-secret-value")
+    assert "rotated-secret-value" not in text and "late-secret-value" not in text  # ...not once
+    assert SECRET in text  # no longer a secret of this environment

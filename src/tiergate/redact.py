@@ -31,8 +31,17 @@ _URL_PASSWORD = re.compile(
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """The values to hide, longest first so a secret that contains another is masked whole."""
+    if environ is None or environ is os.environ:
+        data = getattr(os.environ, "_data", None)
+        if isinstance(data, dict):  # its raw bytes: no decoding of every variable per call
+            return list(_secret_raw_values(tuple(data.items())))
     env = os.environ if environ is None else environ
     return list(_secret_values(frozenset(env.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_raw_values(items: tuple[tuple[bytes, bytes], ...]) -> tuple[str, ...]:
+    return _secret_values(frozenset((os.fsdecode(k), os.fsdecode(v)) for k, v in items))
 
 
 @functools.lru_cache(maxsize=8)
