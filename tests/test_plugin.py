@@ -57,6 +57,21 @@ def test_plain_pytest_is_untouched(pytester: pytest.Pytester) -> None:
     assert not any("tiergate" in ln or "tier" in ln for ln in lines)
 
 
+def test_plain_pytest_loads_only_the_entry_point(pytester: pytest.Pytester) -> None:
+    # Every pytest run of a project with tiergate installed imports the entry point: it must
+    # not cost that run the tier machinery's imports.
+    pytester.makeconftest(
+        "import sys\n"
+        "def pytest_sessionfinish(session):\n"
+        "    names = sorted(m for m in sys.modules if m.startswith('tiergate'))\n"
+        "    print('LOADED', ' '.join(names))\n"
+    )
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*LOADED tiergate tiergate.plugin"])
+
+
 def test_disabled_with_no_tiergate(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x="def test_a(): pass\n")
     result = pytester.runpytest_subprocess("-p", "no:tiergate", "--tier", "fast")
@@ -229,7 +244,7 @@ def test_events_are_valid_json_lines(pytester: pytest.Pytester) -> None:
 
 def test_finding_paths_are_made_project_relative(tmp_path: Path) -> None:
     from tiergate.findings import Culprit, Finding, Location
-    from tiergate.plugin import project_relative
+    from tiergate.tierrun import project_relative
 
     finding = Finding(
         kind="leak-thread",

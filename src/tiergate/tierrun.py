@@ -1,0 +1,472 @@
+"""``TierRun``: the tiergate plugin while a tier runs, one per pytest process (controller or
+xdist worker). It selects the tier's tests, owns the soft timeout, opens and closes the leak
+watch's test windows, and writes the event stream. With xdist, each worker writes the events of
+the tests it runs, and the controller writes what only it sees (what was collected, workers that
+crashed). Registered by ``tiergate.plugin`` only when a tier is asked for: this module and what
+it imports are never loaded by a plain ``pytest`` run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tiergate import events as ev
+from tiergate.config import TIER_MARKERS, Tier
+from tiergate.findings import Finding, Location
+from tiergate.highwater import maxrss
+from tiergate.markers import ClosestMarker
+from tiergate.reproduce import Reproductions
+from tiergate.resultfiles import clear_results
+from tiergate.runspec import RunSpec
+from tiergate.selection import TierSelection
+from tiergate.softtimeout import SoftTimer, TestTimeout
+from tiergate.treedumps import dump_name, dump_tree
+
+if TYPE_CHECKING:
+    from tiergate.leaks import LeakWatch
+
+_TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
+
+
+def _worker_id(config: pytest.Config) -> str | None:
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else None
+
+
+class TierRun:
+    """The active plugin for one pytest process (controller or xdist worker)."""
+
+    def __init__(self, config: pytest.Config, spec: RunSpec) -> None:
+        self.config = config
+        self.spec = spec
+        self.tier: Tier = spec.tier
+        self.worker = _worker_id(config)
+        self.is_xdist_controller = self.worker is None and _uses_xdist(config)
+        if not spec.supervised and self.worker is None:
+            clear_results(spec.results_dir)
+        # Under the supervisor, which follows the events to see hangs and crashes, each one is
+        # written at once; a plain `pytest --tier` run reads them only at its end.
+        self.events = ev.EventWriter(
+            spec.results_dir / ev.EVENTS_FILE, worker=self.worker, live=spec.supervised
+        )
+        self.timer = SoftTimer(self._on_soft_timeout)
+        self._timeout_marker = ClosestMarker("timeout")
+        self._high_water = maxrss()  # this process's peak RSS at the end of the last test
+        self._item: pytest.Item | None = None
+        self._reports: list[pytest.TestReport] = []
+        self._dump: str | None = None
+        self._collected_sent = False
+        self.leaks: LeakWatch | None = None  # its test windows open and close in our wrapper
+        self._select(config)
+        # issue 8: @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
+        self.reproductions = Reproductions(config, self.emit_finding)
+        config.pluginmanager.register(self.reproductions, "tiergate-reproduce")
+        if not self.is_xdist_controller:
+            self._guard(config)
+
+    def _guard(self, config: pytest.Config) -> None:
+        """Leak probes and the network guard, in the processes that run tests."""
+        from tiergate.netguard import guard_env, install_guard
+
+        if not self.spec.supervised:
+            from tiergate.boot import boot_env
+
+            os.environ.update(boot_env(self.spec.run_dir, os.environ))
+        os.environ["TIERGATE_EVENTS"] = str(self.events.path)
+        if self.tier.network != "any":
+            os.environ.update(guard_env(self.tier.network, self.tier.name))
+            install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
+        if self.tier.leaks != "off":
+            from tiergate.leaks import LeakWatch
+
+            self.leaks = LeakWatch(tier=self.tier, emit=self.emit_finding)
+            config.pluginmanager.register(self.leaks, "tiergate-leaks")
+
+    def emit_finding(self, finding: Finding) -> None:
+        finding = project_relative(finding, self.config.rootpath)
+        self.events.emit(ev.FINDING, finding=finding.to_json())
+
+    # -- selection -------------------------------------------------------------------------
+
+    def _select(self, config: pytest.Config) -> None:
+        for name, help_text in TIER_MARKERS.items():
+            config.addinivalue_line("markers", f"{name}: {help_text}")
+        # The tier's markers and paths, on top of whatever -m and -k the user gave pytest.
+        self.selection = TierSelection(self.tier.markers, self.tier.paths, config.rootpath)
+        # The tier's limit unless --timeout was given; @pytest.mark.timeout still wins per test.
+        given = getattr(config.option, "timeout", None)
+        self.default_limit = float(given) if given is not None else self.tier.test_timeout
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        keep = items
+        if self.selection.narrows:
+            keep = [i for i in keep if self.selection(i)]
+        if self.spec.only is not None:
+            wanted = set(self.spec.only)
+            keep = [i for i in keep if i.nodeid in wanted]
+        if self.spec.shard is not None:
+            keep = self._shard(keep)
+        if len(keep) != len(items):
+            dropped = [i for i in items if i not in set(keep)]
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+
+    def _shard(self, items: list[pytest.Item]) -> list[pytest.Item]:
+        from tiergate import shard
+
+        assert self.spec.shard is not None
+        k, n = self.spec.shard
+        durations = shard.load_durations([Path(p) for p in self.spec.durations_from])
+        chosen = set(shard.select_shard([i.nodeid for i in items], k, n, durations))
+        return [i for i in items if i.nodeid in chosen]
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.worker is None and not self.is_xdist_controller:
+            self._send_collected([i.nodeid for i in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._send_collected(list(ids))
+
+    def _send_collected(self, ids: list[str]) -> None:
+        if not self._collected_sent:
+            self._collected_sent = True
+            self.events.emit(ev.COLLECTED, tests=ids)
+
+    # -- the session -----------------------------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.spec.supervised and self.worker is None:
+            self.events.emit(
+                ev.RUN_START, tier=self.tier.name, settings=self.tier.describe(), supervised=False
+            )
+        self.events.emit(ev.SESSION_START, attempt=self.spec.attempt)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.events.emit(ev.SESSION_FINISH, exitstatus=int(exitstatus))
+        # An xdist worker says it is done after this hook; the controller then reads the file.
+        self.events.flush()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.timer.close()
+        if not self.spec.supervised and self.worker is None:
+            from tiergate.resultfiles import write_result_files
+
+            self.events.emit(ev.RUN_FINISH, exit_code=None)
+            self.events.flush()
+            write_result_files(self.spec.results_dir)
+        self.events.close()
+
+    # -- one test --------------------------------------------------------------------------
+
+    # The soft timer is tiergate's own, armed around the whole test protocol (setup + call +
+    # teardown). pytest-timeout stays installed for its options and its marker, and is kept from
+    # arming timers of its own: when --timeout, its ini value or a marker makes it act, these
+    # two hooks answer for it. Leaving it inert otherwise is what keeps a trivial test cheap.
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool:
+        return True  # armed (or not, for timeout(0)) in pytest_runtest_protocol below
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool:
+        self.timer.disarm()  # also what pytest-timeout asks when pytest enters the debugger
+        return True
+
+    def limit_of(self, item: pytest.Item) -> float | None:
+        """The test's soft limit: its closest ``@pytest.mark.timeout``, else --timeout, else the
+        tier's. None for a marker of 0 (no limit), as pytest-timeout has it."""
+        mark = self._timeout_marker(item)
+        limit = self.default_limit if mark is None else _marker_seconds(mark, self.default_limit)
+        return limit if limit else None
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        # This runs for every test: one or two events and one getrusage call, no file or
+        # environment access, and the leak watch's window (see scripts/bench_instructions.py).
+        leaks = self.leaks
+        window = leaks.open_test() if leaks is not None else None
+        reports: list[pytest.TestReport] = []
+        self._item, self._reports, self._dump = item, reports, None
+        path, line = _location(item)
+        limit = self.limit_of(item)
+        if self.events.live:  # only a follower (the supervisor) needs to know what is running
+            self.events.emit(
+                ev.TEST_START, nodeid=item.nodeid, path=path, line=line, timeout=limit
+            )
+        if limit is not None:
+            self.timer.start(limit)
+        try:
+            return (yield)
+        finally:
+            timed_out = self.timer.cancel()
+            peak = None
+            high = maxrss()
+            if high > self._high_water:  # a new peak of this process's; the supervisor adds
+                peak = self._high_water = high  # the whole tree's from samples
+            duration = None
+            if not timed_out and self._dump is None and not self.reproductions.bugs:
+                duration = _quiet_pass(reports)
+            if duration is not None:  # nearly every test: one line, no record to build
+                self.events.emit_passed(item.nodeid, path, line, duration, limit, peak)
+            else:
+                self._finish(item, path, line, limit, reports, timed_out, peak)
+            self._item = None
+            if leaks is not None and window is not None:  # its leaks follow its own event
+                leaks.close_test(item, nextitem, window, reports)
+
+    def _finish(self, item: pytest.Item, path: str, line: int | None, limit: float | None,
+                reports: list[pytest.TestReport], timed_out: bool, peak: int | None) -> None:
+        finish = _summarise(item.nodeid, path, line, reports, timed_out)
+        finish["timeout"] = limit
+        if self._dump is not None:
+            finish["dump"] = self._dump
+        if peak is not None:
+            finish["peak_rss"] = peak
+        if self.reproductions.bugs:
+            bug = self.reproductions.bug_of(item.nodeid)
+            if bug is not None:
+                finish["reproduces"] = bug
+        self.events.emit_fields(ev.TEST_FINISH, finish)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self._item is not None:  # the reports of the test in progress
+            self._reports.append(report)
+            if self.reproductions.bugs:
+                self.reproductions.check(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and not self.is_xdist_controller:
+            self.events.emit(
+                ev.TEST_FINISH,
+                nodeid=report.nodeid,
+                path=report.fspath,
+                line=None,
+                outcome="error",
+                duration=0.0,
+                phase="collect",
+                message=_first_line(report.longreprtext) or "collection failed",
+                longrepr=report.longreprtext[-_TEXT_LIMIT:],
+            )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        # xdist: a worker died while running *crashitem*. If the supervisor killed it for a hang it
+        # has already said so (hard-timeout event); otherwise this is a crash.
+        self.events.emit(
+            ev.TEST_FINISH,
+            nodeid=crashitem,
+            path=report.location[0],
+            line=None,
+            outcome="failed",
+            duration=float(report.duration or 0.0),
+            phase="call",
+            message=f"crash: {_first_line(report.longreprtext)}",
+            longrepr=report.longreprtext[-_TEXT_LIMIT:],
+        )
+        self.events.emit(
+            ev.FINDING,
+            finding=Finding(
+                kind="crash",
+                test=crashitem,
+                severity="error",
+                message="the xdist worker running this test died: "
+                + _first_line(report.longreprtext),
+                location=Location(report.location[0], None),
+            ).to_json(),
+        )
+
+    # -- the soft timeout ------------------------------------------------------------------
+
+    def _on_soft_timeout(self, limit: float) -> str:
+        # Runs in the SIGALRM handler, in the test's own thread: dump first, then fail the test.
+        item = self._item
+        nodeid = item.nodeid if item else "?"
+        saved = dump_tree(
+            os.getpid(),
+            results_dir=self.spec.results_dir,
+            run_dir=self.spec.run_dir,
+            project_root=self.config.rootpath,
+            name=dump_name("timeout", nodeid, self.spec.attempt),
+            reason=f"{nodeid} ran past its {limit:g}s limit",
+        )
+        self._dump = saved.path
+        culprit = saved.culprit
+        path, line = _location(item) if item else (None, None)
+        if culprit:
+            reason = f", {culprit.reason}" if culprit.reason else ""
+            where = f", stuck in {culprit.function} ({culprit.path}:{culprit.line}){reason}"
+        else:
+            where = f" (no dump: {saved.problem})" if saved.problem else ""
+        message = f"timeout: ran past its {limit:g}s limit{where}"
+        finding = Finding(
+            kind="timeout",
+            test=nodeid,
+            severity="error",
+            message=message,
+            location=Location(path, line) if path else None,
+            culprit=culprit,
+            dump=saved.path,
+        )
+        self.events.emit(ev.FINDING, finding=finding.to_json())
+        return message
+
+
+def _marker_seconds(mark: pytest.Mark, default: float) -> float:
+    """``@pytest.mark.timeout(5)`` / ``timeout=5``; a value pytest-timeout would reject keeps
+    the default here (pytest-timeout reports it as the error it is)."""
+    value = mark.args[0] if mark.args else mark.kwargs.get("timeout")
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def project_relative(finding: Finding, root: Path) -> Finding:
+    """Paths in findings are relative to the project, as pytest's node ids are, so reports and
+    annotations can place them; a path outside the project (a library) stays absolute."""
+
+    def relative(path: str) -> str:
+        try:
+            return Path(path).relative_to(root).as_posix() if Path(path).is_absolute() else path
+        except ValueError:
+            return path
+
+    changes: dict[str, Any] = {}
+    if finding.location is not None:
+        changes["location"] = dataclasses.replace(
+            finding.location, path=relative(finding.location.path)
+        )
+    if finding.culprit is not None:
+        changes["culprit"] = dataclasses.replace(
+            finding.culprit, path=relative(finding.culprit.path)
+        )
+    return dataclasses.replace(finding, **changes) if changes else finding
+
+
+def _uses_xdist(config: pytest.Config) -> bool:
+    return config.pluginmanager.getplugin("dsession") is not None
+
+
+def _location(item: pytest.Item) -> tuple[str, int | None]:
+    path, lineno, _ = item.location
+    return path, (lineno + 1 if lineno is not None else None)
+
+
+def _first_line(text: str) -> str:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("E "):
+            return line[2:].strip()
+    return text.strip().splitlines()[-1].strip() if text.strip() else ""
+
+
+def _quiet_pass(reports: list[pytest.TestReport]) -> float | None:
+    """The duration of a test whose every phase passed and that printed nothing; None otherwise
+    (the full record: failures, skips, xfail, captured output)."""
+    duration = 0.0
+    for report in reports:
+        if report.outcome != "passed" or "wasxfail" in report.__dict__:
+            return None
+        duration += report.duration
+    if not reports or (reports[-1].sections
+                       and (reports[-1].capstdout or reports[-1].capstderr)):
+        return None
+    return round(duration, 6)
+
+
+def _summarise(
+    nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport], timed_out: bool
+) -> dict[str, Any]:
+    """One test's outcome from its setup/call/teardown reports, as pytest's JUnit would judge it.
+    *timed_out*: the soft timeout fired during this test, so its failure is a timeout."""
+    duration = 0.0
+    for report in reports:  # the common case first: every phase passed
+        if report.outcome != "passed" or "wasxfail" in report.__dict__:
+            return _summarise_all(nodeid, path, line, reports, timed_out)
+        duration += report.duration
+    record: dict[str, Any] = {
+        "nodeid": nodeid,
+        "path": path,
+        "line": line,
+        "outcome": "passed",
+        "duration": round(duration, 6),
+    }
+    _add_output(record, reports)
+    return record
+
+
+def _summarise_all(
+    nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport], timed_out: bool
+) -> dict[str, Any]:
+    outcome, phase, message, longrepr = "passed", None, None, None
+    duration = 0.0
+    for report in reports:
+        duration += report.duration
+        if report.failed:
+            if timed_out:
+                outcome = "timeout"
+            elif report.when == "call":
+                outcome = "failed"
+            elif outcome == "passed":
+                outcome = "error"
+            phase = phase or report.when
+            longrepr = (longrepr + "\n\n" if longrepr else "") + report.longreprtext
+            message = message or _failure_message(report)
+        elif report.skipped:
+            if hasattr(report, "wasxfail"):
+                outcome, message = "xfailed", report.wasxfail or "expected failure"
+            else:
+                outcome = "skipped"
+                message = _skip_reason(report)
+        elif report.when == "call" and hasattr(report, "wasxfail"):
+            outcome = "xpassed"
+    record: dict[str, Any] = {
+        "nodeid": nodeid,
+        "path": path,
+        "line": line,
+        "outcome": outcome,
+        "duration": round(duration, 6),
+    }
+    if phase:
+        record["phase"] = phase
+    if message:
+        record["message"] = message
+    if longrepr:
+        record["longrepr"] = longrepr[-_TEXT_LIMIT:]
+    _add_output(record, reports)
+    return record
+
+
+def _add_output(record: dict[str, Any], reports: list[pytest.TestReport]) -> None:
+    last = reports[-1] if reports else None
+    if last is not None and last.sections:  # captured output, only when there is some
+        if last.capstdout:
+            record["stdout"] = last.capstdout[-_TEXT_LIMIT:]
+        if last.capstderr:
+            record["stderr"] = last.capstderr[-_TEXT_LIMIT:]
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        message = str(crash.message).splitlines()[0]
+        # pytest.fail-style exceptions carry their class name; our timeout's message says it all
+        return message.removeprefix(f"{TestTimeout.__module__}.{TestTimeout.__qualname__}: ")[:500]
+    return _first_line(report.longreprtext)[:500]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return "skipped"
