@@ -190,6 +190,7 @@ def test_no_tests_selected_exits_five(tmp_path: Path) -> None:
     )
     proc = run_tiergate(project, "run", "--tier", "fast")
     assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "tier fast: NO TESTS in" in proc.stdout and "PASSED" not in proc.stdout
 
 
 @pytest.mark.parametrize(

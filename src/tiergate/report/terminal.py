@@ -18,7 +18,10 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
     order = ("passed", "failed", "timeout", "error", "skipped", "xfailed", "xpassed", "not_run")
     counts = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in order if c.get(k))
     tier = f"tier {run.tier}" if run.tier else "tiergate"
-    head = f" {tier}: {run.outcome.upper()} ({counts or 'no tests'}) in {run.duration:.1f}s "
+    if not run.tests and not run.findings:  # not a pass: `tiergate run` exits 5, as pytest does
+        head = f" {tier}: NO TESTS in {run.duration:.1f}s "
+    else:
+        head = f" {tier}: {run.outcome.upper()} ({counts or 'no tests'}) in {run.duration:.1f}s "
     lines = [head.center(width, "=")]
     if run.budget_expired:
         lines.append("the tier's time budget ran out")
