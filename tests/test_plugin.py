@@ -103,6 +103,21 @@ def test_tier_selects_limits_and_records(pytester: pytest.Pytester) -> None:
     assert not [e for e in events(pytester) if e["event"] == "test-start"]
 
 
+def test_a_passing_test_that_prints_keeps_its_output(pytester: pytest.Pytester) -> None:
+    # A quiet pass is one short line; a pass with captured output takes the full record.
+    pytester.makepyfile(
+        test_out="import sys\n"
+        "def test_prints():\n    print('hello'); sys.stderr.write('warned')\n"
+        "def test_quiet(): pass\n"
+    )
+    pytester.runpytest_subprocess("--tier", "fast").assert_outcomes(passed=2)
+    done = {e["nodeid"].split("::")[1]: e for e in events(pytester)
+            if e["event"] == "test-finish"}
+    assert done["test_prints"]["outcome"] == "passed"
+    assert (done["test_prints"]["stdout"], done["test_prints"]["stderr"]) == ("hello\n", "warned")
+    assert done["test_quiet"]["outcome"] == "passed" and "stdout" not in done["test_quiet"]
+
+
 def test_reports_are_written_without_the_supervisor(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
     pytester.makepyprojecttoml('[tool.tiergate.tiers.fast]\ntest-timeout = "1s"\n')

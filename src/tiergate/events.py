@@ -77,7 +77,7 @@ class EventWriter:
         self._forks = _forks  # os.getpid() is a system call; a fork is seen by the counter
         self._pending: list[str] = []  # encoded lines not yet written (not live)
         self._flushed = time.monotonic()
-        self._after_pid = "" if worker is None else f',"worker":{_quote(worker)}'
+        self._worker_field = "" if worker is None else f',"worker":{_quote(worker)}'
 
     def emit(self, event: str, **fields: Any) -> None:
         self.emit_fields(event, fields)
@@ -105,7 +105,7 @@ class EventWriter:
         peak = "" if peak_rss is None else f',"peak_rss":{int(peak_rss)}'
         text = (
             f'{{"event":"test-finish","t":{time.time()!r},'
-            f'"pid":{os.getpid() if live else self._pid}{self._after_pid},'
+            f'"pid":{os.getpid() if live else self._pid}{self._worker_field},'
             f'"nodeid":{_quote(nodeid)},"path":{_quote(path)},'
             f'"line":{"null" if line is None else int(line)},"outcome":"passed",'
             f'"duration":{float(duration)!r},"timeout":{limit}{peak}}}\n'

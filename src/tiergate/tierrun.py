@@ -387,27 +387,9 @@ def _quiet_pass(reports: list[pytest.TestReport]) -> float | None:
 def _summarise(
     nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport], timed_out: bool
 ) -> dict[str, Any]:
-    """One test's outcome from its setup/call/teardown reports, as pytest's JUnit would judge it.
-    *timed_out*: the soft timeout fired during this test, so its failure is a timeout."""
-    duration = 0.0
-    for report in reports:  # the common case first: every phase passed
-        if report.outcome != "passed" or "wasxfail" in report.__dict__:
-            return _summarise_all(nodeid, path, line, reports, timed_out)
-        duration += report.duration
-    record: dict[str, Any] = {
-        "nodeid": nodeid,
-        "path": path,
-        "line": line,
-        "outcome": "passed",
-        "duration": round(duration, 6),
-    }
-    _add_output(record, reports)
-    return record
-
-
-def _summarise_all(
-    nodeid: str, path: str, line: int | None, reports: list[pytest.TestReport], timed_out: bool
-) -> dict[str, Any]:
+    """One test's outcome from its setup/call/teardown reports, as pytest's JUnit would judge it
+    (a quiet pass takes ``_quiet_pass`` instead). *timed_out*: the soft timeout fired during this
+    test, so its failure is a timeout."""
     outcome, phase, message, longrepr = "passed", None, None, None
     duration = 0.0
     for report in reports:

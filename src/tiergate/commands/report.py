@@ -14,8 +14,7 @@ from tiergate.report import actions
 from tiergate.report.inputs import load_run
 from tiergate.report.summary import render_summary
 from tiergate.report.terminal import render_terminal
-
-SUMMARY_FILE = "summary.md"
+from tiergate.resultfiles import SUMMARY_FILE
 
 
 def add_parser(sub: Any, name: str) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 from tiergate.errors import InputError, UsageError
 from tiergate.events import EVENTS_FILE
 from tiergate.report.junit_in import read_junit
+from tiergate.resultfiles import JUNIT_FILE
 from tiergate.results import RunResult, load_results_dir, merge
 
 DEFAULT_ROOT = Path(".tiergate")
-JUNIT_FILE = "junit.xml"
 
 
 def default_results_dirs(root: Path = DEFAULT_ROOT) -> list[Path]:
