@@ -7,6 +7,7 @@ failed to stop it, it would die of MemoryError near 2 GB rather than take the ma
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -133,9 +134,14 @@ def test_max_processes_kills_a_fork_bomb_and_resumes(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     found = [f for f in _pressure(project) if f["severity"] == "error"]
     assert len(found) == 1 and found[0]["test"] == "test_a_bomb.py::test_bomb"
-    assert "process count of the tree reached 11, over the tier's max-processes of 10" in str(
-        found[0]["message"]
+    # A child starts every 50 ms and the tree is sampled on an interval, so under load the sample
+    # that catches the bomb may already see a few more than the 11th process.
+    reached = re.search(
+        r"process count of the tree reached (\d+), over the tier's max-processes of 10",
+        str(found[0]["message"]),
     )
+    assert reached is not None, found[0]["message"]
+    assert 11 <= int(reached.group(1)) < 20, found[0]["message"]  # stopped well before 31
     warnings = [f for f in _pressure(project) if f["severity"] == "warning"]
     assert len(warnings) == 1 and "max-processes" in str(warnings[0]["message"])
     assert findings(project)["counts"]["passed"] == 2
