@@ -1,9 +1,11 @@
 """The network guard: policies, the audit hook in a process, and in its Python children.
 
 Every refusal test installs the guard *before* touching the network, uses only TEST-NET addresses
-(192.0.2.0/24) or 127.x listeners, sets a 0.2 s socket timeout as a second belt, and asserts the
-guard raised: no test here ever lets a connection leave the machine. Guarded code runs in child
-interpreters, because an audit hook cannot be removed from the process that added it.
+(192.0.2.0/24), a ``.invalid`` name or 127.x listeners, and asserts the guard raised. Behind the
+guard each child adds ``NO_TRAFFIC_LEAVES``, a second audit hook that ends the process before the
+system call if a connect or lookup of anything but loopback ever gets past the guard: even a broken
+guard never sends a packet or a DNS query. Guarded code runs in child interpreters, because an
+audit hook cannot be removed from the process that added it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,26 @@ from tiergate import netguard
 from tiergate.boot import SITE_DIR
 
 Policy = netguard.core().Policy
+
+# Audit hooks run in the order they were added, so this one only sees what the guard let through.
+NO_TRAFFIC_LEAVES = """
+import ipaddress as _ip, os as _os, sys as _sys
+def _only_loopback(event, args):
+    if event in ("socket.connect", "socket.sendto") and isinstance(args[1], tuple):
+        host = args[1][0]
+    elif event == "socket.getaddrinfo":
+        host = args[0].decode() if isinstance(args[0], bytes) else args[0]
+    else:
+        return
+    try:
+        if host in (None, "localhost") or _ip.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    print("the guard let", event, "to", repr(host), "through", file=_sys.stderr, flush=True)
+    _os._exit(97)
+_sys.addaudithook(_only_loopback)
+"""
 
 
 @pytest.mark.parametrize(
@@ -59,7 +81,9 @@ def test_policy_travels_through_the_environment() -> None:
 
 
 def run_guarded(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+    """Runs *code* in a child; ``BELT`` on a line of its own becomes ``NO_TRAFFIC_LEAVES``."""
+    code = textwrap.dedent(code).replace("\nBELT\n", NO_TRAFFIC_LEAVES)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
@@ -69,6 +93,7 @@ def test_in_process_guard_refuses_before_sending_and_reports_the_test() -> None:
         from tiergate import netguard
         found = []
         netguard.install_guard("loopback", tier_name="fast", emit=found.append)
+        BELT
         os.environ["TIERGATE_CURRENT_TEST"] = "tests/test_db.py::test_query"
         sock = socket.socket()
         sock.settimeout(0.2)
@@ -101,6 +126,7 @@ def test_allow_list_lets_listed_loopback_through_and_refuses_the_rest(
         import socket
         from tiergate import netguard
         netguard.install_guard(["127.0.0.2"], tier_name="fast")
+        BELT
         socket.create_connection(("127.0.0.2", {listeners["127.0.0.2"]}), timeout=0.2).close()
         print("allowed ok")
         try:
@@ -138,8 +164,10 @@ def test_python_children_are_guarded_and_record_the_refusal(tmp_path: Path) -> N
     env.pop("TIERGATE_CURRENT_TEST", None)
     result = run_guarded("""
         import socket, subprocess, sys
+        BELT
         grandchild = '''
         import socket
+        BELT
         s = socket.socket(); s.settimeout(0.2)
         try:
             s.connect(("192.0.2.7", 443))
