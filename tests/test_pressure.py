@@ -116,14 +116,22 @@ def test_max_processes_kills_a_fork_bomb_and_resumes(tmp_path: Path) -> None:
         tmp_path / "proj",
         {
             "test_a_bomb.py": f"""
-                import subprocess, sys, time
+                import os, subprocess, sys, time
+
+                def warned():
+                    with open(os.environ["TIERGATE_EVENTS"]) as events:
+                        return "max-processes" in events.read()
 
                 def test_bomb():
                     children = []
-                    for _ in range(30):
+                    for n in range(30):
                         children.append(subprocess.Popen(
                             [sys.executable, "-c", "import time; time.sleep(60)", "{marker}"]))
                         time.sleep(0.05)
+                        if n == 7:  # 9 in the tree: stay in the warning band until it is given
+                            deadline = time.monotonic() + 30
+                            while not warned() and time.monotonic() < deadline:
+                                time.sleep(0.05)
                     time.sleep(30)
             """,
             "test_b_after.py": AFTER,
