@@ -50,13 +50,11 @@ def test_pytest_killed_mid_run_resumes_with_the_tests_left(tmp_path: Path) -> No
 
 
 def test_budget_stops_a_test_that_ignores_sigterm(tmp_path: Path) -> None:
-    marker = f"ignores-term-{uuid.uuid4().hex}"
     project = make_project(
         tmp_path,
         {
-            "test_budget.py": f"""
+            "test_budget.py": """
         import signal, time
-        MARKER = "{marker}"
         def test_first():
             pass
         def test_ignores_sigterm():
@@ -95,7 +93,7 @@ def test_budget_stops_a_test_that_ignores_sigterm(tmp_path: Path) -> None:
     assert data["counts"]["not_run"] == 1
     junit = (results(project) / "junit.xml").read_text()
     assert "not run: the tier's budget ran out" in junit
-    assert not processes_running(marker)
+    assert not processes_in(project), "the test that ignored SIGTERM is still running"
 
 
 def test_sigint_to_the_supervisor_still_writes_every_result(tmp_path: Path) -> None:
@@ -123,7 +121,7 @@ def test_sigint_to_the_supervisor_still_writes_every_result(tmp_path: Path) -> N
     try:
         wait_for_event(project, lambda e: e["event"] == "test-start" and "waits" in e["nodeid"])
         supervisor.send_signal(signal.SIGINT)
-        out, _ = supervisor.communicate(timeout=10)  # GitHub sends SIGTERM 7.5 s after SIGINT
+        out, _ = supervisor.communicate(timeout=60)  # a correctness bound, not a benchmark
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
