@@ -74,7 +74,7 @@ def test_each_side_effect_gets_its_finding_and_clean_modules_none(
     tmp_path: Path, listeners: dict[str, int]
 ) -> None:
     write_package(tmp_path, listeners)
-    result, report = audit(tmp_path, "sideshow", "--timeout", "2", "--network", "127.0.0.2",
+    result, report = audit(tmp_path, "sideshow", "--timeout", "5", "--network", "127.0.0.2",
                            "--results-dir", "out")
     assert result.returncode == 1, result.stderr
     findings = {f["details"]["module"]: f for f in report["findings"]}
@@ -99,7 +99,7 @@ def test_each_side_effect_gets_its_finding_and_clean_modules_none(
     assert findings["sideshow.sub.writer"]["culprit"]["path"] == "sideshow/sub/writer.py"
 
     hang = findings["sideshow.hang"]
-    assert "did not finish in 2s" in hang["message"]
+    assert "did not finish in 5s" in hang["message"]
     assert hang["culprit"]["function"] == "wait_for_database"
     assert hang["dump"] and (tmp_path / "out" / hang["dump"]).is_file()
 

@@ -274,7 +274,7 @@ def test_busy_in_c_holding_the_gil(processes: Processes) -> None:
 
 
 SOFT_TIMEOUT = """
-    import json, os, pathlib, signal, socket, subprocess, sys
+    import json, os, pathlib, signal, socket, subprocess, sys, time
     from tiergate.dump import take_tree_dump
 
     out = pathlib.Path(sys.argv[2])
@@ -293,15 +293,18 @@ SOFT_TIMEOUT = """
     def run_helper():
         helper = subprocess.Popen([sys.executable, "child_deadlock.py", sys.argv[1] + ".child"])
         pathlib.Path(sys.argv[1] + ".pid").write_text(str(helper.pid))
+        while not pathlib.Path(sys.argv[1] + ".child").exists():  # the helper holds its lock
+            time.sleep(0.01)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
         return helper.wait()
 
     signal.signal(signal.SIGALRM, on_timeout)
     pathlib.Path(sys.argv[1]).write_text("ready")
-    signal.setitimer(signal.ITIMER_REAL, 2.0)
     if sys.argv[3] == "recv":
         server = socket.socket()
         server.bind(("127.0.0.1", 0))
         server.listen()
+        signal.setitimer(signal.ITIMER_REAL, 2.0)
         wait_for_reply(server.getsockname()[1])
     else:
         run_helper()

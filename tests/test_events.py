@@ -12,6 +12,12 @@ import pytest
 from tiergate.events import EventTail, EventWriter, read_events
 
 
+@pytest.fixture
+def still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch also goes out once a second; a stalled machine must not make a test's batch early."""
+    monkeypatch.setattr("tiergate.events.time.monotonic", lambda: 1000.0)
+
+
 def test_flat_events_read_back_as_json_would_write_them(tmp_path: Path) -> None:
     writer = EventWriter(tmp_path / "events.jsonl", worker="gw1")
     fields = {"s": 'q"\\\n\u2603\udcff', "i": 3, "f": 0.5, "n": None}
@@ -32,6 +38,7 @@ def test_a_torn_last_line_and_a_garbled_line_are_skipped(tmp_path: Path) -> None
     assert list(read_events(tmp_path / "missing.jsonl")) == []
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_batched_events_reach_the_file_at_flush_and_follow_the_live_ones(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     tail = EventTail(path)
@@ -58,6 +65,7 @@ def test_batches_go_out_at_least_once_a_second(tmp_path: Path,
     assert [e["event"] for e in read_events(path)] == ["early", "late"]
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_a_forked_child_writes_its_own_events_at_once_and_not_the_parents(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     writer = EventWriter(path, live=False)

@@ -142,7 +142,7 @@ def test_demonstrations_hang_in_recv_and_leak_quietly(marker: str, tmp_path: Pat
     env = _environment(marker, PYTHONPATH=str(tmp_path), CHILDREN_PROBE_OUT=str(probe_out))
 
     result = run_example_pytest(
-        marker, "-p", "children_probe", "tests/test_failure_modes.py", "--timeout=2", "-rA", env=env
+        marker, "-p", "children_probe", "tests/test_failure_modes.py", "--timeout=6", "-rA", env=env
     )
 
     out = result.stdout

@@ -31,17 +31,17 @@ def test_pass_1():
     pass
 
 
-def transfer_a_to_b(a, b):
+def transfer_a_to_b(a, b, both_hold_one):
     with a:
-        time.sleep(0.2)
+        both_hold_one.wait()
         with b:
             pass
 
 
 def test_lock_order_deadlock():
-    a, b = threading.Lock(), threading.Lock()
-    one = threading.Thread(target=transfer_a_to_b, args=(a, b), daemon=True)
-    two = threading.Thread(target=transfer_a_to_b, args=(b, a), daemon=True)
+    a, b, both_hold_one = threading.Lock(), threading.Lock(), threading.Barrier(2)
+    one = threading.Thread(target=transfer_a_to_b, args=(a, b, both_hold_one), daemon=True)
+    two = threading.Thread(target=transfer_a_to_b, args=(b, a, both_hold_one), daemon=True)
     one.start()
     two.start()
     one.join()

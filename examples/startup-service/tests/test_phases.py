@@ -29,7 +29,7 @@ def test_database_validation_with_timeout_gives_up_on_a_silent_database(silent_d
     with pytest.raises(DatabaseUnavailable, match=r"did not answer within 0\.2s"):
         validate_database(*silent_database, timeout=0.2)
 
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 5  # gave up, not hung: a bound, not a benchmark
 
 
 def test_database_validation_rejects_an_old_schema():
