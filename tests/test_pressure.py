@@ -84,6 +84,46 @@ def test_memory_limit_kills_the_hog_before_1_3_gb_and_the_rest_runs(tmp_path: Pa
     assert "tiergate:" in done.stdout and "pytest was killed" in done.stdout
 
 
+def test_a_daemon_that_left_the_tree_still_counts_and_is_killed(tmp_path: Path) -> None:
+    """The way ``pg_ctl start`` starts a server: a middle process starts the hog in a new session
+    and exits, so the hog is orphaned to the supervisor, out of pytest's tree and process group."""
+    marker = f"tiergate-daemon-{os.getpid()}-{time.monotonic_ns()}"
+    hog = f"# {marker}\n" + "\n".join(line[4:] for line in HOG.splitlines()[1:]).replace(
+        "def test_hog():", "if 1:")
+    project = make_project(
+        tmp_path / "proj",
+        {
+            "test_a_daemon.py": f"""
+                import subprocess, sys, time
+
+                HOG = {hog!r}
+                START = (
+                    "import subprocess, sys; "
+                    "subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]], "
+                    "start_new_session=True)"
+                )
+
+                def test_starts_a_daemon():
+                    subprocess.run([sys.executable, "-c", START, HOG, "{marker}"], check=True)
+                    time.sleep(30)
+            """,
+            "test_b_after.py": AFTER,
+        },
+        pyproject='[tool.tiergate.tiers.fast]\nmemory-limit = "1GB"\nleaks = "off"\n',
+    )
+    done = run_tiergate(project, "run", "--tier", "fast")
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [f for f in _pressure(project) if f["severity"] == "error"]
+    assert len(errors) == 1, _pressure(project)
+    assert errors[0]["test"] == "test_a_daemon.py::test_starts_a_daemon"
+    message = str(errors[0]["message"])
+    assert f"-c # {marker}\\nimport resource" in message  # the biggest is the daemon, one line
+    leftovers = [f for f in findings(project)["findings"] if f["kind"] == "leftover-process"]
+    assert [marker in str(f["message"]) for f in leftovers] == [True], leftovers
+    assert findings(project)["counts"]["passed"] == 2
+    assert processes_running(marker) == []
+
+
 def test_warning_at_80_percent_without_a_kill(tmp_path: Path) -> None:
     """850 MB of a 1 GB limit: a warning finding with a dump, and the test passes."""
     project = make_project(
@@ -201,6 +241,34 @@ def test_sampler_sees_the_whole_tree_and_cpu_never_goes_back() -> None:
         os.killpg(proc.pid, 9)
         proc.wait()
     assert TreeSampler(proc.pid).sample().processes == 0
+
+
+@pytest.mark.parametrize("proc_children", [True, False], ids=["proc-children", "psutil-scan"])
+def test_sampler_counts_what_the_adopter_holds_outside_its_own_session(
+    proc_children: bool,
+) -> None:
+    """This test process plays the supervisor: a child in another session stands for a daemon
+    orphaned to it; a child in its own session stands for its own helper (py-spy)."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    root = subprocess.Popen(sleeper, start_new_session=True)
+    daemon = subprocess.Popen(sleeper, start_new_session=True)
+    helper = subprocess.Popen(sleeper)
+    try:
+        sampler = TreeSampler(root.pid, adopter=os.getpid())
+        sampler._proc_children = proc_children  # the fallback where the kernel lacks the file
+        seen = sampler.sample()
+        assert {root.pid, daemon.pid} <= set(seen.rss_by_pid)
+        assert helper.pid not in seen.rss_by_pid
+        assert seen.parent[daemon.pid] == os.getpid()
+        assert seen.subtree_rss(root.pid) == seen.rss_by_pid[root.pid]  # not the root's memory
+        assert daemon.pid not in TreeSampler(root.pid).sample().rss_by_pid
+        root.kill()
+        root.wait()
+        assert sampler.sample().processes == 0  # pytest gone: the run's tree is gone
+    finally:
+        for proc in (root, daemon, helper):
+            proc.kill()
+            proc.wait()
 
 
 def test_the_high_water_mark_rises_with_a_new_peak() -> None:

@@ -89,7 +89,7 @@ def kill_leftovers(exclude: set[int] | None = None) -> list[Leftover]:
             try:
                 info = Leftover(
                     pid=proc.pid,
-                    cmdline=redact(" ".join(proc.cmdline()))[:300],
+                    cmdline=redact(" ".join(proc.cmdline()).replace("\n", "\\n"))[:300],
                     age=time.time() - proc.create_time(),
                 )
                 proc.kill()

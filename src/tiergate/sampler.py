@@ -10,6 +10,12 @@ processes that ended between two samples is kept so the total never goes backwar
 RSS is summed over the tree. Pages shared after a ``fork`` are counted in each process, so the
 total is an upper bound of what the tree holds, which is the safe side for a limit.
 
+A process that leaves the tree still counts. A daemon started the way ``pg_ctl start`` or
+``redis-server --daemonize`` start one (fork, ``setsid``, fork again, the middle one exits) is
+orphaned to the supervisor, a child subreaper, and holds memory on the same runner. The sampler
+takes the supervisor's children that are not pytest and not in the supervisor's own session (its
+own helpers, such as py-spy for a dump, are) as adopted from the tree.
+
 One test's peak in its own process comes from the plugin (``highwater.py``), not from here.
 """
 
@@ -81,10 +87,13 @@ EMPTY = Sample(0.0, 0, 0.0, 0.0, 0, 0, 0, None, None)
 
 
 class TreeSampler:
-    """Samples *root_pid* and all its descendants; keep one per pytest process."""
+    """Samples *root_pid* and all its descendants; keep one per pytest process. With *adopter*
+    (the supervisor, a child subreaper), also what the tree orphaned to it."""
 
-    def __init__(self, root_pid: int) -> None:
+    def __init__(self, root_pid: int, adopter: int | None = None) -> None:
         self.root_pid = root_pid
+        self.adopter = adopter
+        self._adopter_session = _session(adopter) if adopter is not None else None
         self._procs: dict[int, psutil.Process] = {}
         self._cpu: dict[int, float] = {}  # last CPU seconds seen, per live pid
         self._cpu_gone = 0.0  # CPU seconds of processes that ended
@@ -161,30 +170,50 @@ class TreeSampler:
                 words = self._procs[pid].cmdline()
             except (psutil.Error, KeyError):
                 words = []
-            self._cmdlines[pid] = redact(" ".join(words))[:_CMDLINE_CHARS]
+            line = " ".join(words).replace("\n", "\\n")  # a finding's message is one line
+            self._cmdlines[pid] = redact(line)[:_CMDLINE_CHARS]
         return self._cmdlines[pid]
 
     def _tree(self) -> list[tuple[int, int | None]]:
-        """(pid, parent pid) for the root and every descendant; empty once the root is gone."""
+        """(pid, parent pid) for the root, every descendant and every adopted orphan (with the
+        adopter as parent); empty once the root is gone."""
         if not self._proc_children:
             return self._tree_psutil()
+        if not os.path.exists(f"/proc/{self.root_pid}/task"):
+            return []
         out: list[tuple[int, int | None]] = []
         todo: list[tuple[int, int | None]] = [(self.root_pid, None)]
+        try:
+            todo.extend((pid, self.adopter) for pid in self._adopted(self._children(self.adopter)))
+        except OSError:
+            pass
         while todo:
             pid, ppid = todo.pop()
             try:
-                tids = os.listdir(f"/proc/{pid}/task")
+                children = self._children(pid)
             except OSError:
                 continue  # gone between the parent's children file and now
             out.append((pid, ppid))
-            for tid in tids:
-                try:
-                    with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
-                        children = handle.read().split()
-                except OSError:
-                    continue
-                todo.extend((int(child), pid) for child in children)
+            todo.extend((child, pid) for child in children)
         return out
+
+    @staticmethod
+    def _children(pid: int | None) -> list[int]:
+        if pid is None:
+            return []
+        found: list[int] = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
+                    found.extend(int(child) for child in handle.read().split())
+            except OSError:
+                continue
+        return found
+
+    def _adopted(self, children: list[int]) -> list[int]:
+        """The adopter's children that came from the tree: not pytest, not in its own session."""
+        return [pid for pid in children
+                if pid != self.root_pid and _session(pid) not in (None, self._adopter_session)]
 
     def _tree_psutil(self) -> list[tuple[int, int | None]]:
         try:
@@ -192,6 +221,16 @@ class TreeSampler:
             found = root.children(recursive=True)
         except psutil.Error:
             return []
+        if self.adopter is not None:
+            try:
+                children = psutil.Process(self.adopter).children()
+            except psutil.Error:
+                children = []
+            for orphan in self._adopted([child.pid for child in children]):
+                try:
+                    found += [psutil.Process(orphan), *psutil.Process(orphan).children(True)]
+                except psutil.Error:
+                    continue
         out: list[tuple[int, int | None]] = [(self.root_pid, None)]
         for proc in found:
             try:
@@ -199,3 +238,10 @@ class TreeSampler:
             except psutil.Error:
                 continue
         return out
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None

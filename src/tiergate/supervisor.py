@@ -440,6 +440,7 @@ class Supervisor:
             stop=lambda grace: stop_group(proc, pgid, grace),
             in_flight=lambda: list(self.in_flight.values()),
             fast=POLL_SECONDS,
+            adopter=os.getpid(),  # a subreaper: what the tree orphans (a daemon) is ours to count
         )
 
     def _over_limit(self, watch: TreeWatch) -> bool:

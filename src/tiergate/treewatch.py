@@ -68,12 +68,13 @@ class TreeWatch:
         in_flight: Callable[[], Iterable[InFlight]],
         fast: float,
         limits: Limits | None = None,
+        adopter: int | None = None,
     ) -> None:
         self.root_pid = root_pid
         self.attempt = attempt
         self.base = tier.sample_interval
         self.fast = min(fast, self.base)
-        self.sampler = TreeSampler(root_pid)
+        self.sampler = TreeSampler(root_pid, adopter=adopter)
         self.gauge = Gauge(limits if limits is not None else Limits.for_tier(tier))
         self._emit, self._dump, self._stop, self._in_flight = emit, dump, stop, in_flight
         self._next = 0.0  # monotonic time of the next sample
