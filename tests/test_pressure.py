@@ -120,6 +120,7 @@ def test_a_daemon_that_left_the_tree_still_counts_and_is_killed(tmp_path: Path) 
     assert f"-c # {marker}\\nimport resource" in message  # the biggest is the daemon, one line
     leftovers = [f for f in findings(project)["findings"] if f["kind"] == "leftover-process"]
     assert [marker in str(f["message"]) for f in leftovers] == [True], leftovers
+    assert leftovers[0]["test"] == "test_a_daemon.py::test_starts_a_daemon"
     assert findings(project)["counts"]["passed"] == 2
     assert processes_running(marker) == []
 

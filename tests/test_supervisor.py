@@ -21,6 +21,8 @@ from supervised import (
     wait_for_event,
 )
 
+from tiergate.procs import Leftover
+
 TEN_TESTS_ONE_KILLED = """
 import os, signal, time
 import pytest
@@ -235,6 +237,11 @@ def test_processes_left_behind_are_killed_and_named(tmp_path: Path) -> None:
     assert not processes_running(marker), "the run left a process behind"
     leftovers = [f for f in findings(project)["findings"] if f["kind"] == "leftover-process"]
     assert leftovers and marker in leftovers[0]["message"], proc.stdout
+    # named on the test that started it, from the PYTEST_CURRENT_TEST the process inherited
+    assert leftovers[0]["test"] == "test_orphan.py::test_starts_a_daemon"
+    assert leftovers[0]["message"].endswith(
+        "; it was started during the call of test_orphan.py::test_starts_a_daemon"
+    )
 
 
 def test_results_dir_option_and_fresh_results(tmp_path: Path) -> None:
@@ -277,3 +284,19 @@ def test_the_run_reports_when_its_parent_dies(tmp_path: Path) -> None:
     while processes_in(project) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not processes_in(project)
+
+
+@pytest.mark.parametrize(
+    ("inherited", "test", "phase"),
+    [
+        ("tests/test_a.py::test_b (call)", "tests/test_a.py::test_b", "call"),
+        ("tests/test_a.py::test_b[x (y)] (setup)", "tests/test_a.py::test_b[x (y)]", "setup"),
+        ("tests/test_a.py::test_b", "tests/test_a.py::test_b", None),
+        (None, None, None),
+    ],
+)
+def test_a_leftover_names_the_test_it_inherited(
+    inherited: str | None, test: str | None, phase: str | None
+) -> None:
+    leftover = Leftover(pid=1, cmdline="x", age=0.0, started_during=inherited)
+    assert (leftover.test, leftover.phase) == (test, phase)

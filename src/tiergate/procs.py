@@ -74,6 +74,25 @@ class Leftover:
     pid: int
     cmdline: str  # redacted
     age: float  # seconds it had been running
+    # PYTEST_CURRENT_TEST as the process inherited it: "nodeid (phase)" when a test started it
+    started_during: str | None = None
+
+    @property
+    def test(self) -> str | None:
+        """The test that was running (in this process's ancestry) when it was started."""
+        return self._split()[0]
+
+    @property
+    def phase(self) -> str | None:
+        return self._split()[1]
+
+    def _split(self) -> tuple[str | None, str | None]:
+        if not self.started_during:
+            return None, None
+        nodeid, _, phase = self.started_during.rpartition(" (")
+        if not nodeid or not phase.endswith(")"):
+            return self.started_during, None
+        return nodeid, phase[:-1]
 
 
 def kill_leftovers(exclude: set[int] | None = None) -> list[Leftover]:
@@ -91,6 +110,7 @@ def kill_leftovers(exclude: set[int] | None = None) -> list[Leftover]:
                     pid=proc.pid,
                     cmdline=redact(" ".join(proc.cmdline()).replace("\n", "\\n"))[:300],
                     age=time.time() - proc.create_time(),
+                    started_during=_inherited_test(proc),
                 )
                 proc.kill()
                 killed.append(info)
@@ -99,6 +119,13 @@ def kill_leftovers(exclude: set[int] | None = None) -> list[Leftover]:
         psutil.wait_procs(found, timeout=2)
     reap_zombies()
     return killed
+
+
+def _inherited_test(proc: psutil.Process) -> str | None:
+    try:
+        return proc.environ().get("PYTEST_CURRENT_TEST")
+    except psutil.Error:
+        return None
 
 
 def reap_zombies(keep: int | None = None) -> None:

@@ -216,13 +216,17 @@ class Supervisor:
         """pytest is gone: whatever still descends from us was started by the run and escaped its
         process group (a new session, a double fork). It is killed and named."""
         for leftover in kill_leftovers():
+            started = ""
+            if leftover.test:  # from the environment it inherited: what pytest was running
+                during = f"the {leftover.phase} of " if leftover.phase else ""
+                started = f"; it was started during {during}{leftover.test}"
             self._emit_finding(
                 Finding(
                     kind="leftover-process",
-                    test=None,
+                    test=leftover.test,
                     severity="warning",
                     message=f"process {leftover.pid} was still running {when} and was "
-                    f"killed: {leftover.cmdline}",
+                    f"killed: {leftover.cmdline}{started}",
                     details={"pid": leftover.pid, "age": round(leftover.age, 1)},
                 )
             )
