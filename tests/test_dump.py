@@ -164,9 +164,83 @@ def test_recv_on_a_socket_whose_peer_never_answers(processes: Processes) -> None
     assert dump.culprit.line == 7
     assert "recv" in (dump.culprit.reason or "")
     assert "127.0.0.1" in (dump.culprit.reason or "")
+    assert "peer in this same process" in (dump.culprit.reason or "")  # its own listener
     assert dump.text.startswith("culprit: stuck_recv.py:7 in wait_for_reply — ")
     assert "ESTABLISHED" in dump.text and "LISTEN" in dump.text
     assert dump.processes == 1
+
+
+SILENT_SERVER = """
+    import pathlib, socket, sys, threading
+
+    lock = threading.Lock()
+
+    def serve_one(server):
+        conn, _ = server.accept()
+        pathlib.Path(sys.argv[1] + ".accepted").write_text("yes")
+        with lock:
+            with lock:  # the bug: it never answers
+                conn.sendall(b"hello")
+
+    server = socket.create_server(("127.0.0.1", 0))
+    pathlib.Path(sys.argv[1] + ".port").write_text(str(server.getsockname()[1]))
+    pathlib.Path(sys.argv[1]).write_text("ready")
+    serve_one(server)
+"""
+
+CLIENT = """
+    import pathlib, socket, sys
+
+    def ask_the_server(port):
+        client = socket.create_connection(("127.0.0.1", port))
+        pathlib.Path(sys.argv[1]).write_text("ready")
+        return client.recv(1024)
+
+    ask_the_server(int(pathlib.Path(sys.argv[2]).read_text()))
+"""
+
+
+def test_a_server_outside_the_tree_is_named_and_its_stacks_are_in_the_dump(
+    processes: Processes,
+) -> None:
+    """The client is the tree; the server is a process of ours outside it (a daemon a test
+    started): the culprit names it as the peer, and its deadlock is in the dump."""
+    server, server_ready = processes.start("silent_server", SILENT_SERVER)
+    client, _ = processes.start("client", CLIENT, f"{server_ready}.port")
+    wait_until(Path(f"{server_ready}.accepted").exists, "the server to accept")
+    wait_until(settled(client.pid), "the recv to block")
+    wait_until(settled(server.pid), "the server to deadlock")
+
+    dump = dump_of(processes, client.pid)
+
+    assert dump.culprit is not None and dump.culprit.function == "ask_the_server", dump.text
+    assert dump.culprit.pid == client.pid
+    reason = dump.culprit.reason or ""
+    assert f"peer pid {server.pid} (" in reason and "outside pytest's tree" in reason, reason
+    assert "silent_server.py" in reason
+    assert dump.processes == 2
+    assert f"  {server.pid} [sleeping, registered]" in dump.text
+    assert f"(peer of {client.pid})" in dump.text
+    server_part = dump.text.split(f"process {server.pid} (")[1]
+    assert "serve_one" in server_part and "silent_server.py" in server_part
+    assert f"the peer of a socket of {client.pid}" in server_part
+
+
+def test_a_peer_outside_the_tree_that_did_not_register_is_named_not_signalled(
+    processes: Processes,
+) -> None:
+    server, server_ready = processes.start("silent_server", SILENT_SERVER, hooked=False)
+    client, _ = processes.start("client", CLIENT, f"{server_ready}.port")
+    wait_until(Path(f"{server_ready}.accepted").exists, "the server to accept")
+    wait_until(settled(client.pid), "the recv to block")
+
+    dump = dump_of(processes, client.pid)
+
+    assert dump.culprit is not None
+    assert f"peer pid {server.pid} (" in (dump.culprit.reason or "")
+    assert dump.processes == 1  # named on the socket, never signalled or dumped
+    assert f"process {server.pid} (" not in dump.text
+    assert server.poll() is None
 
 
 LOCK_ORDER = """

@@ -48,10 +48,12 @@ class Socket:
     local: str
     remote: str
     status: str
+    peer: str = ""  # who is at the other end of a loopback socket: "pid 12 (python srv.py)"
 
     def describe(self) -> str:
         ends = f"{self.local} → {self.remote}" if self.remote else self.local
-        return f"{ends} ({self.status})" if self.status and self.status != "NONE" else ends
+        ends = f"{ends} ({self.status})" if self.status and self.status != "NONE" else ends
+        return f"{ends}, peer {self.peer}" if self.peer else ends
 
 
 @dataclass

@@ -13,6 +13,8 @@ processes a second time (frame progress or not), run py-spy in parallel until th
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 import shutil
 import signal
@@ -90,6 +92,7 @@ class _Process:
     stacks_problem: str | None = None
     native: str = ""  # py-spy's output
     native_problem: str | None = None
+    peer_of: int | None = None  # outside the tree: the pid at the other end of whose socket it is
 
 
 # -- reading /proc -------------------------------------------------------------------------
@@ -339,6 +342,72 @@ def _tree(root_pid: int) -> list[psutil.Process]:
         return [root]
 
 
+def _peers(infos: list[_Process], run_dir: Path) -> list[_Process]:
+    """Names the process at the other end of each loopback socket of the tree, on the socket, and
+    snapshots those outside the tree that registered under this run (ours: a server a test
+    started as a daemon): a test stuck in ``recv`` is explained by the server's stacks."""
+    ends = {s.remote for info in infos for s in info.sockets if _loopback(s.remote)}
+    if not ends:
+        return []
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.Error:
+        return []
+    listening: dict[str, int] = {}
+    connected: dict[tuple[str, str], int] = {}  # (local, remote) of the peer's socket -> its pid
+    for conn in connections:
+        if conn.pid is None or not conn.laddr:
+            continue
+        local = f"{conn.laddr.ip}:{conn.laddr.port}"
+        if local not in ends:
+            continue
+        if conn.raddr:
+            connected[(local, f"{conn.raddr.ip}:{conn.raddr.port}")] = conn.pid
+        else:
+            listening.setdefault(local, conn.pid)
+    known = {info.pid: info for info in infos}
+    outside: list[_Process] = []
+    for info in list(infos):
+        for n, sock in enumerate(info.sockets):
+            pid = connected.get((sock.remote, sock.local)) or listening.get(sock.remote)
+            if pid is None:
+                continue
+            if pid == info.pid:
+                name = "in this same process"  # a server thread, or a listener nobody accepts on
+            else:
+                peer = known.get(pid)
+                if peer is None:
+                    try:
+                        peer = _snapshot(psutil.Process(pid), run_dir)
+                    except psutil.Error:
+                        continue
+                    known[pid] = peer
+                    if is_registered(pid, run_dir):
+                        peer.peer_of = info.pid
+                        outside.append(peer)
+                where = "" if pid in {i.pid for i in infos} else ", outside pytest's tree"
+                name = f"pid {pid} ({_short(peer.command)}{where})"
+            info.sockets[n] = dataclasses.replace(sock, peer=name)
+    return outside
+
+
+def _short(command: str) -> str:
+    """A command line for one line of text: absolute paths cut to their file names."""
+    words = [os.path.basename(w) if w.startswith("/") else w for w in command.split(" ")]
+    line = " ".join(words)
+    return line if len(line) <= 80 else line[:79] + "…"
+
+
+def _loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 def _absolute(frames: tuple[Frame, ...], cwd: str | None) -> tuple[Frame, ...]:
     if not cwd:
         return frames
@@ -393,6 +462,7 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
         return TreeDump(f"culprit: not found\nreason: {reason}\nprocess {root_pid} is gone\n",
                         None, 0, time.monotonic() - started)
     infos = [_snapshot(p, run_dir) for p in procs]
+    infos += _peers(infos, run_dir)
     by_pid = {i.pid: i for i in infos}
     ticks = {i.pid: i.tasks[0].ticks if i.tasks else 0 for i in infos}
     if me in by_pid:
@@ -479,10 +549,16 @@ def _render(infos: list[_Process], culprit: Culprit | None, reason: str, seconds
         "",
         "process tree:",
     ]
-    for info in infos:
+    tree = [info for info in infos if info.peer_of is None]
+    peers = [info for info in infos if info.peer_of is not None]
+    for info in tree:
         star = "  <- culprit" if culprit and culprit.pid == info.pid else ""
         lines.append(f"{'  ' * (depth[info.pid] + 1)}{info.pid} [{info.status}, "
                      f"{marks[info.pid]}] {info.command[:120]}{star}")
+    if peers:
+        lines.append("outside the tree, at the other end of its loopback sockets:")
+        lines += [f"  {info.pid} [{info.status}, {marks[info.pid]}] {info.command[:120]}"
+                  f" (peer of {info.peer_of})" for info in peers]
     for info in infos:
         lines += ["", "=" * 100, *_render_process(info)]
     return "\n".join(lines) + "\n"
@@ -509,8 +585,11 @@ def _render_process(info: _Process) -> list[str]:
     cpu = f"{info.cpu[0]:.2f} s user + {info.cpu[1]:.2f} s system" if info.cpu else "?"
     age = f"{info.age:.1f} s" if info.age is not None else "?"
     wchan = info.tasks[0].wchan if info.tasks else "?"
+    where = f"parent {info.ppid}"
+    if info.peer_of is not None:
+        where += f"; outside pytest's tree, the peer of a socket of {info.peer_of}"
     lines = [
-        f"process {info.pid} (parent {info.ppid}): {info.command}",
+        f"process {info.pid} ({where}): {info.command}",
         f"  state {info.status}, wait channel {wchan or '-'}, CPU {cpu}, RSS {_mib(info.rss)},"
         f" age {age}",
     ]
