@@ -118,6 +118,7 @@ def test_a_daemon_that_left_the_tree_still_counts_and_is_killed(tmp_path: Path) 
     assert errors[0]["test"] == "test_a_daemon.py::test_starts_a_daemon"
     message = str(errors[0]["message"])
     assert f"-c # {marker}\\nimport resource" in message  # the biggest is the daemon, one line
+    assert "outside pytest's tree, started during the call of test_a_daemon.py::" in message
     leftovers = [f for f in findings(project)["findings"] if f["kind"] == "leftover-process"]
     assert [marker in str(f["message"]) for f in leftovers] == [True], leftovers
     assert leftovers[0]["test"] == "test_a_daemon.py::test_starts_a_daemon"
@@ -251,10 +252,14 @@ def test_sampler_counts_what_the_adopter_holds_outside_its_own_session(
     """This test process plays the supervisor: a child in another session stands for a daemon
     orphaned to it; a child in its own session stands for its own helper (py-spy)."""
     sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    hog = "import time; block = b'x' * 80_000_000; print('ready', flush=True); time.sleep(30)"
     root = subprocess.Popen(sleeper, start_new_session=True)
-    daemon = subprocess.Popen(sleeper, start_new_session=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", hog], start_new_session=True, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTEST_CURRENT_TEST": "t.py::test_x[a (b)] (call)"})
     helper = subprocess.Popen(sleeper)
     try:
+        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
         sampler = TreeSampler(root.pid, adopter=os.getpid())
         sampler._proc_children = proc_children  # the fallback where the kernel lacks the file
         seen = sampler.sample()
@@ -262,6 +267,9 @@ def test_sampler_counts_what_the_adopter_holds_outside_its_own_session(
         assert helper.pid not in seen.rss_by_pid
         assert seen.parent[daemon.pid] == os.getpid()
         assert seen.subtree_rss(root.pid) == seen.rss_by_pid[root.pid]  # not the root's memory
+        assert seen.biggest is not None and seen.biggest.pid == daemon.pid
+        assert seen.biggest.origin() == (
+            ", outside pytest's tree, started during the call of t.py::test_x[a (b)]")
         assert daemon.pid not in TreeSampler(root.pid).sample().rss_by_pid
         root.kill()
         root.wait()
@@ -270,6 +278,8 @@ def test_sampler_counts_what_the_adopter_holds_outside_its_own_session(
         for proc in (root, daemon, helper):
             proc.kill()
             proc.wait()
+        if daemon.stdout is not None:
+            daemon.stdout.close()
 
 
 def test_the_high_water_mark_rises_with_a_new_peak() -> None:

@@ -21,7 +21,7 @@ from supervised import (
     wait_for_event,
 )
 
-from tiergate.procs import Leftover
+from tiergate.procs import StartedDuring
 
 TEN_TESTS_ONE_KILLED = """
 import os, signal, time
@@ -295,8 +295,8 @@ def test_the_run_reports_when_its_parent_dies(tmp_path: Path) -> None:
         (None, None, None),
     ],
 )
-def test_a_leftover_names_the_test_it_inherited(
+def test_the_test_a_process_inherited_is_read_from_pytest_current_test(
     inherited: str | None, test: str | None, phase: str | None
 ) -> None:
-    leftover = Leftover(pid=1, cmdline="x", age=0.0, started_during=inherited)
-    assert (leftover.test, leftover.phase) == (test, phase)
+    during = StartedDuring.parse(inherited)
+    assert (during.test, during.phase) == (test, phase) if during else test is None

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 
 import psutil
 
@@ -70,38 +71,83 @@ def stop_group(proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class StartedDuring:
+    """The test that was running when a process, or the process that started it, copied its
+    environment: read from the ``PYTEST_CURRENT_TEST`` it inherited."""
+
+    test: str
+    phase: str | None  # setup, call, teardown
+
+    @classmethod
+    def parse(cls, value: str | None) -> StartedDuring | None:
+        if not value:
+            return None
+        nodeid, _, phase = value.rpartition(" (")
+        if not nodeid or not phase.endswith(")"):
+            return cls(value, None)
+        return cls(nodeid, phase[:-1])
+
+    @classmethod
+    def of(cls, proc: psutil.Process) -> StartedDuring | None:
+        try:
+            return cls.parse(proc.environ().get("PYTEST_CURRENT_TEST"))
+        except (psutil.Error, OSError):
+            return None
+
+    def describe(self) -> str:
+        return f"the {self.phase} of {self.test}" if self.phase else self.test
+
+
+@dataclasses.dataclass(frozen=True)
 class Leftover:
     pid: int
     cmdline: str  # redacted
     age: float  # seconds it had been running
-    # PYTEST_CURRENT_TEST as the process inherited it: "nodeid (phase)" when a test started it
-    started_during: str | None = None
-
-    @property
-    def test(self) -> str | None:
-        """The test that was running (in this process's ancestry) when it was started."""
-        return self._split()[0]
-
-    @property
-    def phase(self) -> str | None:
-        return self._split()[1]
-
-    def _split(self) -> tuple[str | None, str | None]:
-        if not self.started_during:
-            return None, None
-        nodeid, _, phase = self.started_during.rpartition(" (")
-        if not nodeid or not phase.endswith(")"):
-            return self.started_during, None
-        return nodeid, phase[:-1]
+    started_during: StartedDuring | None = None
 
 
-def kill_leftovers(exclude: set[int] | None = None) -> list[Leftover]:
+def adopted_from(tree_root: int, children: Iterable[int], adopter: int | None = None) -> list[int]:
+    """Which *children* of the subreaper *adopter* (default: us) it adopted from the tree of
+    *tree_root* (pytest, started in a session of its own): not the root itself, and not in the
+    adopter's own session, where its own helpers run (py-spy for a dump)."""
+    own = _session(adopter if adopter is not None else os.getpid())
+    return [pid for pid in children
+            if pid != tree_root and _session(pid) not in (None, own)]
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def _adopted(tree_root: int) -> list[psutil.Process]:
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return []
+    found: list[psutil.Process] = []
+    for pid in adopted_from(tree_root, [child.pid for child in children]):
+        try:
+            orphan = psutil.Process(pid)
+            found += [orphan, *orphan.children(recursive=True)]
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_leftovers(exclude: set[int] | None = None, *,
+                   adopted_from_tree: int | None = None) -> list[Leftover]:
     """SIGKILL every process still descending from us (ours by construction: we started them, or
-    they were orphaned to us as subreaper). Returns what they were, for the findings."""
+    they were orphaned to us as subreaper), or with *adopted_from_tree* (pytest's pid) only what
+    that tree orphaned to us. Returns what they were, for the findings."""
     exclude = exclude or set()
     killed: list[Leftover] = []
     for _ in range(3):  # a dying parent can re-parent its children to us mid-walk; look again
-        found = [p for p in descendants() if p.pid not in exclude]
+        candidates = (descendants() if adopted_from_tree is None
+                      else _adopted(adopted_from_tree))
+        found = [p for p in candidates if p.pid not in exclude]
         if not found:
             break
         for proc in found:
@@ -110,22 +156,15 @@ def kill_leftovers(exclude: set[int] | None = None) -> list[Leftover]:
                     pid=proc.pid,
                     cmdline=redact(" ".join(proc.cmdline()).replace("\n", "\\n"))[:300],
                     age=time.time() - proc.create_time(),
-                    started_during=_inherited_test(proc),
+                    started_during=StartedDuring.of(proc),
                 )
                 proc.kill()
                 killed.append(info)
             except psutil.Error:
                 continue
         psutil.wait_procs(found, timeout=2)
-    reap_zombies()
+    reap_zombies(keep=adopted_from_tree)  # pytest's exit status belongs to its Popen
     return killed
-
-
-def _inherited_test(proc: psutil.Process) -> str | None:
-    try:
-        return proc.environ().get("PYTEST_CURRENT_TEST")
-    except psutil.Error:
-        return None
 
 
 def reap_zombies(keep: int | None = None) -> None:

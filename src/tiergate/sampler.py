@@ -27,6 +27,7 @@ import time
 
 import psutil
 
+from tiergate.procs import StartedDuring, adopted_from
 from tiergate.redact import redact
 
 _CMDLINE_CHARS = 160
@@ -37,9 +38,24 @@ class Biggest:
     pid: int
     rss: int
     cmdline: str
+    outside: bool = False  # adopted: it left pytest's tree (a daemon)
+    started_during: StartedDuring | None = None  # known for one outside the tree
 
     def to_json(self) -> dict[str, object]:
-        return {"pid": self.pid, "rss": self.rss, "cmdline": self.cmdline}
+        found: dict[str, object] = {"pid": self.pid, "rss": self.rss, "cmdline": self.cmdline}
+        if self.outside:
+            found["outside_tree"] = True
+            if self.started_during:
+                found["started_during"] = self.started_during.describe()
+        return found
+
+    def origin(self) -> str:
+        """Where it came from, when that is not plain: ", outside pytest's tree, started ..." """
+        if not self.outside:
+            return ""
+        if self.started_during is None:
+            return ", outside pytest's tree"
+        return f", outside pytest's tree, started during {self.started_during.describe()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,12 +109,12 @@ class TreeSampler:
     def __init__(self, root_pid: int, adopter: int | None = None) -> None:
         self.root_pid = root_pid
         self.adopter = adopter
-        self._adopter_session = _session(adopter) if adopter is not None else None
         self._procs: dict[int, psutil.Process] = {}
         self._cpu: dict[int, float] = {}  # last CPU seconds seen, per live pid
         self._cpu_gone = 0.0  # CPU seconds of processes that ended
         self._last: tuple[float, float] | None = None  # (monotonic, cpu) of the previous sample
         self._cmdlines: dict[int, str] = {}
+        self._started: dict[int, StartedDuring | None] = {}  # of adopted processes
         self._proc_children = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
 
     def sample(self) -> Sample:
@@ -143,7 +159,7 @@ class TreeSampler:
         biggest = None
         if rss_by_pid:
             pid = max(rss_by_pid, key=rss_by_pid.__getitem__)
-            biggest = Biggest(pid, rss_by_pid[pid], self._cmdline(pid))
+            biggest = self._biggest(pid, rss_by_pid[pid], tree)
         most = max(fds_by_pid.items(), key=lambda kv: kv[1]) if fds_by_pid else None
         return Sample(
             t=now,
@@ -159,9 +175,21 @@ class TreeSampler:
             parent={pid: ppid for pid, ppid in tree if ppid is not None},
         )
 
+    def _biggest(self, pid: int, rss: int, tree: list[tuple[int, int | None]]) -> Biggest:
+        parent = dict(tree)
+        walk: int | None = pid
+        while walk is not None and walk != self.adopter:
+            walk = parent.get(walk)
+        if walk is None or self.adopter is None:
+            return Biggest(pid, rss, self._cmdline(pid))
+        if pid not in self._started:
+            self._started[pid] = StartedDuring.of(self._procs[pid])
+        return Biggest(pid, rss, self._cmdline(pid), True, self._started[pid])
+
     def _forget(self, pid: int) -> None:
         self._procs.pop(pid, None)
         self._cmdlines.pop(pid, None)
+        self._started.pop(pid, None)
         self._cpu_gone += self._cpu.pop(pid, 0.0)
 
     def _cmdline(self, pid: int) -> str:
@@ -183,10 +211,12 @@ class TreeSampler:
             return []
         out: list[tuple[int, int | None]] = []
         todo: list[tuple[int, int | None]] = [(self.root_pid, None)]
-        try:
-            todo.extend((pid, self.adopter) for pid in self._adopted(self._children(self.adopter)))
-        except OSError:
-            pass
+        if self.adopter is not None:
+            try:
+                orphans = adopted_from(self.root_pid, self._children(self.adopter), self.adopter)
+            except OSError:
+                orphans = []
+            todo.extend((pid, self.adopter) for pid in orphans)
         while todo:
             pid, ppid = todo.pop()
             try:
@@ -210,11 +240,6 @@ class TreeSampler:
                 continue
         return found
 
-    def _adopted(self, children: list[int]) -> list[int]:
-        """The adopter's children that came from the tree: not pytest, not in its own session."""
-        return [pid for pid in children
-                if pid != self.root_pid and _session(pid) not in (None, self._adopter_session)]
-
     def _tree_psutil(self) -> list[tuple[int, int | None]]:
         try:
             root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
@@ -226,9 +251,10 @@ class TreeSampler:
                 children = psutil.Process(self.adopter).children()
             except psutil.Error:
                 children = []
-            for orphan in self._adopted([child.pid for child in children]):
+            for pid in adopted_from(self.root_pid, [c.pid for c in children], self.adopter):
                 try:
-                    found += [psutil.Process(orphan), *psutil.Process(orphan).children(True)]
+                    orphan = psutil.Process(pid)
+                    found += [orphan, *orphan.children(recursive=True)]
                 except psutil.Error:
                     continue
         out: list[tuple[int, int | None]] = [(self.root_pid, None)]
@@ -239,9 +265,3 @@ class TreeSampler:
                 continue
         return out
 
-
-def _session(pid: int) -> int | None:
-    try:
-        return os.getsid(pid)
-    except OSError:
-        return None

@@ -212,18 +212,17 @@ class Supervisor:
         self._kill_leftovers(f"after pytest ended (attempt {self.attempt})")
         return ending
 
-    def _kill_leftovers(self, when: str) -> None:
+    def _kill_leftovers(self, when: str, adopted_from_tree: int | None = None) -> None:
         """pytest is gone: whatever still descends from us was started by the run and escaped its
-        process group (a new session, a double fork). It is killed and named."""
-        for leftover in kill_leftovers():
-            started = ""
-            if leftover.test:  # from the environment it inherited: what pytest was running
-                during = f"the {leftover.phase} of " if leftover.phase else ""
-                started = f"; it was started during {during}{leftover.test}"
+        process group (a new session, a double fork). It is killed and named. With
+        *adopted_from_tree* (pytest still running), only what that tree orphaned to us."""
+        for leftover in kill_leftovers(adopted_from_tree=adopted_from_tree):
+            during = leftover.started_during  # from the environment it inherited
+            started = f"; it was started during {during.describe()}" if during else ""
             self._emit_finding(
                 Finding(
                     kind="leftover-process",
-                    test=leftover.test,
+                    test=during.test if during else None,
                     severity="warning",
                     message=f"process {leftover.pid} was still running {when} and was "
                     f"killed: {leftover.cmdline}{started}",
@@ -246,6 +245,7 @@ class Supervisor:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("PYTEST_CURRENT_TEST", None)  # an outer pytest's: would name our leftovers' test
         env["TIERGATE_TIER"] = self.tier.name
         env["TIERGATE_EVENTS"] = str(self.events_path)
         env.update(boot_env(self.run_dir, env))  # every Python process of the run can be dumped
@@ -441,11 +441,17 @@ class Supervisor:
             dump=lambda nodeid, kind, reason, stuck: self._dump(
                 proc.pid, nodeid, kind, reason, stuck_pid=stuck
             ),
-            stop=lambda grace: stop_group(proc, pgid, grace),
+            stop=lambda grace: self._stop_over_limit(proc, pgid, grace),
             in_flight=lambda: list(self.in_flight.values()),
             fast=POLL_SECONDS,
             adopter=os.getpid(),  # a subreaper: what the tree orphans (a daemon) is ours to count
         )
+
+    def _stop_over_limit(self, proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
+        """The tree went over a limit: what it orphaned to us first (a daemon may be what holds
+        the memory, and no group signal reaches it), then pytest's group."""
+        self._kill_leftovers("when the tree went over a limit", adopted_from_tree=proc.pid)
+        stop_group(proc, pgid, grace)
 
     def _over_limit(self, watch: TreeWatch) -> bool:
         """True when the tree crossed a limit and pytest was killed; the test it blames is

@@ -179,6 +179,11 @@ class TreeWatch:
         if not tests:
             return None
         by_pid = {t.pid: t for t in tests}
+        started = sample.biggest.started_during if sample.biggest else None
+        if started is not None:  # a daemon outside the tree: the test that started it, if running
+            blamed = next((t for t in tests if t.nodeid == started.test), None)
+            if blamed is not None:
+                return blamed
         walk = sample.biggest.pid if sample.biggest else None
         while walk is not None:
             if walk in by_pid:
@@ -188,7 +193,7 @@ class TreeWatch:
 
     def _emit_sample(self, sample: Sample, tests: list[InFlight], blamed: InFlight | None) -> None:
         per_test = {
-            t.nodeid: sample.rss if t.pid == self.root_pid else sample.subtree_rss(t.pid)
+            t.nodeid: sample.subtree_rss(t.pid)  # a daemon outside the tree is nobody's peak
             for t in tests
         }
         self._emit(
@@ -207,7 +212,7 @@ class TreeWatch:
         if big is not None:
             words += (
                 f"; biggest process {big.pid} ({big.cmdline}) holds "
-                f"{format_amount('memory', big.rss)}"
+                f"{format_amount('memory', big.rss)}{big.origin()}"
             )
         return words + f"; {sample.processes} processes"
 
