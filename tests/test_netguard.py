@@ -3,8 +3,9 @@
 Every refusal test installs the guard *before* touching the network, uses only TEST-NET addresses
 (192.0.2.0/24), a ``.invalid`` name or 127.x listeners, and asserts the guard raised. Behind the
 guard each child adds ``NO_TRAFFIC_LEAVES``, a second audit hook that ends the process before the
-system call if a connect or lookup of anything but loopback ever gets past the guard: even a broken
-guard never sends a packet or a DNS query. Guarded code runs in child interpreters, because an
+system call if a ``connect``, ``sendto`` or ``getaddrinfo`` of anything but loopback (the calls
+these tests make) ever gets past the guard: even a broken guard never sends a packet or a DNS
+query. Guarded code runs in child interpreters, because an
 audit hook cannot be removed from the process that added it.
 """
 

@@ -13,7 +13,6 @@ processes a second time (frame progress or not), run py-spy in parallel until th
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import shutil
@@ -22,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -342,53 +341,99 @@ def _tree(root_pid: int) -> list[psutil.Process]:
         return [root]
 
 
+_Endpoint = tuple[str, int]  # (ip, port), an IPv4-mapped IPv6 address as plain IPv4
+_WILDCARDS = ("0.0.0.0", "::")
+
+
 def _peers(infos: list[_Process], run_dir: Path) -> list[_Process]:
-    """Names the process at the other end of each loopback socket of the tree, on the socket, and
+    """Names who holds the other end of each loopback socket of the tree, on the socket, and
     snapshots those outside the tree that registered under this run (ours: a server a test
     started as a daemon): a test stuck in ``recv`` is explained by the server's stacks."""
-    ends = {s.remote for info in infos for s in info.sockets if _loopback(s.remote)}
-    if not ends:
+    wanted = {e for info in infos for s in info.sockets
+              if (e := _endpoint(s.remote)) is not None and _is_loopback(e[0])}
+    if not wanted:
         return []
     try:
         connections = psutil.net_connections(kind="inet")
-    except psutil.Error:
+    except (psutil.Error, OSError):
         return []
-    listening: dict[str, int] = {}
-    connected: dict[tuple[str, str], int] = {}  # (local, remote) of the peer's socket -> its pid
+    ports = {port for _, port in wanted}
+    connected: dict[tuple[_Endpoint, _Endpoint], int] = {}  # (its local, its remote) -> pid
+    listening: dict[_Endpoint, int] = {}  # a wildcard listener is keyed by ("", port)
     for conn in connections:
-        if conn.pid is None or not conn.laddr:
-            continue
-        local = f"{conn.laddr.ip}:{conn.laddr.port}"
-        if local not in ends:
+        local = _endpoint(f"{conn.laddr.ip}:{conn.laddr.port}") if conn.laddr else None
+        if conn.pid is None or local is None or local[1] not in ports:
             continue
         if conn.raddr:
-            connected[(local, f"{conn.raddr.ip}:{conn.raddr.port}")] = conn.pid
-        else:
-            listening.setdefault(local, conn.pid)
-    known = {info.pid: info for info in infos}
+            remote = _endpoint(f"{conn.raddr.ip}:{conn.raddr.port}")
+            if local in wanted and remote is not None:
+                connected[(local, remote)] = conn.pid
+        elif local in wanted or local[0] in _WILDCARDS:
+            listening.setdefault(local if local in wanted else ("", local[1]), conn.pid)
+    in_tree = {info.pid: info for info in infos}
+    known: dict[int, _Process] = {}
     outside: list[_Process] = []
-    for info in list(infos):
+    for info in infos:
         for n, sock in enumerate(info.sockets):
-            pid = connected.get((sock.remote, sock.local)) or listening.get(sock.remote)
+            mine, theirs = _endpoint(sock.local), _endpoint(sock.remote)
+            if mine is None or theirs is None or theirs not in wanted:
+                continue
+            accepted = (theirs, mine) in connected
+            pid = (connected.get((theirs, mine)) or listening.get(theirs)
+                   or listening.get(("", theirs[1])))
             if pid is None:
                 continue
-            if pid == info.pid:
-                name = "in this same process"  # a server thread, or a listener nobody accepts on
+            # the connection table names one holder per socket; a fork shares it with others
+            also = {other.pid for other in infos
+                    if _holds(other, theirs, mine if accepted else None)}
+            holders = sorted({pid} | also)
+            if holders == [info.pid]:
+                name = "in this same process"  # a server thread, or a listener nobody serves
+            elif len(holders) > 1:
+                name = "shared by pids " + ", ".join(map(str, holders))
             else:
-                peer = known.get(pid)
+                peer = in_tree.get(pid) or known.get(pid)
                 if peer is None:
                     try:
-                        peer = _snapshot(psutil.Process(pid), run_dir)
-                    except psutil.Error:
+                        peer = known[pid] = _snapshot(psutil.Process(pid), run_dir)
+                    except (psutil.Error, OSError):
                         continue
-                    known[pid] = peer
                     if is_registered(pid, run_dir):
                         peer.peer_of = info.pid
                         outside.append(peer)
-                where = "" if pid in {i.pid for i in infos} else ", outside pytest's tree"
+                where = "" if pid in in_tree else ", not in the dumped tree"
                 name = f"pid {pid} ({_short(peer.command)}{where})"
-            info.sockets[n] = dataclasses.replace(sock, peer=name)
+            info.sockets[n] = replace(sock, peer=name)
     return outside
+
+
+def _holds(info: _Process, local: _Endpoint, remote: _Endpoint | None) -> bool:
+    """Whether *info* has a socket at *local* connected to *remote* (None: listening there)."""
+    for sock in info.sockets:
+        at = _endpoint(sock.local)
+        if at is None:
+            continue
+        if remote is not None:
+            if at == local and _endpoint(sock.remote) == remote:
+                return True
+        elif not sock.remote and at[1] == local[1] and at[0] in (local[0], *_WILDCARDS):
+            return True
+    return False
+
+
+def _endpoint(address: str) -> _Endpoint | None:
+    host, _, port = address.rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+        number = int(port)
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip), number
+
+
+def _is_loopback(ip: str) -> bool:
+    return ipaddress.ip_address(ip).is_loopback
 
 
 def _short(command: str) -> str:
@@ -396,16 +441,6 @@ def _short(command: str) -> str:
     words = [os.path.basename(w) if w.startswith("/") else w for w in command.split(" ")]
     line = " ".join(words)
     return line if len(line) <= 80 else line[:79] + "…"
-
-
-def _loopback(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def _absolute(frames: tuple[Frame, ...], cwd: str | None) -> tuple[Frame, ...]:
@@ -556,7 +591,7 @@ def _render(infos: list[_Process], culprit: Culprit | None, reason: str, seconds
         lines.append(f"{'  ' * (depth[info.pid] + 1)}{info.pid} [{info.status}, "
                      f"{marks[info.pid]}] {info.command[:120]}{star}")
     if peers:
-        lines.append("outside the tree, at the other end of its loopback sockets:")
+        lines.append("not in the tree, at the other end of its loopback sockets:")
         lines += [f"  {info.pid} [{info.status}, {marks[info.pid]}] {info.command[:120]}"
                   f" (peer of {info.peer_of})" for info in peers]
     for info in infos:
@@ -587,7 +622,7 @@ def _render_process(info: _Process) -> list[str]:
     wchan = info.tasks[0].wchan if info.tasks else "?"
     where = f"parent {info.ppid}"
     if info.peer_of is not None:
-        where += f"; outside pytest's tree, the peer of a socket of {info.peer_of}"
+        where += f"; not in the dumped tree, the peer of a socket of {info.peer_of}"
     lines = [
         f"process {info.pid} ({where}): {info.command}",
         f"  state {info.status}, wait channel {wchan or '-'}, CPU {cpu}, RSS {_mib(info.rss)},"
