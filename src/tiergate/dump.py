@@ -40,7 +40,7 @@ from tiergate.culprit import (
     parse_py_spy,
 )
 from tiergate.findings import Culprit
-from tiergate.redact import redact, secret_values
+from tiergate.redact import command_line, redact, secret_values
 
 DUMPS_DIR = "dumps"
 _TIERGATE_DIR = str(Path(__file__).resolve().parent)
@@ -143,7 +143,7 @@ def _snapshot(proc: psutil.Process, run_dir: Path) -> _Process:
         with proc.oneshot():
             info.ppid = proc.ppid()
             cmdline = proc.cmdline()
-            info.command = redact(" ".join(cmdline) or f"[{proc.name()}]").replace("\n", "\\n")
+            info.command = command_line(cmdline or [f"[{proc.name()}]"])
             exe = os.path.basename(cmdline[0]) if cmdline else proc.name()
             info.python = exe.startswith("python") or proc.name().startswith("python")
             info.status = proc.status()
@@ -351,42 +351,23 @@ def _peers(infos: list[_Process], run_dir: Path) -> list[_Process]:
     started as a daemon): a test stuck in ``recv`` is explained by the server's stacks."""
     wanted = {e for info in infos for s in info.sockets
               if (e := _endpoint(s.remote)) is not None and _is_loopback(e[0])}
-    if not wanted:
+    table = _ConnectionTable.of(wanted) if wanted else None
+    if table is None:
         return []
-    try:
-        connections = psutil.net_connections(kind="inet")
-    except (psutil.Error, OSError):
-        return []
-    ports = {port for _, port in wanted}
-    connected: dict[tuple[_Endpoint, _Endpoint], int] = {}  # (its local, its remote) -> pid
-    listening: dict[_Endpoint, int] = {}  # a wildcard listener is keyed by ("", port)
-    for conn in connections:
-        local = _endpoint(f"{conn.laddr.ip}:{conn.laddr.port}") if conn.laddr else None
-        if conn.pid is None or local is None or local[1] not in ports:
-            continue
-        if conn.raddr:
-            remote = _endpoint(f"{conn.raddr.ip}:{conn.raddr.port}")
-            if local in wanted and remote is not None:
-                connected[(local, remote)] = conn.pid
-        elif local in wanted or local[0] in _WILDCARDS:
-            listening.setdefault(local if local in wanted else ("", local[1]), conn.pid)
     in_tree = {info.pid: info for info in infos}
     known: dict[int, _Process] = {}
     outside: list[_Process] = []
     for info in infos:
         for n, sock in enumerate(info.sockets):
             mine, theirs = _endpoint(sock.local), _endpoint(sock.remote)
-            if mine is None or theirs is None or theirs not in wanted:
+            if mine is None or theirs not in wanted:
                 continue
-            accepted = (theirs, mine) in connected
-            pid = (connected.get((theirs, mine)) or listening.get(theirs)
-                   or listening.get(("", theirs[1])))
+            pid, accepted = table.holder(theirs, mine)
             if pid is None:
                 continue
             # the connection table names one holder per socket; a fork shares it with others
-            also = {other.pid for other in infos
-                    if _holds(other, theirs, mine if accepted else None)}
-            holders = sorted({pid} | also)
+            holders = sorted({pid} | {other.pid for other in infos
+                                      if _holds(other, theirs, mine if accepted else None)})
             if holders == [info.pid]:
                 name = "in this same process"  # a server thread, or a listener nobody serves
             elif len(holders) > 1:
@@ -407,6 +388,43 @@ def _peers(infos: list[_Process], run_dir: Path) -> list[_Process]:
     return outside
 
 
+@dataclass
+class _ConnectionTable:
+    """The kernel's connection table (psutil's, one pid per socket), cut down to the ends the
+    tree's loopback sockets point at."""
+
+    connected: dict[tuple[_Endpoint, _Endpoint], int]  # (its local, its remote) -> pid
+    listening: dict[_Endpoint, int]  # a wildcard listener is keyed by ("", port)
+
+    @classmethod
+    def of(cls, wanted: set[_Endpoint]) -> _ConnectionTable | None:
+        try:
+            connections = psutil.net_connections(kind="inet")
+        except (psutil.Error, OSError):
+            return None
+        table = cls({}, {})
+        ports = {port for _, port in wanted}
+        for conn in connections:
+            local = _normal(conn.laddr.ip, conn.laddr.port) if conn.laddr else None
+            if conn.pid is None or local is None or local[1] not in ports:
+                continue
+            if conn.raddr:
+                remote = _normal(conn.raddr.ip, conn.raddr.port)
+                if local in wanted and remote is not None:
+                    table.connected[(local, remote)] = conn.pid
+            elif local in wanted or local[0] in _WILDCARDS:
+                table.listening.setdefault(local if local in wanted else ("", local[1]), conn.pid)
+        return table
+
+    def holder(self, theirs: _Endpoint, mine: _Endpoint) -> tuple[int | None, bool]:
+        """Who holds *theirs* for a socket at *mine*; True when it is the accepted connection,
+        False when only a listener (exact, then wildcard) is there."""
+        pid = self.connected.get((theirs, mine))
+        if pid is not None:
+            return pid, True
+        return self.listening.get(theirs) or self.listening.get(("", theirs[1])), False
+
+
 def _holds(info: _Process, local: _Endpoint, remote: _Endpoint | None) -> bool:
     """Whether *info* has a socket at *local* connected to *remote* (None: listening there)."""
     for sock in info.sockets:
@@ -423,13 +441,16 @@ def _holds(info: _Process, local: _Endpoint, remote: _Endpoint | None) -> bool:
 
 def _endpoint(address: str) -> _Endpoint | None:
     host, _, port = address.rpartition(":")
+    return _normal(host.strip("[]"), int(port)) if port.isdigit() else None
+
+
+def _normal(host: str, port: int) -> _Endpoint | None:
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-        number = int(port)
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return None
     mapped = getattr(ip, "ipv4_mapped", None)
-    return str(mapped or ip), number
+    return str(mapped or ip), port
 
 
 def _is_loopback(ip: str) -> bool:

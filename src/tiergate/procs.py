@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import psutil
 
-from tiergate.redact import redact
+from tiergate.redact import command_line
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -154,7 +154,7 @@ def kill_leftovers(exclude: set[int] | None = None, *,
             try:
                 info = Leftover(
                     pid=proc.pid,
-                    cmdline=redact(" ".join(proc.cmdline()).replace("\n", "\\n"))[:300],
+                    cmdline=command_line(proc.cmdline())[:300],
                     age=time.time() - proc.create_time(),
                     started_during=StartedDuring.of(proc),
                 )

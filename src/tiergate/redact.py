@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|PRIVATE_?KEY|_KEY$|^KEY$|CREDENTIAL|AUTH(?!OR)|COOKIE",
@@ -56,3 +56,9 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     text = _INLINE.sub(lambda m: m.group("key") + MASK, text)
     text = _OPTION.sub(lambda m: m.group("key") + MASK, text)
     return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+
+
+def command_line(words: Iterable[str]) -> str:
+    """A process's command line for a report: secrets masked (before the escaping, so a secret
+    with a newline still matches), then on one line, as a finding's message must be."""
+    return redact(" ".join(words)).replace("\n", "\\n")

@@ -28,7 +28,7 @@ import time
 import psutil
 
 from tiergate.procs import StartedDuring, adopted_from
-from tiergate.redact import redact
+from tiergate.redact import command_line
 
 _CMDLINE_CHARS = 160
 
@@ -156,10 +156,11 @@ class TreeSampler:
         if self._last is not None and now > self._last[0]:
             percent = max(0.0, (cpu - self._last[1]) / (now - self._last[0]) * 100)
         self._last = (now, cpu)
+        parent = {pid: ppid for pid, ppid in tree if ppid is not None}
         biggest = None
         if rss_by_pid:
             pid = max(rss_by_pid, key=rss_by_pid.__getitem__)
-            biggest = self._biggest(pid, rss_by_pid[pid], tree)
+            biggest = self._biggest(pid, rss_by_pid[pid], parent)
         most = max(fds_by_pid.items(), key=lambda kv: kv[1]) if fds_by_pid else None
         return Sample(
             t=now,
@@ -172,11 +173,10 @@ class TreeSampler:
             biggest=biggest,
             most_fds=most,
             rss_by_pid=rss_by_pid,
-            parent={pid: ppid for pid, ppid in tree if ppid is not None},
+            parent=parent,
         )
 
-    def _biggest(self, pid: int, rss: int, tree: list[tuple[int, int | None]]) -> Biggest:
-        parent = dict(tree)
+    def _biggest(self, pid: int, rss: int, parent: dict[int, int]) -> Biggest:
         walk: int | None = pid
         while walk is not None and walk != self.adopter:
             walk = parent.get(walk)
@@ -198,8 +198,7 @@ class TreeSampler:
                 words = self._procs[pid].cmdline()
             except (psutil.Error, KeyError):
                 words = []
-            line = " ".join(words).replace("\n", "\\n")  # a finding's message is one line
-            self._cmdlines[pid] = redact(line)[:_CMDLINE_CHARS]
+            self._cmdlines[pid] = command_line(words)[:_CMDLINE_CHARS]
         return self._cmdlines[pid]
 
     def _tree(self) -> list[tuple[int, int | None]]:
