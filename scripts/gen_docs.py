@@ -47,6 +47,11 @@ KEY_MEANING = {
                        "`0` turns sampling and the limits off",
     "leak-thresholds": "per-kind tolerance before a leak is reported, e.g. "
                        '`{ memory = "20MB", threads = 0 }`',
+    "collect-timeout": "limit on collecting (importing) one test module (default: the tier's "
+                       "`test-timeout`; `0` = no limit); at the limit the tree is dumped and the "
+                       "run resumes without that module, with a `collect-timeout` finding",
+    "allow-no-tests": "`true`: a tier that selects no tests passes instead of failing with "
+                      "exit code 5",
 }
 
 # Values each key rejects, to show the exact lines a user gets; the first says what is allowed.
@@ -56,7 +61,7 @@ BAD_VALUES: dict[str, tuple[object, ...]] = {
     "test-timeout": ("5x",),
     "budget": ("soon", "0"),
     "grace": ("soon",),
-    "network": ("internet",),
+    "network": ("internet", [], ["db:99999"]),
     "leaks": ("maybe",),
     "workers": (0,),
     "memory-limit": ("lots",),
@@ -64,6 +69,8 @@ BAD_VALUES: dict[str, tuple[object, ...]] = {
     "max-fds": ("many",),
     "sample-interval": ("often",),
     "leak-thresholds": ({"cpu": 1},),
+    "collect-timeout": ("soon", float("inf")),
+    "allow-no-tests": ("yes",),
 }
 
 EXAMPLE_FILE = Path("/repo/pyproject.toml")
@@ -122,6 +129,8 @@ def render_config() -> str:
         if key == "leak-thresholds":
             return code(dict(tier.leak_thresholds) or None)
         value = tier.describe()[key]
+        if isinstance(value, bool):
+            value = str(value).lower()  # as TOML writes it
         return code(value if value not in ([], None) else None)
 
     out = [

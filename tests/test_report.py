@@ -293,3 +293,70 @@ def test_junit_class_names_per_module_and_class(tmp_path: Path) -> None:
         ("test_four", "test_four.py", "test_four.py"),
         ("a.test_one.test_y[p", "q]", "a/test_one.py"),
     ]
+
+
+@pytest.mark.parametrize("time", ["NaN", "nan", "inf", "-inf", "Infinity", "abc", "-3", "1e300",
+                                  ""])
+def test_junit_time_that_is_no_duration_counts_as_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, time: str
+) -> None:
+    from tiergate.report.junit_in import read_junit
+
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    path = tmp_path / "junit.xml"
+    path.write_text('<testsuites><testsuite name="s">'
+                    f'<testcase classname="m" name="test_odd" time="{time}"/>'
+                    '<testcase classname="m" name="test_ok" time="0.25"/>'
+                    f'<testcase classname="m" name="test_bad" time="{time}">'
+                    '<failure message="assert 1">trace</failure></testcase>'
+                    "</testsuite></testsuites>")
+    run = read_junit(path)
+    assert run.tests["m::test_odd"].duration == 0.0
+    assert run.tests["m::test_ok"].duration == 0.25
+    assert cli.main(["report", "--junit", str(path)]) == 1
+    for name in ("summary.md", "findings.json"):
+        text = (tmp_path / name).read_text()
+        assert not re.search(r"\b(nan|inf|infinity)\b", text, re.IGNORECASE), name
+    json.loads((tmp_path / "findings.json").read_text(),
+               parse_constant=lambda c: pytest.fail(f"findings.json holds {c}"))
+
+
+def test_malformed_event_records_are_skipped() -> None:
+    from tiergate.results import build
+
+    good = [
+        {"event": "run-start", "t": 1.0, "tier": "fast", "settings": {}},
+        {"event": "test-start", "t": 1.1, "nodeid": "t.py::test_ok"},
+        {"event": "test-finish", "t": 1.2, "nodeid": "t.py::test_ok", "outcome": "passed",
+         "duration": 0.1},
+    ]
+    bad: list[Any] = [
+        {},  # no "event"
+        {"event": ["test-start"]},  # an unhashable event name
+        {"event": "test-start", "t": 1.3},  # no nodeid
+        {"event": "test-finish", "t": 1.3},
+        {"event": "test-finish", "nodeid": "t.py::test_x", "t": "soon", "outcome": "passed"},
+        {"event": "test-finish", "nodeid": "t.py::test_y", "t": 1.4, "duration": "long"},
+        {"event": "hard-timeout", "nodeid": "t.py::test_z"},
+        {"event": "finding", "t": 1.5, "finding": "not a dict"},
+        {"event": "finding", "t": 1.5, "finding": ["a", "list"]},
+        {"event": "finding", "t": 1.5},
+        {"event": "finding", "t": 1.5, "finding": {"message": "no kind"}},
+        {"event": "run-start", "t": 1.0, "tier": "fast", "settings": ["a", "list"]},
+        {"event": "sample", "t": 1.6, "tests": ["a", "list"]},
+        {"event": "sample", "t": 1.6, "tests": {"t.py::test_ok": "big"}},
+        {"event": "collected", "t": 1.6, "tests": 7},
+        {"event": "collect-start", "t": 1.6},
+        ["a", "list"],
+        "a string",
+        None,
+        7,
+    ]
+    records: list[Any] = [good[0], *bad, good[1], *bad, good[2], *bad,
+                          {"event": "run-finish", "t": 2.0, "exit_code": 0}]
+    run = build(records)  # a record is applied up to its first bad field, then dropped
+    assert run.tier == "fast"
+    assert run.tests["t.py::test_ok"].outcome == "passed"
+    assert run.tests["t.py::test_ok"].duration == 0.1
+    assert run.findings == []
+    assert run.finished == 2.0

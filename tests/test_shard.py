@@ -23,13 +23,19 @@ from tiergate.shard import (
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("1/1", (1, 1)), ("2/4", (2, 4)), (" 3 / 3 ", (3, 3))]
+    ("text", "expected"),
+    [("1/1", (1, 1)), ("2/4", (2, 4)), (" 3 / 3 ", (3, 3)), ("1000/1000", (1000, 1000)),
+     ("002/0004", (2, 4))],
 )
 def test_parse_shard_accepts_k_of_n(text: str, expected: tuple[int, int]) -> None:
     assert parse_shard(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "1", "0/4", "5/4", "1/0", "a/b", "1/2/3", "-1/2"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "1", "0/4", "5/4", "1/0", "a/b", "1/2/3", "-1/2", "0/2", "3/2", "1/1001",
+     "1/1000000000000", "1/" + "9" * 5000, "9" * 5000 + "/4", "1.5/2", "1/2.0", "\u0661/\u0662"],
+)
 def test_parse_shard_rejects_with_one_line(text: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_shard(text)
@@ -176,3 +182,13 @@ def test_module_entry_merges_shards_into_one_file(
     assert main([str(out), str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
     assert json.loads(out.read_text()) == {"t::a": 1.0, "t::b": 2.0}
     assert "2 tests" in capsys.readouterr().out
+
+
+def test_too_many_shards_is_refused_at_once() -> None:
+    """N is capped: `--shard 1/1000000000000` once spent minutes building a list per shard."""
+    import time
+
+    began = time.monotonic()
+    with pytest.raises(UsageError, match=r"use K/N with N at most 1000$"):
+        parse_shard("1/1000000000000")
+    assert time.monotonic() - began < 1

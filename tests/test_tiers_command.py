@@ -56,3 +56,22 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
     proc = run_tiergate(project, "tiers")
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "workers = 'many' is not valid" in proc.stderr
+
+
+def test_a_missing_project_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    for args in (("tiers",), ("tiers", "--no-collect"), ("run", "--tier", "fast")):
+        proc = run_tiergate(tmp_path, *args, "--project", str(missing))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == f"tiergate: error: --project {missing}: no such directory\n"
+
+
+def test_the_new_keys_are_listed(tmp_path: Path) -> None:
+    project = make_project(tmp_path, FILES, CONFIG + 'collect-timeout = "20s"\n'
+                           "allow-no-tests = true\n")
+    proc = run_tiergate(project, "tiers", "--no-collect")
+    assert proc.returncode == 0, proc.stderr
+    assert "collect-timeout 20s" in proc.stdout and "allow-no-tests true" in proc.stdout
+    data = json.loads(run_tiergate(project, "tiers", "--no-collect", "--json").stdout)
+    assert data["tiers"]["fast"]["allow-no-tests"] is True
+    assert data["tiers"]["nightly"]["collect-timeout"] == "10m"

@@ -5,6 +5,8 @@ plain frozen values. Every bad value becomes a ``ConfigError``: the one line a u
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -15,8 +17,12 @@ from tiergate.errors import ConfigError
 
 LEAK_POLICIES = ("fail", "warn", "off")
 NETWORK_WORDS = ("any", "loopback", "none")
+MAX_DURATION = 7 * 24 * 3600.0  # no limit of a test or a tier is longer than a week
+MAX_WORKERS = 512
+_MAX_DIGITS = 18  # a longer run of digits is no sane count (and int() refuses 4300+ digits)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_NOT_FINITE = ("inf", "infinity", "nan")  # as the command line spells what TOML reads as floats
 _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -33,18 +39,27 @@ _SIZE_UNITS = {
 }
 
 
+class DurationRangeError(ValueError):
+    """A duration that reads as one but is not finite, or is longer than ``MAX_DURATION``."""
+
+
 def parse_duration(value: object) -> float:
-    """``90``, ``"90"``, ``"90s"``, ``"5m"``, ``"1h"``, ``"250ms"`` → seconds. Raises ValueError."""
+    """``90``, ``"90"``, ``"90s"``, ``"5m"``, ``"1h"``, ``"250ms"`` → seconds. Raises ValueError
+    (``DurationRangeError`` for nan, inf and anything over ``MAX_DURATION``)."""
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    elif isinstance(value, str) and value.strip().lower().lstrip("+-") in _NOT_FINITE:
+        raise DurationRangeError(value)
     else:
         raise ValueError(value)
     if seconds < 0:
         raise ValueError(value)
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise DurationRangeError(value)
     return seconds
 
 
@@ -53,10 +68,14 @@ def parse_size(value: object, *, total: int | None = None) -> int:
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, int):
+        if value < 0:
+            raise ValueError(value)
         return value
     if isinstance(value, str) and (m := _SIZE.match(value)):
         unit = m.group(2).lower() if m.group(2) else None
         number = float(m.group(1))
+        if not math.isfinite(number):  # hundreds of digits
+            raise ValueError(value)
         if unit == "%":
             if total is None or not 0 < number <= 100:
                 raise ValueError(value)
@@ -93,6 +112,14 @@ class Tier:
     max_fds: int | None = None
     sample_interval: float = 0.5  # seconds between samples of the tree; 0 = off (limits too)
     leak_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # Seconds collecting (importing) one test module may take; 0 = no limit. Left out (negative),
+    # it is the tier's test_timeout, resolved here once: the field is always a number of seconds.
+    collect_timeout: float = -1.0
+    allow_no_tests: bool = False  # a tier that selects no tests is not a failure
+
+    def __post_init__(self) -> None:
+        if self.collect_timeout < 0:
+            object.__setattr__(self, "collect_timeout", self.test_timeout)
 
     def describe(self) -> dict[str, Any]:
         """The settings as a user would write them (used by ``tiergate tiers`` and events)."""
@@ -109,6 +136,8 @@ class Tier:
             "max-processes": self.max_processes,
             "max-fds": self.max_fds,
             "sample-interval": format_duration(self.sample_interval),
+            "collect-timeout": format_duration(self.collect_timeout),
+            "allow-no-tests": self.allow_no_tests,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -186,6 +215,8 @@ _TIER_KEYS = {
     "max-fds": "max_fds",
     "sample-interval": "sample_interval",
     "leak-thresholds": "leak_thresholds",
+    "collect-timeout": "collect_timeout",
+    "allow-no-tests": "allow_no_tests",
 }
 LEAK_THRESHOLD_KEYS = ("memory", "threads", "processes", "fds", "sockets", "tasks")
 _TOP_KEYS = ("tiers",)
@@ -268,6 +299,13 @@ def apply_overrides(base: Tier, values: Mapping[str, object], where: str) -> Tie
                 f"{where} unknown key {key!r}: allowed keys are {', '.join(_TIER_KEYS)}"
             )
         changes[_TIER_KEYS[key]] = _validate(key, raw, where)
+    # collect-timeout not given follows the tier's test-timeout, also when that is overridden.
+    if (
+        "test_timeout" in changes
+        and "collect_timeout" not in changes
+        and base.collect_timeout == base.test_timeout
+    ):
+        changes["collect_timeout"] = changes["test_timeout"]
     return dataclasses.replace(base, **changes)
 
 
@@ -277,14 +315,22 @@ def _validate(key: str, raw: object, where: str) -> Any:
             return ConfigError(f"--{key} {raw!r} is not valid: {allowed}")
         return ConfigError(f"{where} {key} = {raw!r} is not valid: {allowed}")
 
-    if key in ("test-timeout", "budget", "grace", "sample-interval"):
+    if key in ("test-timeout", "budget", "grace", "sample-interval", "collect-timeout"):
         try:
             seconds = parse_duration(raw)
+        except DurationRangeError:
+            raise bad(
+                f"a duration must be finite and at most {format_duration(MAX_DURATION)} (7 days)"
+            ) from None
         except ValueError:
             raise bad("use a duration such as 90, 90s, 5m or 1h") from None
-        if key not in ("grace", "sample-interval") and seconds <= 0:
+        if key in ("test-timeout", "budget") and seconds <= 0:
             raise bad("it must be more than zero")
         return seconds
+    if key == "allow-no-tests":
+        if not isinstance(raw, bool):
+            raise bad("use true or false")
+        return raw
     if key == "markers":
         if not isinstance(raw, str):
             raise bad('use a pytest -m expression in a string, e.g. "not slow"')
@@ -308,18 +354,20 @@ def _validate(key: str, raw: object, where: str) -> Any:
     if key == "workers":
         if raw == "auto" or raw == "logical":
             return raw
-        if isinstance(raw, str) and raw.isdigit():
+        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS:
             raw = int(raw)
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise bad('use 1 (no xdist), a number of workers, or "auto"')
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_WORKERS:
+            raise bad(f'use 1 (no xdist), a number of workers up to {MAX_WORKERS}, or "auto"')
         return raw
     if key == "memory-limit":
         try:
-            parse_size(raw, total=1)
+            size = parse_size(raw, total=2**40)  # any total: "0.5%" of a small one would be 0
         except ValueError:
             raise bad(
                 'use a size such as "2GB", "512MiB" or a share of the machine, "85%"'
             ) from None
+        if size < 1:
+            raise bad("it must be more than zero")
         return str(raw)
     if key in ("max-processes", "max-fds"):
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
@@ -332,10 +380,17 @@ def _validate(key: str, raw: object, where: str) -> Any:
         for kind, value in raw.items():
             if kind not in LEAK_THRESHOLD_KEYS:
                 raise bad(f"unknown kind {kind!r}: use {', '.join(LEAK_THRESHOLD_KEYS)}")
-            try:
-                out[kind] = float(parse_size(value)) if kind == "memory" else float(int(value))
-            except (ValueError, TypeError):
-                raise bad(f'{kind} needs a number (memory takes a size such as "20MB")') from None
+            if kind == "memory":
+                try:
+                    out[kind] = float(parse_size(value))
+                except ValueError:
+                    raise bad('memory needs a size of 0 or more, such as "20MB"') from None
+                continue
+            if isinstance(value, str) and value.isascii() and value.isdigit():
+                value = int(value) if len(value) <= _MAX_DIGITS else -1
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(f"{kind} needs a whole number of 0 or more")
+            out[kind] = float(value)
         return out
     raise AssertionError(key)  # pragma: no cover - _TIER_KEYS and this function move together
 
@@ -346,9 +401,59 @@ def _validate_network(raw: object, bad: Any) -> str | tuple[str, ...]:
         if raw not in NETWORK_WORDS:
             raise bad(allowed)
         return raw
+    if isinstance(raw, list) and not raw:
+        raise bad('an empty list allows nothing: write "none" for that')
     if isinstance(raw, list) and all(isinstance(x, str) and x.strip() for x in raw):
-        return tuple(x.strip() for x in raw)
+        entries = tuple(x.strip() for x in raw)
+        for entry in entries:
+            problem = _network_entry_error(entry)
+            if problem:
+                raise bad(f"{entry!r} {problem}")
+        return entries
     raise bad(allowed)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+
+
+def _network_entry_error(entry: str) -> str | None:
+    """What is wrong with one allow-list entry (a host, host:port, IP, CIDR, ``[v6]:port``), read
+    the way the guard reads it (``_split_host_port`` in boot/site/_tiergate_netguard.py)."""
+    host: str = entry
+    port: str | None = None
+    if entry.startswith("["):
+        host, closed, rest = entry[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            return "is not valid: write an IPv6 address with a port as [::1]:5432"
+        port = rest[1:] if rest else None
+        if not _is_ip_or_network(host) or ":" not in host:
+            return "is not an IPv6 address or network"
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    if port is not None and not (
+        port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
+    ):
+        return "has a bad port: a port is a number from 1 to 65535"
+    if "/" in host or ":" in host:
+        if not _is_ip_or_network(host):
+            return "is not a valid IP network: write a CIDR such as 10.0.0.0/8 or fd00::/8"
+        return None
+    if re.fullmatch(r"[0-9.]+", host):
+        if not _is_ip_or_network(host):
+            return "is not a valid IPv4 address"
+        return None
+    if not host or len(host) > 253 or not _HOST_NAME.fullmatch(host):
+        return "is not a host name, IP address or CIDR"
+    return None
+
+
+def _is_ip_or_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def marker_expression_error(expression: str) -> str | None:

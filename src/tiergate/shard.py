@@ -21,7 +21,8 @@ from pathlib import Path
 from tiergate.errors import InputError, UsageError
 from tiergate.results import load_results_dir
 
-_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+_SHARD = re.compile(r"^\s*([0-9]+)\s*/\s*([0-9]+)\s*$")
+MAX_SHARDS = 1000  # more would be a typo; the split builds one list per shard
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -29,7 +30,13 @@ def parse_shard(text: str) -> tuple[int, int]:
     match = _SHARD.match(text)
     if not match:
         raise UsageError(f"--shard {text!r} is not valid: use K/N, e.g. 1/4 for the first of 4")
-    k, n = int(match.group(1)), int(match.group(2))
+    # int() refuses 4300+ digits, so a number longer than MAX_SHARDS's is not converted at all
+    k_text, n_text = (match.group(i).lstrip("0") or "0" for i in (1, 2))
+    too_long = len(str(MAX_SHARDS)) + 1
+    n = MAX_SHARDS + 1 if len(n_text) > too_long else int(n_text)
+    if n > MAX_SHARDS:
+        raise UsageError(f"--shard {text!r} is not valid: use K/N with N at most {MAX_SHARDS}")
+    k = MAX_SHARDS + 1 if len(k_text) > too_long else int(k_text)
     if n < 1 or not 1 <= k <= n:
         raise UsageError(f"--shard {text!r} is not valid: K must be between 1 and N (N at least 1)")
     return k, n

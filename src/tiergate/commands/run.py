@@ -39,6 +39,10 @@ def add_parser(sub: Any, name: str) -> None:
                         help="the process tree's memory limit, e.g. 2GB or 85%%")
     parser.add_argument("--sample-interval", metavar="DURATION",
                         help="how often the process tree is sampled (0 turns sampling off)")
+    parser.add_argument("--collect-timeout", metavar="DURATION",
+                        help="limit on collecting (importing) one test module (0 = no limit)")
+    parser.add_argument("--allow-no-tests", action="store_true", default=None,
+                        help="a tier that selects no tests is not a failure")
     parser.add_argument(
         "--shard", metavar="K/N", help="run part K of N, balanced by durations of earlier runs"
     )
@@ -67,10 +71,13 @@ def run(args: argparse.Namespace) -> int:
         "markers": args.markers,
         "memory-limit": args.memory_limit,
         "sample-interval": args.sample_interval,
+        "collect-timeout": args.collect_timeout,
+        "allow-no-tests": args.allow_no_tests,
     }
     tier = resolve_tier(config, args.tier, overrides)
     root = config.root
-    results_dir = (args.results_dir or root / ".tiergate" / tier.name).resolve()
+    # absolute, not resolved: a symlinked results dir must be seen (and refused) as one
+    results_dir = (args.results_dir or root / ".tiergate" / tier.name).absolute()
     shard = None
     if args.shard:
         from tiergate.shard import parse_shard

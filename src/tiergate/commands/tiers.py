@@ -54,6 +54,8 @@ def collect(config: Config, pytest_args: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.project.is_dir():
+        raise UsageError(f"--project {args.project}: no such directory")
     config = load_config(args.project.resolve())
     collected = None if args.no_collect else collect(config, list(args.pytest_args))
     if args.json:
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         count = "" if collected is None else f"  {len(collected['tiers'][name])} tests"
         print(f"\n{name}{count}")
         for key, value in tier.describe().items():
+            if isinstance(value, bool):
+                value = str(value).lower()  # as TOML writes it
             if value not in (None, [], ""):
                 print(f"  {key:<14} {value}")
     if collected is not None:

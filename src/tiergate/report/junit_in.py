@@ -89,6 +89,8 @@ def _test_result(elem: ET.Element, suite_file: str | None) -> TestResult:
         duration = float(elem.get("time") or 0.0)
     except ValueError:
         duration = 0.0
+    if not 0.0 <= duration < 1e9:  # NaN, inf and negatives (NaN fails every comparison)
+        duration = 0.0
     return TestResult(
         nodeid=nodeid,
         path=elem.get("file") or suite_file,
