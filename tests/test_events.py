@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.events import EventTail, EventWriter, read_events
+from tiergate.events import EventWriter, OwnedLog, parse_events, read_events
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ def test_a_torn_last_line_and_a_garbled_line_are_skipped(tmp_path: Path) -> None
 @pytest.mark.usefixtures("still_clock")
 def test_batched_events_reach_the_file_at_flush_and_follow_the_live_ones(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    tail = EventTail(path)
+    log = OwnedLog(path)
+    tail = log.tail
     batched = EventWriter(path, live=False)
     batched.emit("one")
     batched.emit("two")
@@ -108,3 +109,46 @@ def test_a_passed_test_line_is_the_line_the_general_encoder_writes(
     got, want = fast.read_text(), general.read_text()
     assert got.split('"pid"')[1] == want.split('"pid"')[1]  # all but the clock
     assert json.loads(got) | {"t": 0} == json.loads(want) | {"t": 0}
+
+
+def test_a_log_deleted_by_path_is_still_read_and_restored(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = OwnedLog(path)
+    EventWriter(log.writer_path).emit("before")
+    path.unlink()  # a test, a fixture or git clean
+    EventWriter(log.writer_path).emit("after")  # writers open our descriptor, not the name
+    assert log.check() == "deleted"
+    assert [e["event"] for e in log.tail.poll()] == ["before", "after"]
+    log.restore()
+    assert [e["event"] for e in read_events(path)] == ["before", "after"]
+    log.close()
+
+
+def test_a_log_replaced_by_path_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = OwnedLog(path)
+    assert log.check() is None
+    path.unlink()
+    path.write_text('{"event":"forged","t":0,"pid":1}\n')
+    assert log.check() == "replaced"
+    assert log.check() is None  # said once
+    log.close()
+
+
+def test_a_torn_line_does_not_swallow_the_next_event(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = OwnedLog(path)
+    EventWriter(path).emit("first")
+    with path.open("ab") as handle:
+        handle.write(b'{"event":"torn","t":1,"pi')  # a writer killed inside its write
+    EventWriter(path).emit("glued")  # appended to the torn line
+    assert [e["event"] for e in read_events(path)] == ["first", "glued"]
+    log.repair_tear()
+    EventWriter(path).emit("after-repair")
+    assert [e["event"] for e in read_events(path)][-1] == "after-repair"
+    log.close()
+
+
+def test_garbage_and_deep_nesting_are_skipped_not_fatal() -> None:
+    data = b"\x00\xff garbage\n" + b"[" * 100_000 + b"\n" + b'{"event":"ok","t":0,"pid":1}\n'
+    assert [e["event"] for e in parse_events(data)] == ["ok"]

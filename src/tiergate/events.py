@@ -25,13 +25,17 @@ EVENTS_FILE = "events.jsonl"
 RUN_START = "run-start"  # supervisor: tier, settings, args, attempt 0
 ATTEMPT_START = "attempt-start"  # supervisor: attempt, argv, only (tests left) or None
 SESSION_START = "session-start"  # plugin: worker, attempt
+COLLECT_START = "collect-start"  # plugin: nodeid, path (a module being collected), timeout
+COLLECT_FINISH = "collect-finish"  # plugin: nodeid
 COLLECTED = "collected"  # plugin: tests [nodeid], deselected
 TEST_START = "test-start"  # plugin: nodeid, path, line, worker, timeout
 TEST_FINISH = "test-finish"  # plugin: nodeid, path, line, outcome, duration, phase, message, ...
 SLOW = "slow"  # plugin: nodeid, elapsed, stack
 FINDING = "finding"  # anyone: finding (a findings.json entry)
 HARD_TIMEOUT = "hard-timeout"  # supervisor: nodeid, test_pid, dump
-SESSION_FINISH = "session-finish"  # plugin: exitstatus
+SESSION_FINISH = "session-finish"  # plugin: exitstatus, blocking (non-daemon threads alive)
+COLLECT_TIMEOUT = "collect-timeout"  # supervisor: nodeid (module), path, message, dump
+EXIT_HANG = "exit-hang"  # supervisor: waited (s), blocking, dump
 PYTEST_EXIT = "pytest-exit"  # supervisor: attempt, returncode, signal
 BUDGET_EXPIRED = "budget-expired"  # supervisor: budget, nodeid (in flight), dump
 CANCELLED = "cancelled"  # supervisor: signal, nodeid (in flight), dump
@@ -67,9 +71,12 @@ class EventWriter:
     BATCH_SECONDS = 1.0
     BATCH_EVENTS = 1024
 
-    def __init__(self, path: Path, *, worker: str | None = None, live: bool = True) -> None:
+    def __init__(self, path: Path, *, worker: str | None = None, live: bool = True,
+                 raise_errors: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.raise_errors = raise_errors  # the supervisor's own writer: an error stops the run
+        self.error: OSError | None = None
         self.worker = worker
         self.live = live
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -132,9 +139,17 @@ class EventWriter:
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8", "replace")
-        while data:
-            written = os.write(self._fd, data)
-            data = data[written:]
+        try:
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+        except OSError as exc:  # a full disk, a removed mount: pytest itself must not break
+            if self.raise_errors:
+                raise
+            if self.error is None:
+                self.error = exc
+                os.write(2, f"tiergate: cannot write events to {self.path}: {exc.strerror}; "
+                         "the results of this run are incomplete\n".encode())
 
     def close(self) -> None:
         self.flush()
@@ -186,7 +201,13 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
         data = path.read_bytes()
     except FileNotFoundError:
         return
-    end = data.rfind(b"\n")  # what follows the last newline is a line its writer never finished
+    yield from parse_events(data)
+
+
+def parse_events(data: bytes) -> Iterator[dict[str, Any]]:
+    """Every complete event in the bytes of a log (what follows the last newline is a line its
+    writer never finished, and is left out)."""
+    end = data.rfind(b"\n")
     if end < 0:
         return
     lines = data[:end]
@@ -194,46 +215,118 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
         # One parse for the whole file (JSON text never holds a raw newline, so every newline
         # separates two events): several times faster than a parse per line.
         records = json.loads(b"[" + lines.replace(b"\n", b",") + b"]")
-    except ValueError:
+    except (ValueError, RecursionError):
         records = list(_each_line(lines.split(b"\n")))
     for record in records:
         if isinstance(record, dict) and "event" in record:
             yield record
 
 
+_EVENT_START = b'{"event":'
+
+
 def _each_line(lines: list[bytes]) -> Iterator[Any]:
     for raw in lines:
         try:
             yield json.loads(raw)
-        except ValueError:
-            continue
+        except (ValueError, RecursionError):
+            # A writer killed inside a write leaves a torn line, and the next event is appended
+            # to it: resynchronise at the last event start in the line.
+            at = raw.rfind(_EVENT_START)
+            if at > 0:
+                try:
+                    yield json.loads(raw[at:])
+                except (ValueError, RecursionError):
+                    continue
 
 
 class EventTail:
-    """Reads events as they are appended (the supervisor follows the run with it)."""
+    """Reads events as they are appended, through one open file descriptor (the supervisor
+    follows the run with it): a log deleted or replaced by path is still read to the end."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
         self._offset = 0
         self._partial = b""
 
     def poll(self) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except FileNotFoundError:
+        chunks = []
+        while True:
+            chunk = os.pread(self._fd, 1 << 20, self._offset)
+            if not chunk:
+                break
+            self._offset += len(chunk)
+            chunks.append(chunk)
+        if not chunks:
             return []
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        out = []
-        for raw in lines:
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "event" in record:
-                out.append(record)
-        return out
+        data = self._partial + b"".join(chunks)
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        return list(parse_events(data[:cut])) if cut else []
+
+
+class OwnedLog:
+    """The supervisor's hold on ``events.jsonl``: created once, kept open, and handed to every
+    writer of the run as ``/proc/<supervisor>/fd/<n>``, the same file whatever happens to its
+    name. A test, a fixture or ``git clean`` that deletes or replaces the file by path loses
+    nothing: the run's events stay in the file we hold, and ``restore`` puts them back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._identity = _identity(os.fstat(self.fd))
+        self.tail = EventTail(self.fd)
+        self.lost: str | None = None  # "deleted" or "replaced", once seen
+
+    @property
+    def writer_path(self) -> Path:
+        """The path every writer of the run opens: our descriptor, where /proc has it."""
+        proc = Path(f"/proc/{os.getpid()}/fd/{self.fd}")
+        return proc if proc.exists() else self.path
+
+    def check(self) -> str | None:
+        """Newly seen loss of the file's name: "deleted" or "replaced"; None otherwise."""
+        if self.lost is not None:
+            return None
+        try:
+            now = _identity(os.stat(self.path))
+        except FileNotFoundError:
+            self.lost = "deleted"
+        except OSError:
+            self.lost = "deleted"
+        else:
+            if now != self._identity:
+                self.lost = "replaced"
+        return self.lost
+
+    def repair_tear(self) -> None:
+        """After a writer was killed: end a torn last line, so the next event is not glued to
+        it (readers would lose both)."""
+        size = os.fstat(self.fd).st_size
+        if size and os.pread(self.fd, 1, size - 1) != b"\n":
+            os.write(self.fd, b"\n")
+
+    def read_all(self) -> bytes:
+        chunks, offset = [], 0
+        while chunk := os.pread(self.fd, 1 << 22, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    def restore(self) -> None:
+        """Put the run's events back under the file's name, if it lost it."""
+        if self.lost is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.path.with_name(self.path.name + ".restored")
+        staging.write_bytes(self.read_all())
+        staging.replace(self.path)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
