@@ -15,7 +15,10 @@ FINDINGS_FILE = "findings.json"
 KINDS = (
     "timeout",
     "job-timeout",
+    "collect-timeout",
+    "exit-hang",
     "crash",
+    "run-error",
     "leak-thread",
     "leak-process",
     "leak-fd",
@@ -31,15 +34,18 @@ KINDS = (
     "resource-warning",
 )
 LEAK_KINDS = frozenset(k for k in KINDS if k.startswith("leak-"))
-TIMEOUT_KINDS = frozenset({"timeout", "job-timeout"})
+TIMEOUT_KINDS = frozenset({"timeout", "job-timeout", "collect-timeout", "exit-hang"})
 
 # Importance for ordering reports: what stops a pipeline first, then what corrupts the next run.
 _RANK = {
     kind: rank
     for rank, kind in enumerate(
         (
+            "run-error",
             "job-timeout",
+            "collect-timeout",
             "timeout",
+            "exit-hang",
             "crash",
             "resource-pressure",
             "network-blocked",

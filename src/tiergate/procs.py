@@ -41,6 +41,12 @@ def signal_on_parent_death(sig: int) -> None:
         os.kill(os.getpid(), sig)  # the parent died before the request took effect
 
 
+def die_with_parent() -> None:
+    """In a child between fork and exec (Popen's preexec_fn): SIGKILL when the supervisor dies,
+    however it dies, so pytest never runs on unwatched under init."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def descendants(pid: int | None = None) -> list[psutil.Process]:
     try:
         return psutil.Process(pid or os.getpid()).children(recursive=True)

@@ -13,6 +13,9 @@ from tiergate.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, Locati
 
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "timeout", "error")
 FAILING_OUTCOMES = frozenset({"failed", "timeout", "error"})
+# What a whole run amounts to. Only "passed" is green by itself; "no-tests" is green only where
+# the tier allows it (allow-no-tests): a marker typo that selects nothing must not look like a pass.
+RUN_OUTCOMES = ("passed", "failed", "no-tests", "cancelled")
 
 
 @dataclasses.dataclass
@@ -76,8 +79,23 @@ class RunResult:
 
     @property
     def outcome(self) -> str:
+        """One of RUN_OUTCOMES: cancelled wins (the run did not finish), then failed (anything
+        failed, was lost or did not run), then no-tests (nothing ran at all), else passed."""
+        if self.cancelled:
+            return "cancelled"
         failing = any(t.failing for t in self.tests.values())
-        return "failed" if failing or self.error_findings or self.not_run else "passed"
+        if failing or self.error_findings or self.not_run:
+            return "failed"
+        return "no-tests" if not self.tests else "passed"
+
+    @property
+    def ok(self) -> bool:
+        """Is the verdict green: passed, or no tests in a tier that allows that."""
+        return self.outcome == "passed" or (self.outcome == "no-tests" and self.allow_no_tests)
+
+    @property
+    def allow_no_tests(self) -> bool:
+        return bool(self.settings.get("allow-no-tests"))
 
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: f.rank)
@@ -112,18 +130,24 @@ class _Builder:
         self.run = RunResult()
         self.collected: dict[str, None] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}
+        self.collecting: dict[str, dict[str, Any]] = {}  # module nodeid -> its collect-start
         self.hard_timeouts: dict[str, dict[str, Any]] = {}
         self.peaks: dict[str, int] = {}  # nodeid -> highest tree RSS seen in samples
         self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
 
     def feed(self, record: Mapping[str, Any]) -> None:
-        kind = record["event"]
-        handler = self._handlers.get(kind)
-        if handler is None:
-            handler = self._handlers[kind] = getattr(
-                self, "on_" + str(kind).replace("-", "_"), _ignore
-            )
-        handler(record)
+        # A malformed record (no "nodeid", "t" not a number, a list where a dict belongs) is
+        # skipped: one damaged line must not cost the report. try costs nothing when none raises.
+        try:
+            kind = record["event"]
+            handler = self._handlers.get(kind)
+            if handler is None:
+                handler = self._handlers[kind] = getattr(
+                    self, "on_" + str(kind).replace("-", "_"), _ignore
+                )
+            handler(record)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError):
+            return
 
     def on_run_start(self, r: Mapping[str, Any]) -> None:
         self.run.tier = r.get("tier")
@@ -135,8 +159,15 @@ class _Builder:
         self.run.attempts += 1
 
     def on_collected(self, r: Mapping[str, Any]) -> None:
+        self.collecting.clear()
         for nodeid in r.get("tests", ()):
             self.collected[nodeid] = None
+
+    def on_collect_start(self, r: Mapping[str, Any]) -> None:
+        self.collecting[r["nodeid"]] = dict(r)
+
+    def on_collect_finish(self, r: Mapping[str, Any]) -> None:
+        self.collecting.pop(r["nodeid"], None)
 
     def on_test_start(self, r: Mapping[str, Any]) -> None:
         self.in_flight[r["nodeid"]] = dict(r)
@@ -146,6 +177,8 @@ class _Builder:
     def on_test_finish(self, r: Mapping[str, Any]) -> None:
         nodeid = r["nodeid"]
         self.in_flight.pop(nodeid, None)
+        if self.collecting:
+            self.collecting.pop(nodeid, None)
         hard = self.hard_timeouts.get(nodeid)
         get = r.get
         result = TestResult(  # positional: once per test, in the field order
@@ -194,6 +227,7 @@ class _Builder:
     def on_pytest_exit(self, r: Mapping[str, Any]) -> None:
         # Whatever was still in flight when pytest went away crashed with it.
         self._abandon_in_flight("crash", r)
+        self.collecting.clear()  # the supervisor has said what it was collecting
 
     def on_run_finish(self, r: Mapping[str, Any]) -> None:
         self.run.finished = r["t"]
@@ -237,6 +271,19 @@ class _Builder:
 
     def result(self) -> RunResult:
         run = self.run
+        # The log ends with a test (or a module) started and never finished, and no word from
+        # a supervisor: the run died with it (its supervisor SIGKILLed, the machine gone).
+        end = {"t": run.finished or 0.0}
+        for nodeid, start in list(self.in_flight.items()):
+            end["t"] = max(end["t"], start.get("t") or 0.0)
+            self._close_in_flight(nodeid, start, "failed", "crash: the run ended while this "
+                                  "test was running (pytest and its supervisor died)", end)
+        for nodeid, start in self.collecting.items():
+            message = ("crash: the run ended while collecting this module (pytest and its "
+                       "supervisor died)")
+            run.tests[nodeid] = TestResult(nodeid=nodeid, path=start.get("path"),
+                                           outcome="error", phase="collect", message=message,
+                                           longrepr=message)
         for nodeid, peak in self.peaks.items():
             test = run.tests.get(nodeid)
             if test is not None and peak > (test.peak_rss or 0):

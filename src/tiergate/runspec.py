@@ -25,6 +25,15 @@ class RunSpec:
     shard: tuple[int, int] | None = None  # (k, n), 1-based
     durations_from: tuple[str, ...] = ()  # earlier results dirs / files that balance shards
     supervised: bool = True
+    events_path: Path | None = None  # where writers append; default results_dir/events.jsonl
+
+    @property
+    def events_file(self) -> Path:
+        """The event log to append to: under the supervisor, the descriptor it holds (so a
+        deleted or replaced file name loses nothing), else the file in the results dir."""
+        from tiergate.events import EVENTS_FILE
+
+        return self.events_path or self.results_dir / EVENTS_FILE
 
     def write(self, path: Path) -> Path:
         data: dict[str, Any] = {
@@ -36,6 +45,7 @@ class RunSpec:
             "shard": list(self.shard) if self.shard else None,
             "durations_from": list(self.durations_from),
             "supervised": self.supervised,
+            "events_path": str(self.events_path) if self.events_path else None,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data), encoding="utf-8")
@@ -54,4 +64,5 @@ class RunSpec:
             shard=(int(shard[0]), int(shard[1])) if shard else None,
             durations_from=tuple(data.get("durations_from") or ()),
             supervised=bool(data.get("supervised", True)),
+            events_path=Path(data["events_path"]) if data.get("events_path") else None,
         )

@@ -24,16 +24,23 @@ from typing import Any, TextIO
 from tiergate import events as ev
 from tiergate.boot import boot_env
 from tiergate.config import Tier
-from tiergate.findings import Finding, Location
+from tiergate.findings import Culprit, Finding, Location
+from tiergate.lastwill import LastWill
 from tiergate.procs import (
     become_subreaper,
+    die_with_parent,
     kill_leftovers,
     reap_zombies,
     signal_on_parent_death,
     stop_group,
 )
-from tiergate.resultfiles import clear_results, write_result_files
-from tiergate.results import RunResult, load_results_dir
+from tiergate.resultfiles import (
+    ResultsDirClaim,
+    claim_results_dir,
+    describe_os_error,
+    write_result_files,
+)
+from tiergate.results import RunResult, build
 from tiergate.runspec import RunSpec
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.treewatch import TreeWatch
@@ -54,6 +61,15 @@ class RunPlan:
     python: str = sys.executable
     shard: tuple[int, int] | None = None
     durations_from: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class _Collecting:
+    nodeid: str  # the module's
+    path: str
+    pid: int
+    started: float  # wall clock, from the event
+    timeout: float | None
 
 
 @dataclasses.dataclass
@@ -84,15 +100,48 @@ class Supervisor:
         self.started = 0.0
         self.pytest_exit: int | None = None
         self.attempt = 0
+        self.collecting: dict[int, _Collecting] = {}  # pid -> the module it is collecting
+        self.ignored: list[str] = []  # modules left out of later attempts (hung or crashed)
+        self.blocking: dict[int, Any] = {}  # pid -> the non-daemon threads at its session end
+        self.session_end: float | None = None  # monotonic: when pytest said its session ended
+        self.late_signal: int | None = None
+        self.tests_over = False  # from here a signal waits for the result files
+        self.faults: list[Finding] = []  # tiergate's own trouble, kept even if the log is not
+        self.will: LastWill | None = None
+        self.claim: ResultsDirClaim | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     # -- the whole run ---------------------------------------------------------------------
 
     def run(self) -> int:
+        """The run, start to end. Signals are ours from the first line to the last result file;
+        whatever fails inside (an I/O error, a bug of ours) still ends pytest's tree and writes
+        what can be written, and the verdict is never green for it."""
         self.started = time.monotonic()
         self.deadline = self.started + self.tier.budget
-        self._prepare()
-        self.events = ev.EventWriter(self.events_path)
-        self.tail = ev.EventTail(self.events_path)
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, self._on_signal) for s in handled}
+        try:
+            self.claim = claim_results_dir(self.results_dir, self.plan.root)  # or one line, exit 2
+            try:
+                self._start()
+                self._attempts()
+            except Exception as exc:
+                self._fault(exc)
+            self.tests_over = True
+            self._end_processes()
+            return self._finish()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if self.claim is not None:
+                self.claim.release()
+
+    def _start(self) -> None:
+        self.run_dir.mkdir(parents=True)
+        self.log = ev.OwnedLog(self.events_path)
+        self.events = ev.EventWriter(self.log.writer_path, raise_errors=True)
+        self.tail = self.log.tail
         self.events.emit(
             ev.RUN_START,
             tier=self.tier.name,
@@ -103,40 +152,91 @@ class Supervisor:
             shard=list(self.plan.shard) if self.plan.shard else None,
         )
         become_subreaper()
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         signal_on_parent_death(signal.SIGTERM)
-        try:
-            self._attempts()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        self._kill_leftovers("at the end of the run")
-        run = load_results_dir(self.results_dir)
-        code = self._exit_code(run)
-        self.events.emit(ev.RUN_FINISH, exit_code=code, duration=time.monotonic() - self.started)
-        self.events.close()
-        run.exit_code, run.finished = code, time.time()
-        write_result_files(self.results_dir, run)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        self._print_summary(run)
-        return code
+        self.will = LastWill.start(self.run_dir)
 
-    def _prepare(self) -> None:
-        clear_results(self.results_dir)
-        self.run_dir.mkdir(parents=True)
+    def _fault(self, exc: Exception) -> None:
+        """Something of ours failed mid-run: stop pytest and say what, in one line."""
+        if isinstance(exc, OSError):
+            what = f"cannot write to {self.results_dir}: {describe_os_error(exc)}"
+        else:
+            what = f"internal error: {type(exc).__name__}: {exc}"
+        self._say(f"tiergate: error: {what}; pytest was stopped, the results so far are kept")
+        self.faults.append(Finding(kind="run-error", test=self._current_test(),
+                                   severity="error", message=f"the run was stopped: {what}"))
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            stop_group(proc, proc.pid, min(self.tier.grace, CANCEL_STOP_SECONDS))
+
+    def _current_test(self) -> str | None:
+        return next(iter(self.in_flight), None)
+
+    def _end_processes(self) -> None:
+        try:
+            self._kill_leftovers("at the end of the run")
+        except Exception as exc:
+            self._fault(exc)
+        if self.will is not None:
+            self.will.revoke()
+
+    def _finish(self) -> int:
+        """The verdict from everything the log holds, then the result files; an error writing
+        them is one line, and the verdict is still printed (and put in the step summary)."""
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.check()
+        if log is not None and (lost := log.lost):
+            self._record(Finding(
+                kind="run-error", test=None, severity="error",
+                message=f"{ev.EVENTS_FILE} was {lost} during the run (by a test, a fixture or "
+                "a cleanup step); tiergate kept the run's events and restored the file, but "
+                "the suite deletes files it did not make"))
+        run = build(ev.parse_events(log.read_all())) if log is not None else RunResult()
+        run.sources.append(str(self.results_dir))
+        seen = {(f.kind, f.message) for f in run.findings}
+        run.findings += [f for f in self.faults if (f.kind, f.message) not in seen]
+        code = self._exit_code(run)
+        run.exit_code, run.finished = code, time.time()
+        try:
+            if log is not None:
+                self.events.emit(ev.RUN_FINISH, exit_code=code,
+                                 duration=time.monotonic() - self.started)
+                self.events.close()
+                log.restore()
+                log.close()
+            write_result_files(self.results_dir, run)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        except OSError as exc:
+            self._say(f"tiergate: error: cannot write the results to {self.results_dir}: "
+                      f"{describe_os_error(exc)}; the verdict below is all there is")
+            _step_summary_fallback(run)
+            code = EXIT_FAILED if code == EXIT_FAILED or not run.ok else EXIT_USAGE
+        self._print_summary(run)
+        if self.late_signal is not None and self.cancel_signal is None:
+            self._say(f"tiergate: {signal.Signals(self.late_signal).name} received after the "
+                      "tests ended; every result file was written first")
+            return 128 + self.late_signal
+        return code
 
     def _attempts(self) -> None:
         only: tuple[str, ...] | None = None
         while True:
             done_before = len(self.finished)
+            ignored_before = len(self.ignored)
             ending = self._attempt(only)
-            if ending in ("finished", "budget", "cancelled", "usage"):
+            if ending in ("finished", "budget", "cancelled", "usage", "exit-hang"):
                 return
+            if time.monotonic() >= self.deadline or self.cancel_signal is not None:
+                return
+            if ending == "collection":  # again, without the module that hung or crashed
+                if len(self.ignored) == ignored_before:
+                    return
+                only = (tuple(n for n in self.collected if n not in self.finished)
+                        if self.collected else None)
+                continue
             left = tuple(n for n in self.collected if n not in self.finished)
             if not left or len(self.finished) == done_before:
                 return  # nothing left, or the last attempt made no progress: stop, don't loop
-            if time.monotonic() >= self.deadline:
-                return
             only = left
 
     # -- one pytest process ----------------------------------------------------------------
@@ -151,6 +251,7 @@ class Supervisor:
             only=only,
             shard=self.plan.shard,
             durations_from=self.plan.durations_from,
+            events_path=self.log.writer_path,
         )
         spec_file = spec.write(self.run_dir / f"attempt-{self.attempt}.json")
         argv = self._argv(spec_file)
@@ -160,13 +261,21 @@ class Supervisor:
             argv=argv,
             only=len(only) if only is not None else None,
         )
-        if self.attempt > 1:
+        if self.attempt > 1 and only is None:
+            self._say(f"tiergate: collecting again without {', '.join(self.ignored)} "
+                      f"(attempt {self.attempt})")
+        elif self.attempt > 1:
             self._say(
                 f"tiergate: resuming with the {len(only or ())} tests not run yet "
                 f"(attempt {self.attempt})"
             )
-        proc = subprocess.Popen(argv, cwd=self.plan.root, env=self._env(), start_new_session=True)
+        self.session_end = None
+        proc = subprocess.Popen(argv, cwd=self.plan.root, env=self._env(), start_new_session=True,
+                                preexec_fn=die_with_parent)
+        self._proc = proc
         pgid = proc.pid
+        if self.will is not None:
+            self.will.watch_group(pgid)
         ending = ""
         watch = self._watch_tree(proc, pgid)  # issue 8: samples and resource limits
         while proc.poll() is None:
@@ -182,6 +291,17 @@ class Supervisor:
                 self._expire_budget(proc, pgid)
                 ending = "budget"
                 break
+            if self.log.check():
+                self._say(f"tiergate: {self.events_path} was {self.log.lost} by the run; "
+                          "keeping its events (a finding follows)")
+            if self._exit_hang(proc, pgid):
+                ending = "exit-hang"
+                break
+            stuck = self._stuck_collection()
+            if stuck is not None:
+                self._collect_timeout(proc, pgid, stuck)
+                ending = "collection"
+                break
             self._note_slow_tests()
             hung = self._hung_test()
             if hung is not None and self._hard_timeout(proc, pgid, hung):
@@ -192,12 +312,16 @@ class Supervisor:
                 break
         if watch is not None:
             watch.close()
-        self._follow()
         self.pytest_exit = proc.returncode if proc.returncode is not None else proc.wait()
         stop_group(proc, pgid, 0)  # anything of the group still alive goes with pytest
+        self.log.repair_tear()  # a writer killed inside a write must not swallow the next event
+        self._follow()
         if not ending:
             if proc.pid in self.session_finished:
                 ending = "usage" if self.pytest_exit in (3, 4) else "finished"
+            elif self.collecting and not self.in_flight:
+                ending = "collection"
+                self._crashed_collecting(self.pytest_exit)
             else:
                 ending = "crashed"
                 self._crashed(self.pytest_exit)
@@ -209,6 +333,8 @@ class Supervisor:
             signal=signal.Signals(-rc).name if rc < 0 else None,
         )
         self.in_flight.clear()
+        self.collecting.clear()
+        self._proc = None
         self._kill_leftovers(f"after pytest ended (attempt {self.attempt})")
         return ending
 
@@ -216,7 +342,8 @@ class Supervisor:
         """pytest is gone: whatever still descends from us was started by the run and escaped its
         process group (a new session, a double fork). It is killed and named. With
         *adopted_from_tree* (pytest still running), only what that tree orphaned to us."""
-        for leftover in kill_leftovers(adopted_from_tree=adopted_from_tree):
+        exclude = {self.will.pid} if self.will is not None else set()
+        for leftover in kill_leftovers(exclude, adopted_from_tree=adopted_from_tree):
             during = leftover.started_during  # from the environment it inherited
             started = f"; it was started during {during.describe()}" if during else ""
             self._emit_finding(
@@ -241,13 +368,14 @@ class Supervisor:
             argv += ["-n", str(self.tier.workers)]
         if self.tier.paths and not _names_targets(args, self.plan.root):
             argv += list(self.tier.paths)
+        argv += [f"--ignore={self.plan.root / path}" for path in self.ignored]
         return argv + args
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("PYTEST_CURRENT_TEST", None)  # an outer pytest's: would name our leftovers' test
         env["TIERGATE_TIER"] = self.tier.name
-        env["TIERGATE_EVENTS"] = str(self.events_path)
+        env["TIERGATE_EVENTS"] = str(self.log.writer_path)
         env.update(boot_env(self.run_dir, env))  # every Python process of the run can be dumped
         return env
 
@@ -255,23 +383,48 @@ class Supervisor:
 
     def _follow(self) -> None:
         for record in self.tail.poll():
-            kind = record["event"]
-            if kind == ev.COLLECTED and not self.collected:
+            try:
+                self._take(record)
+            except (KeyError, TypeError, ValueError):
+                continue  # a malformed record (a test wrote to the log?) says nothing to follow
+
+    def _take(self, record: dict[str, Any]) -> None:
+        kind = record["event"]
+        if kind == ev.COLLECTED:
+            self.collecting.clear()
+            if not self.collected:
                 self.collected = list(record.get("tests", ()))
-            elif kind == ev.TEST_START:
-                self.in_flight[record["nodeid"]] = _InFlight(
-                    nodeid=record["nodeid"],
-                    pid=int(record["pid"]),
-                    started=float(record["t"]),
-                    timeout=record.get("timeout"),
-                    path=record.get("path"),
-                    line=record.get("line"),
-                )
-            elif kind in (ev.TEST_FINISH, ev.HARD_TIMEOUT):
-                self.in_flight.pop(record["nodeid"], None)
-                self.finished.add(record["nodeid"])
-            elif kind == ev.SESSION_FINISH and record.get("worker") is None:
-                self.session_finished.add(int(record["pid"]))
+        elif kind == ev.TEST_START:
+            self.in_flight[record["nodeid"]] = _InFlight(
+                nodeid=record["nodeid"],
+                pid=int(record["pid"]),
+                started=float(record["t"]),
+                timeout=record.get("timeout"),
+                path=record.get("path"),
+                line=record.get("line"),
+            )
+        elif kind in (ev.TEST_FINISH, ev.HARD_TIMEOUT):
+            self.in_flight.pop(record["nodeid"], None)
+            self.finished.add(record["nodeid"])
+        elif kind == ev.COLLECT_START:
+            pid = int(record["pid"])
+            self.collecting[pid] = _Collecting(
+                nodeid=str(record["nodeid"]), path=str(record.get("path") or ""), pid=pid,
+                started=float(record["t"]), timeout=record.get("timeout"))
+        elif kind == ev.COLLECT_FINISH:
+            self.collecting.pop(int(record["pid"]), None)
+        elif kind == ev.SESSION_FINISH and record.get("worker") is None:
+            self.session_finished.add(int(record["pid"]))
+            self.blocking[int(record["pid"])] = record.get("blocking")
+            if self.session_end is None:
+                self.session_end = time.monotonic()
+
+    def _stuck_collection(self) -> _Collecting | None:
+        now = time.time()
+        for module in self.collecting.values():
+            if module.timeout and now > module.started + module.timeout:
+                return module
+        return None
 
     def _hung_test(self) -> _InFlight | None:
         now = time.time()
@@ -349,6 +502,82 @@ class Supervisor:
         if test.pid != proc.pid:
             _kill_tree(test.pid)
             return False
+        stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
+        return True
+
+    def _collect_timeout(self, proc: subprocess.Popen[bytes], pgid: int,
+                         module: _Collecting) -> None:
+        """Collecting (importing) one module took longer than the tier's collect-timeout: no
+        per-test limit covers that, and no in-process timer can be trusted inside an import.
+        Dump, name the line, kill; the next attempt leaves the module out, so the rest runs."""
+        limit = module.timeout or 0.0
+        saved = self._dump(proc.pid, module.nodeid, "collect-timeout",
+                           f"collecting {module.path} took more than {limit:g}s",
+                           stuck_pid=module.pid)
+        message = (f"timeout: collecting {module.path} (importing it) ran past its {limit:g}s "
+                   "collect-timeout; its tests did not run" + _stuck_words(saved))
+        self.events.emit(ev.COLLECT_TIMEOUT, nodeid=module.nodeid, path=module.path,
+                         message=message, dump=saved.path)
+        self._module_failed(module, "collect-timeout", message, culprit=saved.culprit,
+                            dump=saved.path)
+        self._say(f"tiergate: collecting {module.path} is stuck past {limit:g}s; killing pytest, "
+                  "then going on without it" + _stuck_words(saved))
+        stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
+
+    def _crashed_collecting(self, returncode: int) -> None:
+        how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0
+               else f"exited with code {returncode}")
+        for module in list(self.collecting.values()):
+            message = (f"crash: pytest {how} while collecting {module.path} (importing it); "
+                       "its tests did not run")
+            self._module_failed(module, "crash", message, details={"returncode": returncode})
+            self._say(f"tiergate: pytest {how} while collecting {module.path}; going on "
+                      "without it")
+
+    def _module_failed(self, module: _Collecting, kind: str, message: str,
+                       **extra: Any) -> None:
+        """A module that could not be collected: an error in the results (as pytest reports a
+        module that fails to import), a finding, and no place in later attempts."""
+        self.events.emit(ev.TEST_FINISH, nodeid=module.nodeid, path=module.path, line=None,
+                         outcome="error", duration=round(time.time() - module.started, 3),
+                         phase="collect", message=message, longrepr=message,
+                         dump=extra.get("dump"))
+        self._emit_finding(Finding(kind=kind, test=module.nodeid, severity="error",
+                                   message=message, location=Location(module.path, None),
+                                   **extra))
+        if module.path and module.path not in self.ignored:
+            self.ignored.append(module.path)
+        self.collecting.pop(module.pid, None)
+
+    def _exit_hang(self, proc: subprocess.Popen[bytes], pgid: int) -> bool:
+        """pytest said its session ended but has not exited within the grace: something keeps
+        the interpreter alive (a non-daemon thread, an atexit handler, a child it waits for).
+        The results stand; the hang is a finding, named, and pytest is killed."""
+        if self.session_end is None or time.monotonic() < self.session_end + self.tier.grace:
+            return False
+        blocking = self.blocking.get(proc.pid) or []
+        threads = "; ".join(_thread_words(t) for t in blocking if isinstance(t, dict))
+        saved = self._dump(proc.pid, None, "exit-hang",
+                           f"pytest's session ended {self.tier.grace:g}s ago and it has not "
+                           "exited", stuck_pid=proc.pid)
+        why = (f": non-daemon threads block interpreter shutdown: {threads}" if threads
+               else _stuck_words(saved))
+        message = (f"pytest finished its tests but did not exit within {self.tier.grace:g}s"
+                   f"{why}; it was killed (every test result stands)")
+        first = next((t for t in blocking if isinstance(t, dict) and t.get("where")), None)
+        culprit = saved.culprit
+        if first is not None:
+            where = first["where"]
+            culprit = Culprit(path=str(where.get("path")), line=where.get("line"),
+                              function=str(where.get("function")),
+                              reason=f"thread {first.get('name')!r} is still running")
+        self.events.emit(ev.EXIT_HANG, waited=self.tier.grace, blocking=blocking,
+                         dump=saved.path)
+        self._emit_finding(Finding(kind="exit-hang", test=None, severity="error",
+                                   message=message, culprit=culprit, dump=saved.path,
+                                   location=Location(culprit.path, culprit.line)
+                                   if culprit else None))
+        self._say(f"tiergate: {message}")
         stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
         return True
 
@@ -485,20 +714,31 @@ class Supervisor:
     # -- small things ----------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.cancel_signal is None:
+        # While pytest runs, a signal cancels it; after, it waits until the files are written.
+        if self.tests_over:
+            self.late_signal = self.late_signal or signum
+        elif self.cancel_signal is None:
             self.cancel_signal = signum
 
     def _emit_finding(self, finding: Finding) -> None:
         self.events.emit(ev.FINDING, finding=finding.to_json())
+
+    def _record(self, finding: Finding) -> None:
+        """A finding of tiergate's own: in the log if it can be written, and kept either way."""
+        self.faults.append(finding)
+        try:
+            self._emit_finding(finding)
+        except OSError:
+            pass
 
     def _exit_code(self, run: RunResult) -> int:
         if self.cancel_signal is not None:
             return 128 + self.cancel_signal
         if self.pytest_exit == 4:
             return EXIT_USAGE
-        if self.pytest_exit == 5 and not run.tests and not run.findings:
-            return EXIT_NO_TESTS
-        return EXIT_FAILED if run.outcome == "failed" else EXIT_PASSED
+        if run.outcome == "no-tests":
+            return EXIT_PASSED if run.allow_no_tests else EXIT_NO_TESTS
+        return EXIT_PASSED if run.ok else EXIT_FAILED
 
     def _say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -526,6 +766,26 @@ def _stuck_words(saved: SavedDump) -> str:
         return f" (no dump: {saved.problem})" if saved.problem else ""
     reason = f", {culprit.reason}" if culprit.reason else ""
     return f"; stuck in {culprit.function} ({culprit.path}:{culprit.line}){reason}"
+
+
+def _thread_words(thread: dict[str, Any]) -> str:
+    where = thread.get("where") or {}
+    at = (f" in {where.get('function')} ({where.get('path')}:{where.get('line')})"
+          if where else "")
+    return f"thread {thread.get('name')!r}{at}"
+
+
+def _step_summary_fallback(run: RunResult) -> None:
+    """The results dir cannot be written: the verdict still reaches the job summary."""
+    from tiergate.report import actions
+    from tiergate.report.summary import render_summary
+
+    if not actions.in_github_actions():
+        return
+    try:
+        actions.append_step_summary(render_summary(run, budget=actions.step_summary_room()))
+    except OSError:
+        pass
 
 
 def _kill_tree(pid: int) -> None:

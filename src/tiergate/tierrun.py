@@ -17,11 +17,12 @@ import pytest
 
 from tiergate import events as ev
 from tiergate.config import TIER_MARKERS, Tier
+from tiergate.errors import UsageError
 from tiergate.findings import Finding, Location
 from tiergate.highwater import maxrss
 from tiergate.markers import ClosestMarker
 from tiergate.reproduce import Reproductions
-from tiergate.resultfiles import clear_results
+from tiergate.resultfiles import ResultsDirClaim, claim_results_dir
 from tiergate.runspec import RunSpec
 from tiergate.selection import TierSelection
 from tiergate.softtimeout import SoftTimer, TestTimeout
@@ -47,13 +48,15 @@ class TierRun:
         self.tier: Tier = spec.tier
         self.worker = _worker_id(config)
         self.is_xdist_controller = self.worker is None and _uses_xdist(config)
+        self._claim: ResultsDirClaim | None = None
         if not spec.supervised and self.worker is None:
-            clear_results(spec.results_dir)
+            try:
+                self._claim = claim_results_dir(spec.results_dir, config.rootpath)
+            except UsageError as exc:
+                raise pytest.UsageError(str(exc)) from None
         # Under the supervisor, which follows the events to see hangs and crashes, each one is
         # written at once; a plain `pytest --tier` run reads them only at its end.
-        self.events = ev.EventWriter(
-            spec.results_dir / ev.EVENTS_FILE, worker=self.worker, live=spec.supervised
-        )
+        self.events = ev.EventWriter(spec.events_file, worker=self.worker, live=spec.supervised)
         self.timer = SoftTimer(self._on_soft_timeout)
         self._timeout_marker = ClosestMarker("timeout")
         self._high_water = maxrss()  # this process's peak RSS at the end of the last test
@@ -61,6 +64,7 @@ class TierRun:
         self._reports: list[pytest.TestReport] = []
         self._dump: str | None = None
         self._collected_sent = False
+        self._modules_collecting: set[str] = set()
         self.leaks: LeakWatch | None = None  # its test windows open and close in our wrapper
         self._select(config)
         # issue 8: @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
@@ -152,7 +156,8 @@ class TierRun:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self.events.emit(ev.SESSION_FINISH, exitstatus=int(exitstatus))
+        blocking = _blocking_threads(self.config.rootpath) if self.events.live else None
+        self.events.emit(ev.SESSION_FINISH, exitstatus=int(exitstatus), blocking=blocking)
         # An xdist worker says it is done after this hook; the controller then reads the file.
         self.events.flush()
 
@@ -165,6 +170,8 @@ class TierRun:
             self.events.flush()
             write_result_files(self.spec.results_dir)
         self.events.close()
+        if self._claim is not None:
+            self._claim.release()
 
     # -- one test --------------------------------------------------------------------------
 
@@ -244,7 +251,19 @@ class TierRun:
             if self.reproductions.bugs:
                 self.reproductions.check(report)
 
+    # -- collection: watched like a test (a module whose import hangs is named) ---------------
+
+    def pytest_collectstart(self, collector: pytest.Collector) -> None:
+        if self.events.live and isinstance(collector, pytest.File):
+            self._modules_collecting.add(collector.nodeid)
+            path = _relative_path(collector.path, self.config.rootpath)
+            self.events.emit(ev.COLLECT_START, nodeid=collector.nodeid, path=path,
+                             timeout=self.tier.collect_timeout or None)
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.nodeid in self._modules_collecting:
+            self._modules_collecting.discard(report.nodeid)
+            self.events.emit(ev.COLLECT_FINISH, nodeid=report.nodeid)
         if report.failed and not self.is_xdist_controller:
             self.events.emit(
                 ev.TEST_FINISH,
@@ -351,6 +370,43 @@ def project_relative(finding: Finding, root: Path) -> Finding:
             finding.culprit, path=relative(finding.culprit.path)
         )
     return dataclasses.replace(finding, **changes) if changes else finding
+
+
+def _relative_path(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _blocking_threads(root: Path) -> list[dict[str, Any]] | None:
+    """The non-daemon threads alive as the session ends: the interpreter waits for each of them
+    before it exits, so if pytest then does not exit these are why. Each with where it is now
+    (its innermost frame in the project, else its innermost). None when there are none."""
+    import sys
+    import threading
+
+    main = threading.main_thread()
+    alive = [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+    if not alive:
+        return None
+    frames = sys._current_frames()
+    inside = str(root)
+    out = []
+    for thread in alive:
+        where = None
+        frame = frames.get(thread.ident or -1)
+        innermost = frame
+        while frame is not None:
+            if frame.f_code.co_filename.startswith(inside):
+                break
+            frame = frame.f_back
+        frame = frame or innermost
+        if frame is not None:
+            where = {"path": _relative_path(Path(frame.f_code.co_filename), root),
+                     "line": frame.f_lineno, "function": frame.f_code.co_name}
+        out.append({"name": thread.name, "where": where})
+    return out
 
 
 def _uses_xdist(config: pytest.Config) -> bool:
