@@ -10,6 +10,8 @@ module name, so a test process that the start-up hook already guarded and the pl
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +36,12 @@ def core() -> ModuleType:
     return module
 
 
-# What a refused connection raises (a ConnectionRefusedError subclass).
-NetworkBlocked: type[ConnectionRefusedError] = core().NetworkBlocked
+# What a refusal raises: what a machine with no network raises. A connect or send: NetworkBlocked,
+# an OSError with errno ENETUNREACH. A lookup: LookupBlocked, a socket.gaierror (EAI_NONAME), also
+# a NetworkBlocked. gethostbyaddr of an address: ReverseLookupBlocked, a socket.herror.
+NetworkBlocked: type[OSError] = core().NetworkBlocked
+LookupBlocked: type[OSError] = core().LookupBlocked
+ReverseLookupBlocked: type[OSError] = core().ReverseLookupBlocked
 
 
 def encode_policy(network: str | tuple[str, ...] | list[str]) -> str:
@@ -49,8 +55,11 @@ def install_guard(
     tier_name: str,
     emit: Callable[[Finding], None] | None = None,
 ) -> None:
-    """Guard this process: a refused connection raises at once and *emit* gets a
-    ``network-blocked`` finding attributed to the test in progress. ``"any"`` removes the guard."""
+    """Guard this process: a refused connection or lookup raises at once and *emit* gets a
+    ``network-blocked`` finding attributed to the test in progress. ``"any"`` removes the guard.
+
+    The allow-list's host names are resolved here, once, and the answers put in the environment
+    (``TIERGATE_NETWORK_ADDRESSES``) so that the guarded children do not look them up again."""
     guard = core()
     policy = guard.Policy.parse(network)
 
@@ -59,6 +68,10 @@ def install_guard(
             emit(Finding.from_json(finding))
 
     guard.install(policy, tier_name, reporter=report)
+    if policy.resolved:
+        os.environ[guard.ENV_ADDRESSES] = json.dumps(policy.resolved, sort_keys=True)
+    else:
+        os.environ.pop(guard.ENV_ADDRESSES, None)
 
 
 def remove_guard() -> None:

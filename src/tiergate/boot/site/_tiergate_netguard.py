@@ -1,24 +1,34 @@
-"""tiergate's network guard: a PEP 578 audit hook that refuses connections the tier does not allow.
+"""tiergate's network guard: a PEP 578 audit hook that refuses network use the tier does not allow.
 
 Runs in the test process (``tiergate.netguard.install_guard``) and, through ``sitecustomize``, in
 every Python child of a run (``install_from_env``, switched on by ``TIERGATE_NETWORK``). The hook
-sees ``socket.connect`` (also ``connect_ex``), ``socket.sendto``/``sendmsg`` and
-``socket.getaddrinfo`` *before* the system call, so a refused connection sends no packet and
-fails in microseconds with ``NetworkBlocked`` (a ``ConnectionRefusedError``, which client
-libraries already treat as "the server is not there") naming host, port and the tier's policy.
-Unix sockets are always allowed.
+sees ``socket.connect`` (also ``connect_ex``), ``socket.sendto``/``sendmsg`` and every resolver
+entry point that raises an audit event (``getaddrinfo``, ``gethostbyname``/``_ex``,
+``gethostbyaddr``, ``getnameinfo``) *before* the system call, so a refused call sends no packet and
+no DNS query. It fails in microseconds the way it fails on a machine with no network: a refused
+connect or send raises ``NetworkBlocked`` (an ``OSError`` with errno ``ENETUNREACH``), a refused
+lookup raises ``LookupBlocked`` (a ``socket.gaierror``, ``EAI_NONAME``), a refused reverse lookup
+of an address raises ``ReverseLookupBlocked`` (a ``socket.herror``); each message names host, port,
+the tier's policy and how to allow it. Unix sockets are always allowed, and so is whatever this
+machine answers itself: lookups of names in ``/etc/hosts`` (and of the host name when the system
+resolves it locally), and connections to ``0.0.0.0``/``::``, which mean this machine.
 
 Each refusal is also recorded: in-process through the reporter the plugin passes, in a child as
 one ``finding`` event appended (one ``os.write``, O_APPEND) to ``$TIERGATE_EVENTS``, attributed to
 ``$TIERGATE_CURRENT_TEST`` (or pytest's ``PYTEST_CURRENT_TEST``) inherited from the test.
 
 Policies (``TIERGATE_NETWORK``): ``any``, ``loopback``, ``none``, or a JSON list of entries, each a
-host name, an IP, ``host:port``, ``[v6]:port`` or a CIDR. Stdlib only, and cheap: this file is
-imported at start-up of every child when the variable is set.
+host name, an IP, ``host:port``, ``[v6]:port`` or a CIDR. The names of a list are resolved once, at
+start-up, with the resolver captured when this module is imported (``_socket.getaddrinfo``); the
+test process hands its answers to its children in ``TIERGATE_NETWORK_ADDRESSES``. The hook itself
+calls nothing a test can replace. Stdlib only, and cheap: this file is imported at start-up of
+every child when the variable is set.
 """
 
 from __future__ import annotations
 
+import _socket
+import errno
 import json
 import os
 import sys
@@ -30,10 +40,34 @@ ENV_NETWORK = "TIERGATE_NETWORK"
 ENV_TIER = "TIERGATE_TIER"
 ENV_EVENTS = "TIERGATE_EVENTS"
 ENV_TEST = "TIERGATE_CURRENT_TEST"
+ENV_ADDRESSES = "TIERGATE_NETWORK_ADDRESSES"  # JSON {name: [address, ...]} resolved at start-up
+
+HOSTS_FILE = "/etc/hosts"
+NSSWITCH_FILE = "/etc/nsswitch.conf"
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
-_EVENTS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo"})
-_INET_FAMILIES = (2, 10)  # AF_INET, AF_INET6 on Linux (no socket import needed to compare)
+_CONNECTS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg"})
+_LOOKUPS = frozenset({"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+                      "socket.getnameinfo"})
+_EVENTS = _CONNECTS | _LOOKUPS
+_INET_FAMILIES = (_socket.AF_INET, _socket.AF_INET6)
+_HOST_NOT_FOUND = 1  # h_errno from <netdb.h>: what gethostbyaddr raises for an unknown address
+
+# Captured at import, before any test runs: the hook never calls what a test can monkeypatch
+# (socket.getaddrinfo, socket.socket.family, time.time, os.open, ...).
+_getaddrinfo = _socket.getaddrinfo
+_inet_pton = _socket.inet_pton
+_inet_ntop = _socket.inet_ntop
+_family_of = _socket.socket.__dict__["family"].__get__
+_getpid = os.getpid
+_os_open, _os_write, _os_close = os.open, os.write, os.close
+_environ = os.environ
+_now = time.time
+_dumps = json.dumps
+_getframe = sys._getframe
+_STDLIB = os.path.dirname(os.__file__)
+_HERE = os.path.abspath(__file__)
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 # Sockets whose connect was refused, kept alive so that the leak probes count them as part of
 # the network-blocked finding and their collection does not warn in a later test. Bounded.
@@ -41,26 +75,181 @@ BLOCKED_SOCKETS: list[Any] = []
 _MAX_KEPT = 64
 
 
-class NetworkBlocked(ConnectionRefusedError):
-    """A connection or lookup the tier's network policy does not allow; nothing was sent."""
+class NetworkBlocked(OSError):
+    """Network use the tier's network policy does not allow; nothing was sent. A refused connect,
+    sendto or sendmsg raises it with errno ``ENETUNREACH``, as a machine with no network does."""
+
+
+class LookupBlocked(_socket.gaierror, NetworkBlocked):
+    """A refused name lookup (or ``getnameinfo``): ``socket.gaierror`` with ``EAI_NONAME``."""
+
+
+class ReverseLookupBlocked(_socket.herror, NetworkBlocked):
+    """A refused ``gethostbyaddr`` of an address: ``socket.herror`` (host not found)."""
+
+
+# An address is (4 or 6, its integer value); an IPv4-mapped IPv6 address counts as IPv4.
+Address = tuple[int, int]
+# A network is (version, integer value, prefix length).
+Network = tuple[int, int, int]
+_BITS = {4: 32, 6: 128}
+
+
+def _ip(host: str, *, map_v4: bool = True) -> Address | None:
+    """The address *host* spells (numeric: looking it up sends nothing), or None for a name."""
+    text = host.split("%", 1)[0]  # an IPv6 scope
+    if text == "<broadcast>":
+        return (4, 0xFFFFFFFF)
+    try:
+        return (4, int.from_bytes(_inet_pton(_socket.AF_INET, text), "big"))
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        value = int.from_bytes(_inet_pton(_socket.AF_INET6, text), "big")
+    except (OSError, ValueError, TypeError):
+        return None
+    if map_v4 and value >> 32 == 0xFFFF:
+        return (4, value & 0xFFFFFFFF)
+    return (6, value)
+
+
+def _network(text: str) -> Network | None:
+    """A CIDR or a single address as a network (host bits dropped), or None when it is neither."""
+    address_text, slash, prefix_text = text.partition("/")
+    address = _ip(address_text, map_v4=False)
+    if address is None:
+        return None
+    version, value = address
+    bits = _BITS[version]
+    if not slash:
+        prefix = bits
+    elif prefix_text.isascii() and prefix_text.isdigit() and int(prefix_text) <= bits:
+        prefix = int(prefix_text)
+    else:
+        return None
+    if version == 6 and value >> 32 == 0xFFFF and prefix >= 96:  # an IPv4-mapped network
+        version, value, prefix, bits = 4, value & 0xFFFFFFFF, prefix - 96, 32
+    return (version, value >> (bits - prefix) << (bits - prefix), prefix)
+
+
+def _in(address: Address, network: Network) -> bool:
+    version, value = address
+    if version != network[0]:
+        return False
+    shift = _BITS[version] - network[2]
+    return value >> shift == network[1] >> shift
+
+
+def _is_loopback(address: Address) -> bool:
+    version, value = address
+    return value >> 24 == 127 if version == 4 else value == 1
+
+
+def _this_machine(address: Address) -> Address:
+    """``0.0.0.0`` and ``::`` (and the empty host) mean this machine: its loopback address."""
+    version, value = address
+    if value == 0:
+        return (4, 0x7F000001) if version == 4 else (6, 1)
+    return address
+
+
+def _address_text(address: Address) -> str:
+    version, value = address
+    if version == 4:
+        return _inet_ntop(_socket.AF_INET, value.to_bytes(4, "big"))
+    return _inet_ntop(_socket.AF_INET6, value.to_bytes(16, "big"))
+
+
+def _text(value: Any) -> str | None:
+    """A host as text: str as it is, bytes as ASCII (Latin-1 when not ASCII; never fails)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    return None
+
+
+def _name(host: str) -> str:
+    return host.lower().rstrip(".")
+
+
+class LocalNames:
+    """What this machine answers itself, without sending anything: the names in ``/etc/hosts``
+    (and ``localhost``), and its own host name when the system resolves it locally."""
+
+    def __init__(self, hosts_text: str = "", hostname: str = "", nsswitch_text: str = "") -> None:
+        loopback = frozenset({(4, 0x7F000001), (6, 1)})
+        self.addresses: dict[str, frozenset[Address]] = dict.fromkeys(_LOOPBACK_NAMES, loopback)
+        self.reverse: set[Address] = set()  # addresses /etc/hosts names (reverse lookups)
+        for line in hosts_text.splitlines():
+            fields = line.split("#", 1)[0].split()
+            address = _ip(fields[0]) if len(fields) >= 2 else None
+            if address is None:
+                continue
+            self.reverse.add(address)
+            for host in fields[1:]:
+                name = _name(host)
+                known = self.addresses.get(name, frozenset())
+                self.addresses[name] = known | {address}
+        self.hostname = _name(hostname)
+        # The host name is answered locally when /etc/hosts has it, or when nsswitch asks a local
+        # service (myhostname, systemd-resolved) before anything that would ask the network.
+        self.hostname_local = bool(self.hostname) and (
+            self.hostname in self.addresses or _hostname_answered_locally(nsswitch_text))
+
+    @classmethod
+    def read(cls, hosts: str = HOSTS_FILE, nsswitch: str = NSSWITCH_FILE) -> LocalNames:
+        def text(path: str) -> str:
+            try:
+                with open(path, encoding="latin-1") as handle:
+                    return handle.read(1 << 20)
+            except (OSError, ValueError):
+                return ""
+
+        try:
+            hostname = _socket.gethostname()
+        except OSError:
+            hostname = ""
+        return cls(text(hosts), hostname, text(nsswitch))
+
+    def answers(self, name: str) -> bool:
+        """Does looking *name* up stay on this machine?"""
+        return name in self.addresses or (self.hostname_local and name == self.hostname)
+
+
+def _hostname_answered_locally(nsswitch_text: str) -> bool:
+    for line in nsswitch_text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if not fields or fields[0] != "hosts:":
+            continue
+        for source in fields[1:]:
+            if source.startswith("[") or source == "files":
+                continue  # an action ([NOTFOUND=return]); files is /etc/hosts, read already
+            return source in ("myhostname", "resolve")
+    return False
 
 
 class Policy:
     """What may be reached. ``mode`` is any, loopback, none or list."""
 
     def __init__(self, mode: str, entries: tuple[str, ...] = ()) -> None:
-        import ipaddress
-
         self.mode = mode
         self.entries = entries
         self.names: dict[str, int | None] = {}  # host name -> port (None: any port)
-        self.networks: list[tuple[Any, int | None]] = []  # (ip_network, port or None)
+        self.networks: list[tuple[Network, int | None]] = []  # (network, port or None)
+        self.resolved: dict[str, list[str]] = {}  # listed name -> its addresses, at start-up
+        self.local = LocalNames()  # what this machine answers; read by install()
         for entry in entries:
             host, port = _split_host_port(entry.strip())
-            try:
-                self.networks.append((ipaddress.ip_network(host, strict=False), port))
-            except ValueError:
-                self.names[host.lower().rstrip(".")] = port
+            network = _network(host)
+            if network is not None:
+                self.networks.append((network, port))
+            else:
+                self.names[_name(host)] = port
 
     @classmethod
     def parse(cls, spec: str | tuple[str, ...] | list[str]) -> Policy:
@@ -83,49 +272,96 @@ class Policy:
     def describe(self) -> str:
         return self.mode if self.mode != "list" else "[" + ", ".join(self.entries) + "]"
 
-    def allows_ip(self, host: str, port: int | None) -> bool:
-        if self.mode == "any":
-            return True
-        if self.mode == "none":
-            return False
-        address = _ip(host)
-        if address is None:
-            return self.allows_name(host, port)
-        if self.mode == "loopback":
-            return bool(address.is_loopback)
-        for network, allowed_port in self.networks:
-            if address in network and (allowed_port is None or allowed_port == port):
-                return True
-        return False
+    # -- decisions (none of them raises for any str host) ---------------------------------------
 
-    def allows_name(self, host: str, port: int | None) -> bool:
-        name = host.lower().rstrip(".")
+    def allows_ip(self, host: str, port: int | None, family: int | None = None) -> bool:
+        """May this process connect (or send) to *host* (an address or a name) on *port*, from a
+        socket of *family* (a name resolves to that family's addresses only)?"""
         if self.mode == "any":
             return True
-        if self.mode in ("loopback", "none"):
-            return name in _LOOPBACK_NAMES
+        address = (4, 0) if host == "" else _ip(host)  # "" is INADDR_ANY to connect()
+        if address is None:
+            return self.allows_name(host, port, family)
+        return self.allows_address(address, port)
+
+    def allows_address(self, address: Address, port: int | None) -> bool:
+        if self.mode in ("any", "none"):
+            return self.mode == "any"
+        address = _this_machine(address)
+        if self.mode == "loopback":
+            return _is_loopback(address)
+        return any(_in(address, network) and (allowed is None or allowed == port)
+                   for network, allowed in self.networks)
+
+    def allows_name(self, host: str, port: int | None, family: int | None = None) -> bool:
+        """May this process connect to the name *host* (``connect(("db", 5432))``)? A name that
+        is not listed may when every address this machine gives it (in *family*) may."""
+        if self.mode in ("any", "none"):
+            return self.mode == "any"
+        name = _name(host)
         if name in self.names:
+            allowed_port = self.names[name]
+            return allowed_port is None or port is None or allowed_port == port
+        version = {_socket.AF_INET: 4, _socket.AF_INET6: 6}.get(family or 0)
+        addresses = [a for a in self.local.addresses.get(name, ()) if version in (None, a[0])]
+        return bool(addresses) and all(self.allows_address(a, port) for a in addresses)
+
+    def allows_lookup(self, host: str, port: int | None) -> bool:
+        """May this process look the name *host* up? Names this machine answers always may."""
+        if self.mode == "any":
+            return True
+        name = _name(host)
+        if self.local.answers(name):
+            return True
+        if self.mode == "list" and name in self.names:
             allowed_port = self.names[name]
             return allowed_port is None or port is None or allowed_port == port
         return False
 
-    def learn(self, host: str, port: int | None) -> None:
-        """An allowed name was looked up: its addresses become allowed, with the name's port."""
-        import ipaddress
-        import socket
+    def allows_reverse(self, address: Address) -> bool:
+        """May this process look up the name of *address* (a PTR query unless /etc/hosts has it)?"""
+        if self.mode == "any" or address in self.local.reverse:
+            return True
+        return self.mode == "list" and any(_in(address, net) for net, _ in self.networks)
 
-        allowed_port = self.names.get(host.lower().rstrip("."), port)
-        try:
-            infos = _resolving(lambda: socket.getaddrinfo(host, None))
-        except OSError:
-            return
-        for info in infos:
-            try:
-                network = ipaddress.ip_network(str(info[4][0]).split("%")[0])
-            except ValueError:
+    # -- the listed names, resolved once -----------------------------------------------------
+
+    def use_addresses(self, resolved: dict[str, list[str]]) -> None:
+        """Take the addresses another process resolved for the listed names (ENV_ADDRESSES)."""
+        for name, addresses in resolved.items():
+            if name in self.names and name not in self.resolved and isinstance(addresses, list):
+                self._allow(name, [str(a) for a in addresses])
+
+    def resolve(self) -> None:
+        """Resolve each listed name not resolved yet, with the real resolver: its addresses are
+        allowed with the name's port. A name that does not resolve allows no address."""
+        for name in self.names:
+            if name in self.resolved:
                 continue
-            if (network, allowed_port) not in self.networks:
-                self.networks.append((network, allowed_port))
+            local = self.local.addresses.get(name)
+            if local:
+                self._allow(name, sorted(_address_text(a) for a in local))
+                continue
+            try:
+                infos = _getaddrinfo(name, None)
+            except (OSError, UnicodeError, ValueError):
+                infos = []
+            found = []
+            for info in infos:
+                text = str(info[4][0])
+                if text not in found:
+                    found.append(text)
+            self._allow(name, found)
+
+    def _allow(self, name: str, addresses: list[str]) -> None:
+        self.resolved[name] = addresses
+        for text in addresses:
+            address = _ip(text)
+            if address is None:
+                continue
+            network = (address[0], address[1], _BITS[address[0]])
+            if (network, self.names[name]) not in self.networks:
+                self.networks.append((network, self.names[name]))
 
 
 def _split_host_port(entry: str) -> tuple[str, int | None]:
@@ -139,23 +375,12 @@ def _split_host_port(entry: str) -> tuple[str, int | None]:
     return entry, None
 
 
-def _ip(host: str) -> Any:
-    import ipaddress
-
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped or address
-
-
 def _port(value: Any) -> int | None:
     if isinstance(value, int):
         return value
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("ascii", "replace")
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None
 
@@ -166,12 +391,26 @@ _policy: Policy | None = None
 _tier = ""
 _reporter: Any = None  # callable(finding dict) in the test process; None in children
 _installed = False
+_local: LocalNames | None = None  # read once per process, at the first install
 _busy = threading.local()
 
 
+def local_names() -> LocalNames:
+    """This machine's own names (``/etc/hosts``, the host name), read once per process."""
+    global _local
+    if _local is None:
+        _local = _resolving(LocalNames.read)
+    return _local
+
+
 def install(policy: Policy | None, tier: str = "", reporter: Any = None) -> None:
-    """Guard this process with *policy* (None or ``any``: stop guarding; the hook stays, inert)."""
+    """Guard this process with *policy* (None or ``any``: stop guarding; the hook stays, inert).
+    Reads this machine's names and resolves the policy's listed names first, so the hook never
+    has to."""
     global _policy, _tier, _reporter, _installed
+    if policy is not None and policy.mode != "any":
+        policy.local = local_names()
+        _resolving(policy.resolve)
     _policy = None if policy is None or policy.mode == "any" else policy
     _tier, _reporter = tier, reporter
     if _policy is not None and not _installed:
@@ -187,6 +426,13 @@ def install_from_env() -> None:
         policy = Policy.parse(spec)
     except ValueError:
         return  # a bad value must not break the child; the test process already validated it
+    if policy.names:
+        try:
+            resolved = json.loads(os.environ.get(ENV_ADDRESSES) or "{}")
+        except ValueError:
+            resolved = {}
+        if isinstance(resolved, dict):
+            policy.use_addresses(resolved)
     install(policy, os.environ.get(ENV_TIER, ""), reporter=_reporter)
 
 
@@ -201,37 +447,80 @@ def _resolving(call: Any) -> Any:
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _EVENTS or _policy is None or getattr(_busy, "on", False):
         return
-    if event == "socket.getaddrinfo":
-        host, port = args[0], _port(args[1])
-        if isinstance(host, bytes):
-            host = host.decode("idna", "replace")
-        if not host or _ip(host) is not None:
-            return  # numeric: no packet is sent; the connect that follows is checked
-        if _policy.allows_name(host, port):
-            if _policy.mode == "list":
-                _policy.learn(host, port)
-            return
-        _refuse("lookup", host, port, None)
-    sock, address = args[0], args[1]
-    if getattr(sock, "family", None) not in _INET_FAMILIES:
-        return
-    if event == "socket.sendmsg" and address is None:
-        return  # connected socket: its connect was checked
-    if not isinstance(address, tuple) or len(address) < 2:
-        return
-    host, port = address[0], _port(address[1])
-    if isinstance(host, bytes):
-        host = host.decode("idna", "replace")
-    if _policy.allows_ip(str(host), port):
-        return
-    _refuse(event.split(".", 1)[1], str(host), port, sock)
+    __tracebackhide__ = True  # pytest shows the caller's line, not the guard's frames
+    try:
+        refused = _decide(_policy, event, args)
+    except Exception:  # never break on what the guard cannot read: refuse it (nothing was sent)
+        refused = ("lookup" if event in _LOOKUPS else event.split(".", 1)[1], "?", None, None)
+    if refused is not None:
+        _refuse(event, *refused)
 
 
-def _refuse(operation: str, host: str, port: int | None, sock: Any) -> None:
-    target = f"{host}:{port}" if port is not None else host
-    verb = "lookup of" if operation == "lookup" else f"{operation} to"
+def _decide(policy: Policy, event: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """None when *event* is allowed, else (operation, host, port, socket) to refuse."""
+    if event in _LOOKUPS:
+        if event == "socket.getnameinfo":  # ((host, port, ...),): a reverse lookup of an address
+            sockaddr = args[0]
+            if not isinstance(sockaddr, tuple) or len(sockaddr) < 2:
+                return None  # CPython rejects it before any lookup
+            host, port = _text(sockaddr[0]), _port(sockaddr[1])
+            if host is None:
+                return None  # CPython rejects it before any lookup
+            address = _ip(host)  # CPython only parses it (AI_NUMERICHOST): a name fails there
+            if address is None or policy.allows_reverse(address):
+                return None
+            return ("reverse lookup", host, port, None)
+        raw = args[0]
+        if raw is None and event == "socket.getaddrinfo":
+            return None  # the wildcard or loopback address: nothing to look up
+        host = _text(raw)
+        if host is None:
+            return ("lookup", repr(raw), None, None)
+        port = _port(args[1]) if event == "socket.getaddrinfo" else None
+        address = _ip(host) if host else None
+        if event == "socket.gethostbyaddr" and not host:
+            address = (4, 0)  # CPython reads "" as 0.0.0.0, and looks that up
+        if address is not None and event == "socket.gethostbyaddr":
+            return None if policy.allows_reverse(address) else ("reverse lookup", host, None, None)
+        if not host or address is not None or policy.allows_lookup(host, port):
+            return None  # numeric: no packet is sent; the connect that follows is checked
+        return ("lookup", host, port, None)
+    sock, address_arg = args[0], args[1]
+    family = _family_of(sock)
+    if family not in _INET_FAMILIES:
+        return None
+    if event == "socket.sendmsg" and address_arg is None:
+        return None  # connected socket: its connect was checked
+    if not isinstance(address_arg, tuple) or len(address_arg) < 2:
+        return None  # CPython rejects it before any system call
+    port = _port(address_arg[1])
+    host = _text(address_arg[0])
+    operation = event.split(".", 1)[1]
+    if host is None:
+        return (operation, repr(address_arg[0]), port, sock)
+    return None if policy.allows_ip(host, port, family) else (operation, host, port, sock)
+
+
+def _allow_hint(operation: str, host: str, port: int | None) -> str:
+    """How to allow what was refused, in the tier's own configuration."""
+    entry = host
+    if port is not None and operation != "reverse lookup":
+        entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = f"[tool.tiergate.tiers.{_tier}]" if _tier else "the tier's [tool.tiergate.tiers.*]"
+    mode = _policy.mode if _policy is not None else "none"
+    if mode == "list":
+        return f'add "{entry}" to network in {where}'
+    kept = '"127.0.0.0/8", "::1", ' if mode == "loopback" else ""
+    return f'set network = [{kept}"{entry}"] (or "any") in {where}'
+
+
+def _refuse(event: str, operation: str, host: str, port: int | None, sock: Any) -> None:
+    __tracebackhide__ = True
+    target = f"{host}:{port}" if port is not None and operation != "reverse lookup" else host
+    verb = f"{operation} of" if "lookup" in operation else f"{operation} to"
     message = (f"tiergate: network blocked: {verb} {target} is not allowed by tier "
-               f"{_tier or '?'!r} (network = {_policy.describe() if _policy else '?'})")
+               f"{_tier or '?'!r} (network = {_policy.describe() if _policy else '?'}); "
+               f"to allow it, {_allow_hint(operation, host, port)}")
     if sock is not None and len(BLOCKED_SOCKETS) < _MAX_KEPT:
         BLOCKED_SOCKETS.append(sock)
     _busy.on = True
@@ -241,30 +530,31 @@ def _refuse(operation: str, host: str, port: int | None, sock: Any) -> None:
         pass  # recording must never hide the refusal itself
     finally:
         _busy.on = False
-    raise NetworkBlocked(message)
+    # What a machine with no network raises, so code that checks for "offline" sees just that.
+    if event == "socket.gethostbyaddr" and operation == "reverse lookup":
+        raise ReverseLookupBlocked(_HOST_NOT_FOUND, message)
+    if event in _LOOKUPS:
+        raise LookupBlocked(_socket.EAI_NONAME, message)
+    raise NetworkBlocked(errno.ENETUNREACH, message)
 
 
 def _culprit() -> dict[str, Any] | None:
     """The innermost frame outside the standard library (the caller that wanted the network)."""
-    import sysconfig
-
-    stdlib = sysconfig.get_paths()["stdlib"]
-    here = os.path.abspath(__file__)
-    frame: Any = sys._getframe(3)
+    frame: Any = _getframe(1)
     first = None
     while frame is not None:
         path = frame.f_code.co_filename
-        if path != here and path != __file__:
+        if path != _HERE and path != __file__:
             entry = {"path": path, "line": frame.f_lineno, "function": frame.f_code.co_name}
             first = first or entry
-            if not path.startswith(stdlib) and not path.startswith("<"):
+            if not path.startswith(_STDLIB) and not path.startswith("<"):
                 return entry
         frame = frame.f_back
     return first
 
 
 def _current_test() -> str | None:
-    test = os.environ.get(ENV_TEST) or os.environ.get("PYTEST_CURRENT_TEST")
+    test = _environ.get(ENV_TEST) or _environ.get("PYTEST_CURRENT_TEST")
     if not test:
         return None
     for phase in (" (setup)", " (call)", " (teardown)"):
@@ -284,18 +574,18 @@ def _record(message: str, operation: str, host: str, port: int | None) -> None:
         "culprit": culprit,
         "details": {"operation": operation, "host": host, "port": port,
                     "policy": _policy.describe() if _policy else None, "tier": _tier,
-                    "pid": os.getpid()},
+                    "pid": _getpid()},
     }
     if _reporter is not None:
         _reporter(finding)
         return
-    events = os.environ.get(ENV_EVENTS)
+    events = _environ.get(ENV_EVENTS)
     if not events:
         return
-    line = json.dumps({"event": "finding", "t": time.time(), "pid": os.getpid(),
-                       "finding": finding}, separators=(",", ":"), default=str) + "\n"
-    fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    line = _dumps({"event": "finding", "t": _now(), "pid": _getpid(),
+                   "finding": finding}, separators=(",", ":"), default=str) + "\n"
+    fd = _os_open(events, _APPEND, 0o644)
     try:
-        os.write(fd, line.encode("utf-8", "replace"))
+        _os_write(fd, line.encode("utf-8", "replace"))
     finally:
-        os.close(fd)
+        _os_close(fd)
