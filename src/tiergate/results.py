@@ -16,6 +16,8 @@ FAILING_OUTCOMES = frozenset({"failed", "timeout", "error"})
 # What a whole run amounts to. Only "passed" is green by itself; "no-tests" is green only where
 # the tier allows it (allow-no-tests): a marker typo that selects nothing must not look like a pass.
 RUN_OUTCOMES = ("passed", "failed", "no-tests", "cancelled")
+# The message of a test the log shows started and never finished, with no word from anyone.
+ORPHANED_PREFIX = "crash: the run ended while this test was running"
 
 
 @dataclasses.dataclass
@@ -276,8 +278,8 @@ class _Builder:
         end = {"t": run.finished or 0.0}
         for nodeid, start in list(self.in_flight.items()):
             end["t"] = max(end["t"], start.get("t") or 0.0)
-            self._close_in_flight(nodeid, start, "failed", "crash: the run ended while this "
-                                  "test was running (pytest and its supervisor died)", end)
+            self._close_in_flight(nodeid, start, "failed", ORPHANED_PREFIX
+                                  + " (pytest and its supervisor died)", end)
         for nodeid, start in self.collecting.items():
             message = ("crash: the run ended while collecting this module (pytest and its "
                        "supervisor died)")

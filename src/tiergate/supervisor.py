@@ -40,7 +40,7 @@ from tiergate.resultfiles import (
     describe_os_error,
     write_result_files,
 )
-from tiergate.results import RunResult, build
+from tiergate.results import ORPHANED_PREFIX, RunResult, build
 from tiergate.runspec import RunSpec
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.treewatch import TreeWatch
@@ -195,6 +195,13 @@ class Supervisor:
         run.sources.append(str(self.results_dir))
         seen = {(f.kind, f.message) for f in run.findings}
         run.findings += [f for f in self.faults if (f.kind, f.message) not in seen]
+        stopped = next((f for f in self.faults if f.message.startswith("the run was stopped")),
+                       None)
+        orphans = [t for t in run.tests.values()
+                   if t.message and t.message.startswith(ORPHANED_PREFIX)]
+        if stopped is not None:
+            for test in orphans:  # not a crash: we stopped it, and know why
+                test.message = test.longrepr = stopped.message
         code = self._exit_code(run)
         run.exit_code, run.finished = code, time.time()
         try:
