@@ -128,3 +128,116 @@ def test_usage_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
     result, _ = audit(tmp_path, *args)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("tiergate: error:")
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def test_one_finding_per_root_cause_naming_the_modules_it_hit(tmp_path: Path) -> None:
+    # rooty/__init__.py starts a thread: importing any of its modules runs it first
+    write_files(tmp_path, {
+        "rooty/__init__.py": """
+            import threading, time
+            threading.Thread(target=time.sleep, args=(30,), name="root-poller",
+                             daemon=True).start()
+        """,
+        "rooty/a.py": "X = 1\n",
+        "rooty/b.py": """
+            import threading, time
+            threading.Thread(target=time.sleep, args=(30,), name="b-worker", daemon=True).start()
+        """,
+        "rooty/sub/__init__.py": "",
+        "rooty/sub/c.py": "from rooty import a\n",
+    })
+    result, report = audit(tmp_path, "rooty", "--results-dir", "out")
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = [(f["details"]["module"], f["details"]["modules"]) for f in report["findings"]]
+    assert found == [
+        ("rooty", ["rooty", "rooty.a", "rooty.b", "rooty.sub", "rooty.sub.c"]),
+        ("rooty.b", ["rooty.b"]),
+    ]
+    root = report["findings"][0]
+    assert "'root-poller'" in root["message"] and "'b-worker'" not in root["message"]
+    assert root["message"].endswith(
+        "; the same on importing rooty.a, rooty.b, rooty.sub, rooty.sub.c")
+    assert root["culprit"]["path"] == "rooty/__init__.py"
+    assert "'b-worker'" in report["findings"][1]["message"]
+    assert result.stdout.count("import-side-effect:") == 2
+
+
+def test_every_import_error_says_why_and_each_cause_once(tmp_path: Path) -> None:
+    write_files(tmp_path, {
+        "broken/__init__.py": "",
+        "broken/core.py": "import nonexistent_dep_xyz\n",
+        "broken/x.py": "from broken import core\n",
+        "broken/y.py": "from broken.core import *\n",
+        "broken/bad.py": "X = 1\nraise RuntimeError('no config file')\n",
+        "broken/ok.py": "X = 1\n",
+    })
+    result, report = audit(tmp_path, "broken", "--results-dir", "out")
+    assert result.returncode == 0, result.stdout + result.stderr  # an error is no side effect
+    missing = "ModuleNotFoundError: No module named 'nonexistent_dep_xyz'"
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:7]}
+    for module in ("broken.core", "broken.x", "broken.y"):
+        assert rows[module].endswith(f"error: {missing}")
+    assert rows["broken.bad"].endswith("error: RuntimeError: no config file")
+    assert rows["broken.ok"].endswith("clean")
+    assert report["errors"] == [
+        {"error": "RuntimeError: no config file", "location": {"path": "broken/bad.py", "line": 2},
+         "module": "broken.bad", "modules": ["broken.bad"]},
+        {"error": missing, "location": {"path": "broken/core.py", "line": 1},
+         "module": "broken.core", "modules": ["broken.core", "broken.x", "broken.y"]},
+    ]
+    assert (f"import error at broken/core.py:1: {missing} "
+            "(importing broken.core, broken.x, broken.y)") in result.stdout
+    assert report["counts"]["errors"] == 4
+
+
+def test_a_package_that_hangs_is_one_finding_and_its_modules_wait_no_more(
+    tmp_path: Path,
+) -> None:
+    write_files(tmp_path, {
+        "stuck/__init__.py": """
+            import time
+
+            def wait_for_database():
+                while True:
+                    time.sleep(0.05)
+
+            wait_for_database()
+        """,
+        "stuck/a.py": "X = 1\n",
+        "stuck/b/__init__.py": "",
+        "stuck/b/c.py": "X = 1\n",
+    })
+    result, report = audit(tmp_path, "stuck", "--timeout", "2", "--results-dir", "out")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [hang] = report["findings"]
+    assert hang["kind"] == "timeout" and hang["culprit"]["function"] == "wait_for_database"
+    assert hang["details"]["modules"] == ["stuck", "stuck.a", "stuck.b", "stuck.b.c"]
+    assert "3 modules under it not imported" in hang["message"]
+    rows = {row["module"]: row for row in report["modules"]}
+    assert rows["stuck.b.c"]["result"] == "not imported"
+    assert "not imported: importing stuck did not finish" in result.stdout
+
+
+def test_finding_the_modules_imports_none_of_them(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiergate.commands.audit_imports import discover
+
+    marker = tmp_path / "imported.txt"
+    write_files(tmp_path, {
+        "noisy/__init__.py": f"open({str(marker)!r}, 'w').close()\n",
+        "noisy/a.py": "", "noisy/__main__.py": "",
+        "noisy/sub/__init__.py": f"open({str(marker)!r}, 'w').close()\n",
+        "noisy/sub/deeper/__init__.py": "", "noisy/sub/deeper/b.py": "",
+        "noisy/not_a_package/c.py": "",
+    })
+    monkeypatch.chdir(tmp_path)
+    assert discover("noisy") == ["noisy", "noisy.a", "noisy.sub", "noisy.sub.deeper",
+                                 "noisy.sub.deeper.b"]
+    assert not marker.exists() and "noisy" not in sys.modules

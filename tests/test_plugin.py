@@ -293,3 +293,146 @@ def test_a_test_that_takes_sigalrm_does_not_disable_later_timeouts(
     result = pytester.runpytest_subprocess("--tier", "fast", "--timeout", "1")
     result.assert_outcomes(passed=1, failed=1)
     assert finishes(pytester)["test_hangs_later"]["outcome"] == "timeout"
+
+
+# -- issue 15: pytest's outcomes and names, exactly --------------------------------------------
+
+def junit_cases(path: Path) -> list[tuple[str | None, str | None, list[tuple[str, str | None]]]]:
+    """Each testcase's class name, name and result elements (tag, message), in file order."""
+    import xml.etree.ElementTree as ET
+
+    return [(case.get("classname"), case.get("name"),
+             [(child.tag, child.get("message")) for child in case
+              if child.tag in ("failure", "error", "skipped")])
+            for case in ET.parse(path).getroot().iter("testcase")]
+
+
+def junit_totals(path: Path) -> dict[str, str | None]:
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    return {key: suite.get(key) for key in ("tests", "errors", "failures", "skipped")}
+
+
+def test_junit_names_are_pytests_own(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**{"tests/sub/test_names": """
+        import pytest
+        IDS = ["::1", "a/b", "x.y", "[z]", "p::q/r.s[t]", "fe80::1%eth0", "plain"]
+
+        @pytest.mark.parametrize("v", IDS, ids=IDS)
+        def test_x(v):
+            pass
+
+        class TestK:
+            @pytest.mark.parametrize("v", IDS, ids=IDS)
+            def test_y(self, v):
+                assert v != "a/b"
+    """})
+    result = pytester.runpytest_subprocess("--tier", "fast", "--junitxml=pytest.xml")
+    result.assert_outcomes(passed=13, failed=1)
+    ours = junit_cases(pytester.path / ".tiergate" / "fast" / "junit.xml")
+    theirs = junit_cases(pytester.path / "pytest.xml")
+    assert [case[:2] for case in ours] == [case[:2] for case in theirs]
+    assert ("tests.sub.test_names", "test_x[::1]", []) in ours
+    assert [case[2][0][0] for case in ours if case[2]] == ["failure"]
+
+
+def test_modules_skipped_at_collection_count_as_pytest_counts_them(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_importorskip="import pytest\npytest.importorskip('nonexistent_module_xyz')\n",
+        test_module_skip="import pytest\n"
+        "pytest.skip('needs a GPU', allow_module_level=True)\n",
+        test_tests="""
+        import pytest
+        def test_ok(): pass
+        @pytest.mark.skip(reason="not today")
+        def test_skipped(): pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("--tier", "fast", "--junitxml=pytest.xml")
+    result.assert_outcomes(passed=1, skipped=3)
+    results = pytester.path / ".tiergate" / "fast"
+    counts = json.loads((results / "findings.json").read_text())["counts"]
+    assert (counts["passed"], counts["skipped"]) == (1, 3)
+    assert junit_totals(results / "junit.xml") == junit_totals(pytester.path / "pytest.xml")
+    ours = sorted(junit_cases(results / "junit.xml"))
+    assert ours == sorted(junit_cases(pytester.path / "pytest.xml"))
+    assert ("", "test_module_skip", [("skipped", "collection skipped")]) in ours
+    skips = {e["nodeid"]: e for e in events(pytester)
+             if e["event"] == "test-finish" and e.get("phase") == "collect"}
+    assert set(skips) == {"test_importorskip.py", "test_module_skip.py"}
+    assert {e["outcome"] for e in skips.values()} == {"skipped"}
+    assert skips["test_module_skip.py"]["message"] == "needs a GPU"
+    assert skips["test_importorskip.py"]["message"] == (
+        "could not import 'nonexistent_module_xyz': No module named 'nonexistent_module_xyz'")
+    assert skips["test_module_skip.py"]["line"] == 2
+    # read back (`tiergate report --junit`), from our JUnit and from pytest's own
+    from tiergate.report.junit_in import read_junit
+
+    for path, nodeid in ((results / "junit.xml", "test_module_skip.py"),
+                         (pytester.path / "pytest.xml", "test_module_skip")):
+        run = read_junit(path)
+        assert run.counts()["skipped"] == 3
+        again = run.tests[nodeid]
+        assert (again.outcome, again.phase, again.message) == ("skipped", "collect", "needs a GPU")
+
+
+LEAKY = """
+import os, threading, time
+
+def test_leaves_a_thread():
+    threading.Thread(target=time.sleep, args=(30,), name="poller", daemon=True).start()
+
+def test_changes_the_environment():
+    os.environ["TIERGATE_TEST_LEFTOVER"] = "1"
+
+def test_clean():
+    pass
+"""
+
+
+def test_the_plugin_alone_fails_a_tier_that_fails_on_leaks(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_leaky=LEAKY)
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    result.assert_outcomes(passed=3)  # pytest's own counts stay what they are
+    assert result.ret == 1
+    findings = json.loads((pytester.path / ".tiergate" / "fast" / "findings.json").read_text())
+    kinds = [f["kind"] for f in findings["findings"] if f["severity"] == "error"]
+    assert findings["outcome"] == "failed" and "leak-thread" in kinds
+    lines = [line for line in result.stdout.lines if line.startswith("tiergate:")]
+    assert lines == [f"tiergate: {len(kinds)} error findings ({', '.join(dict.fromkeys(kinds))});"
+                     " see .tiergate/fast/summary.md"]
+    # a tier that only warns about leaks stays green, as `tiergate run` would
+    pytester.makepyprojecttoml('[tool.tiergate.tiers.fast]\nleaks = "warn"\n')
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    assert result.ret == 0
+    assert not [line for line in result.stdout.lines if line.startswith("tiergate:")]
+
+
+def test_the_plugin_alone_keeps_pytests_exit_status_on_a_clean_or_failing_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_clean="def test_a(): pass\ndef test_b(): pass\n")
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    assert result.ret == 0
+    assert not [line for line in result.stdout.lines if line.startswith("tiergate:")]
+    pytester.makepyfile(test_leaky=LEAKY, test_bad="def test_bad(): assert False\n")
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    assert result.ret == 1  # pytest's own: a test failed
+    assert not [line for line in result.stdout.lines if line.startswith("tiergate:")]
+
+
+def test_the_plugin_alone_passes_a_tier_that_allows_no_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="import pytest\n@pytest.mark.slow\ndef test_slow(): pass\n")
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    assert result.ret == 5  # pytest's own: nothing selected, as `tiergate run` says too
+    pytester.makepyprojecttoml("[tool.tiergate.tiers.fast]\nallow-no-tests = true\n")
+    result = pytester.runpytest_subprocess("--tier", "fast")
+    assert result.ret == 0  # as `tiergate run` exits for a tier that allows no tests
+    # collected, not run: no verdict on tests that were never meant to run
+    pytester.makepyfile(test_y="def test_fast(): pass\n")
+    result = pytester.runpytest_subprocess("--tier", "fast", "--collect-only")
+    assert result.ret == 0 and not [ln for ln in result.stdout.lines if ln.startswith("tiergate:")]

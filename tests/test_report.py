@@ -289,10 +289,36 @@ def test_junit_class_names_per_module_and_class(tmp_path: Path) -> None:
         ("a.test_one", "test_x", "a/test_one.py"),
         ("a.test_one.TestK", "test_x", "a/test_one.py"),
         ("b.test_two", "test_x", "b/test_two.py"),
-        ("test_three", "test_three.py", "test_three.py"),
-        ("test_four", "test_four.py", "test_four.py"),
-        ("a.test_one.test_y[p", "q]", "a/test_one.py"),
+        ("", "test_three", "test_three.py"),  # a module's own entry, as pytest's JUnit has it
+        ("", "test_four", "test_four.py"),
+        ("a.test_one", "test_y[p::q]", "a/test_one.py"),  # a parameter id is kept whole
     ]
+
+
+IDS = ["::1", "a/b", "x.y", "[z]", "p::q/r.s[t]", "fe80::1%eth0"]
+
+
+def test_junit_names_with_odd_parameter_ids_round_trip(tmp_path: Path) -> None:
+    """Node ids whose parameter id holds ``::``, ``/``, ``.`` or ``[``: named as pytest's own
+    JUnit names them, and read back (``tiergate report --junit``) as the same node ids."""
+    import xml.etree.ElementTree as ET
+
+    from tiergate.junit import write_junit
+    from tiergate.report.junit_in import read_junit
+    from tiergate.results import RunResult, TestResult
+
+    run = RunResult(tier="fast")
+    nodeids = [f"tests/sub/test_p.py::test_x[{i}]" for i in IDS]
+    nodeids += [f"tests/sub/test_p.py::TestK::test_y[{i}]" for i in IDS]
+    nodeids += ["tests/sub/test_p.py::test_plain", "tests/test_skipped_module.py"]
+    for nodeid in nodeids:
+        run.tests[nodeid] = TestResult(nodeid, path=nodeid.partition("::")[0], line=2)
+    path = write_junit(run, tmp_path / "junit.xml")
+    cases = [(c.get("classname"), c.get("name")) for c in ET.parse(path).getroot().iter("testcase")]
+    assert cases == [("tests.sub.test_p", f"test_x[{i}]") for i in IDS] + [
+        ("tests.sub.test_p.TestK", f"test_y[{i}]") for i in IDS] + [
+        ("tests.sub.test_p", "test_plain"), ("", "tests.test_skipped_module")]
+    assert list(read_junit(path).tests) == nodeids
 
 
 @pytest.mark.parametrize("time", ["NaN", "nan", "inf", "-inf", "Infinity", "abc", "-3", "1e300",

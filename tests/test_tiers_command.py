@@ -75,3 +75,32 @@ def test_the_new_keys_are_listed(tmp_path: Path) -> None:
     data = json.loads(run_tiergate(project, "tiers", "--no-collect", "--json").stdout)
     assert data["tiers"]["fast"]["allow-no-tests"] is True
     assert data["tiers"]["nightly"]["collect-timeout"] == "10m"
+
+
+def test_collects_as_pytest_does_under_filterwarnings_error(tmp_path: Path) -> None:
+    """`filterwarnings = error` in the project: `tiergate tiers` collects what `pytest
+    --collect-only` collects, and a warning at import is the same collection error for both."""
+    import subprocess
+    import sys
+
+    files = {**FILES, "tests/unit/test_warns.py": """
+        import warnings
+        warnings.warn("this helper is old", DeprecationWarning)
+        def test_never_collected(): pass
+    """}
+    project = make_project(tmp_path, files, CONFIG + '[tool.pytest.ini_options]\n'
+                           'filterwarnings = ["error"]\n'
+                           'markers = ["slow", "integration", "e2e"]\n')
+    pytest_proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q"],
+                                 cwd=project, capture_output=True, text=True, timeout=120,
+                                 check=False)
+    assert pytest_proc.returncode == 2  # pytest's own: one module errored at collection
+    collected = [ln for ln in pytest_proc.stdout.splitlines() if "::" in ln]
+    errors = [ln for ln in pytest_proc.stdout.splitlines() if ln.startswith("ERROR")]
+    assert len(collected) == 5 and errors == ["ERROR tests/unit/test_warns.py - DeprecationWarn"
+                                              "ing: this helper is old"]
+    proc = run_tiergate(project, "tiers", "--json")
+    assert proc.returncode == 0, proc.stderr
+    selection = json.loads(proc.stdout)["selection"]
+    assert selection["tests"] == collected
+    assert selection["collection_errors"] == errors

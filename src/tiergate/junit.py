@@ -39,11 +39,24 @@ def _attribute(value: str) -> str:
     return _legal(value).translate(_ATTRIBUTE)
 
 
+def dotted_module(path: str) -> str:
+    """A node id's file as pytest's JUnit names it: ``tests/test_a.py`` → ``tests.test_a``."""
+    dotted = path.replace("/", ".")
+    return dotted[:-3] if dotted.endswith(".py") else dotted
+
+
 def split_nodeid(nodeid: str) -> tuple[str, str]:
-    """pytest's JUnit naming: ``tests/test_a.py::TestX::test_y`` → tests.test_a.TestX, test_y."""
-    parts = nodeid.split("::")
-    module = parts[0].removesuffix(".py").replace("/", ".").replace("\\", ".")
-    return ".".join([module, *parts[1:-1]]), parts[-1] if len(parts) > 1 else parts[0]
+    """pytest's JUnit class name and name of a node id, as ``mangle_test_address`` in
+    _pytest/junitxml.py makes them: the file as a dotted module, then the names up to the
+    parameter id, which is kept whole (it may hold ``::``, ``/``, ``.`` and ``[``):
+    ``tests/test_a.py::TestX::test_y[a::b]`` → ``tests.test_a.TestX``, ``test_y[a::b]``. A node
+    id that is a file (a module skipped or failed at collection) has no class name."""
+    path, separator, tail = nodeid.partition("::")
+    if not separator:
+        return "", dotted_module(path)
+    names, bracket, params = tail.partition("[")
+    *classes, name = names.split("::")
+    return ".".join([dotted_module(path), *classes]), name + bracket + params
 
 
 class _Cases:
@@ -56,14 +69,18 @@ class _Cases:
         self._files: dict[str, str] = {}
 
     def head(self, nodeid: str, duration: float) -> str:
-        parent, separator, name = nodeid.rpartition("::")
-        classname = self._classnames.get(parent) if separator else None
-        if classname is None:
-            classname, name = map(_attribute, split_nodeid(nodeid))
-            if separator:
-                self._classnames[parent] = classname
+        # split_nodeid, with the class name worked out once per module and class
+        path, separator, tail = nodeid.partition("::")
+        if separator:
+            names, bracket, params = tail.partition("[")
+            parent, _, name = names.rpartition("::")
+            key = f"{path}::{parent}"
+            classname = self._classnames.get(key)
+            if classname is None:
+                classname = self._classnames[key] = _attribute(split_nodeid(nodeid)[0])
+            name = _attribute(name + bracket + params)
         else:
-            name = _attribute(name)
+            classname, name = "", _attribute(dotted_module(path))
         return f'<testcase name="{name}" classname="{classname}" time="{round(duration, 3)}"'
 
     def case(self, test: TestResult) -> str:
@@ -90,6 +107,10 @@ class _Cases:
         elif outcome == "error":
             body = _result("error", message, f"{test.phase or 'setup'} error",
                            test.longrepr or message)
+        elif outcome == "skipped" and test.phase == "collect":
+            # a module skipped at collection, as pytest's JUnit has it (its reason in the text)
+            where = f"{test.path}:{test.line}: " if test.path and test.line else ""
+            body = _result("skipped", "collection skipped", None, where + message)
         elif outcome in ("skipped", "xfailed"):
             kind = "pytest.xfail" if outcome == "xfailed" else "pytest.skip"
             body = _result("skipped", message, kind, None)
@@ -101,8 +122,10 @@ class _Cases:
         return f"{head}>{body}</testcase>" if body else f"{head} />"
 
 
-def _result(tag: str, message: str, kind: str, text: str | None) -> str:
-    attributes = f'message="{_attribute(message)}" type="{_attribute(kind)}"'
+def _result(tag: str, message: str, kind: str | None, text: str | None) -> str:
+    attributes = f'message="{_attribute(message)}"'
+    if kind is not None:
+        attributes += f' type="{_attribute(kind)}"'
     if text is None:
         return f"<{tag} {attributes} />"
     return f"<{tag} {attributes}>{_text(text)}</{tag}>"

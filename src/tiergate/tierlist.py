@@ -3,6 +3,13 @@
 Run in a subprocess by ``tiergate tiers`` so the project's conftest and test modules are imported
 by a pytest of their own, never by the CLI. It evaluates each tier's marker expression the way
 ``pytest -m`` does, and its paths the way the plugin does, and prints JSON.
+
+It collects as ``pytest --collect-only`` does, the project's warnings filters included. One thing
+differs in this process: tiergate is imported before pytest starts. pytest marks every plugin's
+package (tiergate is one, ``pytest11``) for assertion rewriting and warns that one already
+imported cannot be rewritten; under ``filterwarnings = error`` that warning stops the
+collection. So tiergate's package says first that it is not to be rewritten
+(``PYTEST_DONT_REWRITE``, pytest's own mark), and pytest has nothing to warn about.
 """
 
 from __future__ import annotations
@@ -37,8 +44,16 @@ class _Collector:
                     self.result["tiers"][tier.name].append(item.nodeid)
 
 
+def _not_rewritten() -> None:
+    """Mark tiergate's package, imported before pytest, as one pytest does not rewrite."""
+    package = sys.modules["tiergate"]
+    if "PYTEST_DONT_REWRITE" not in (package.__doc__ or ""):
+        package.__doc__ = f"{package.__doc__ or ''}\n\nPYTEST_DONT_REWRITE"
+
+
 def main(argv: list[str]) -> int:
     spec_file, out_file, *pytest_args = argv
+    _not_rewritten()
     tiers = [Tier.from_json(t) for t in json.loads(Path(spec_file).read_text())]
     collector = _Collector(tiers)
     code = pytest.main(

@@ -161,6 +161,59 @@ class TierRun:
         # An xdist worker says it is done after this hook; the controller then reads the file.
         self.events.flush()
 
+    _verdict_line: str | None = None  # why a plain `pytest --tier` run fails though pytest passed
+
+    @pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_sessionfinish")
+    def pytest_sessionfinish_verdict(self, session: pytest.Session) -> Any:
+        """Without the supervisor, pytest's exit status is the run's verdict, and it says what
+        ``tiergate run`` would: where pytest says 0 but the run fails (error findings: leaks,
+        blocked connections; or tests that did not run) it becomes 1, with one line saying why;
+        where pytest found no tests in a tier that allows none, 0. A wrapper, so every plugin's
+        session end (and ours, which flushes the batched events) is in the log when it is read,
+        and the terminal summary comes after."""
+        result = yield
+        if (self.spec.supervised or self.worker is not None or session.exitstatus not in (0, 5)
+                or self.config.option.collectonly):
+            return result
+        from tiergate.results import build
+
+        run = build(ev.read_events(self.spec.events_file))
+        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            if run.outcome == "no-tests" and run.ok:  # the tier's allow-no-tests
+                session.exitstatus = pytest.ExitCode.OK
+            return result
+
+        def count(n: int, noun: str) -> str:
+            return f"{n} {noun}{'' if n == 1 else 's'}"
+
+        why = []
+        if run.error_findings:
+            kinds = dict.fromkeys(f.kind for f in run.sorted_findings() if f.severity == "error")
+            why.append(f"{count(len(run.error_findings), 'error finding')} ({', '.join(kinds)})")
+        if failing := sum(1 for test in run.tests.values() if test.failing):
+            why.append(f"{count(failing, 'test')} failed")
+        if run.not_run:
+            why.append(f"{count(len(run.not_run), 'test')} did not run")
+        if run.ok or not why:  # green, or nothing to name (pytest's word stands)
+            return result
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        summary = self.spec.results_dir.absolute() / "summary.md"
+        try:
+            summary = summary.relative_to(Path.cwd())
+        except ValueError:  # not under the working directory: the whole path
+            pass
+        self._verdict_line = f"tiergate: {'; '.join(why)}; see {summary}"
+        if self.config.pluginmanager.get_plugin("terminalreporter") is None:
+            import sys
+
+            print(self._verdict_line, file=sys.stderr)
+        return result
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self._verdict_line is not None:
+            terminalreporter.write_line(self._verdict_line, red=True, bold=True)
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.timer.close()
         if not self.spec.supervised and self.worker is None:
@@ -275,6 +328,24 @@ class TierRun:
                 phase="collect",
                 message=_first_line(report.longreprtext) or "collection failed",
                 longrepr=report.longreprtext[-_TEXT_LIMIT:],
+            )
+        elif report.skipped and not self.is_xdist_controller:
+            # A module skipped as it was collected (pytest.importorskip, pytest.skip with
+            # allow_module_level): pytest counts it as a skip and its JUnit lists it.
+            path, line, reason = None, None, "skipped"
+            if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+                path, line, reason = report.longrepr
+                reason = str(reason).removeprefix("Skipped: ")
+            same_file = path is not None and Path(path) == self.config.rootpath / report.fspath
+            self.events.emit(
+                ev.TEST_FINISH,
+                nodeid=report.nodeid,
+                path=report.fspath,
+                line=line if same_file else None,  # where it skipped, when in the module itself
+                outcome="skipped",
+                duration=0.0,
+                phase="collect",
+                message=reason,
             )
 
     @pytest.hookimpl(optionalhook=True)

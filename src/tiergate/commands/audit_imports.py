@@ -7,11 +7,21 @@ is imported alone (``tiergate/leaks/import_probe.py`` runs in the child), so an 
 to the module that has it, not to whichever imported it first. A module that hangs past the
 timeout gets a ``timeout`` finding with the process-tree dump of the child (``tiergate.dump``),
 or, if that cannot be taken, the child's own faulthandler stacks.
+
+One root cause is one finding, however many imports it hits: importing ``pkg.a`` runs
+``pkg/__init__.py`` first, so a package that connects to a database when imported shows that
+effect in the import of every one of its modules. Each effect is charged to the module whose body
+ran it (the probe's ``origin``), and the finding lists every module whose import it hit. The
+modules of a package whose import hangs or kills the interpreter are not imported (each would
+import the package first, and wait out the timeout again): its finding lists them. An import that
+raises is no finding; its reason is printed for every module, and each distinct error once with
+the modules it hit.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.machinery
 import json
 import os
@@ -60,26 +70,44 @@ def run(args: argparse.Namespace) -> int:
     tier_name, network = _network(args.tier, args.network)
     results_dir = Path(args.results_dir or DEFAULT_RESULTS_DIR)
     modules = discover(args.package)
+    root = _package_root(args.package)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "dumps").mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
-    findings: list[Finding] = []
+    stopped: dict[str, tuple[Finding, list[str]]] = {}  # package -> its finding, modules it hit
     for module in modules:
+        package = next((p for p in _packages_of(module) if p in stopped), None)
+        if package is not None:  # its import would run the package's first: hang or die again
+            finding, hit = stopped[package]
+            hit.append(module)
+            rows.append({"module": module, "seconds": 0.0, "result": "not imported",
+                         "error": f"not imported: importing {package} "
+                         + ("did not finish" if finding.kind == "timeout" else "crashed"),
+                         "effects": []})
+            continue
         row, found = audit_module(module, timeout=timeout, network=network, tier=tier_name,
-                                  root=_package_root(args.package), results_dir=results_dir)
+                                  root=root, results_dir=results_dir)
         rows.append(row)
-        findings.extend(found)
+        for finding in found:
+            stopped[module] = (finding, [module])
+    findings = [*_side_effect_findings(rows), *(_with_modules(f, hit)
+                                                for f, hit in stopped.values())]
+    order = {module: index for index, module in enumerate(modules)}
+    findings.sort(key=lambda f: order.get(str(f.details.get("module")), len(order)))
+    errors = _import_errors(rows)
     write_findings(results_dir / FINDINGS_FILE, {
         "schema": SCHEMA,
         "tier": tier_name,
         "command": "audit-imports",
         "package": args.package,
         "outcome": "failed" if findings else "passed",
-        "counts": {"modules": len(rows), "findings": len(findings)},
+        "counts": {"modules": len(rows), "findings": len(findings),
+                   "errors": sum(len(e["modules"]) for e in errors)},
         "findings": [f.to_json() for f in findings],
+        "errors": errors,
         "modules": rows,
     })
-    _print_table(rows, findings, results_dir)
+    _print_table(rows, findings, errors, results_dir)
     return 1 if findings else 0
 
 
@@ -106,15 +134,26 @@ def _spec(package: str) -> importlib.machinery.ModuleSpec:
 
 
 def discover(package: str) -> list[str]:
-    """The package and all its modules and subpackages (not ``__main__``), by name."""
+    """The package and all its modules and subpackages (not ``__main__``), by name. Read from
+    the file system: ``pkgutil.walk_packages`` imports each subpackage to find its modules, which
+    would run here the very import-time work being audited (and hang with it)."""
     spec = _spec(package)
     modules = [package]
     if spec.submodule_search_locations:
-        for info in pkgutil.walk_packages(list(spec.submodule_search_locations), package + ".",
-                                          onerror=lambda name: None):
-            if info.name.rsplit(".", 1)[-1] != "__main__":
-                modules.append(info.name)
+        modules += _walk(list(spec.submodule_search_locations), package + ".")
     return sorted(set(modules))
+
+
+def _walk(paths: list[str], prefix: str) -> list[str]:
+    found = []
+    for info in pkgutil.iter_modules(paths, prefix):
+        if info.name.rsplit(".", 1)[-1] == "__main__":
+            continue
+        found.append(info.name)
+        folder = getattr(info.module_finder, "path", None)
+        if info.ispkg and isinstance(folder, str):
+            found += _walk([os.path.join(folder, info.name.rsplit(".", 1)[-1])], info.name + ".")
+    return found
 
 
 def _package_root(package: str) -> str:
@@ -172,10 +211,48 @@ def audit_module(module: str, *, timeout: float, network: str, tier: str, root: 
     row = {"module": module, "seconds": round(data["seconds"], 4),
            "result": "side effects" if effects else ("error" if data["error"] else "clean"),
            "error": data["error"], "effects": effects}
-    return row, ([_side_effect(module, effects, data)] if effects else [])
+    if data["error"]:
+        row["error_site"] = data.get("error_site")
+        row["error_origin"] = data.get("error_origin")
+    return row, []
 
 
-def _side_effect(module: str, effects: list[dict[str, Any]], data: dict[str, Any]) -> Finding:
+def _packages_of(module: str) -> list[str]:
+    """The packages importing *module* imports first: ``a.b.c`` → ``a``, ``a.b``."""
+    parts = module.split(".")
+    return [".".join(parts[:depth]) for depth in range(1, len(parts))]
+
+
+def _cause(module: str, effect: dict[str, Any]) -> tuple[str, ...]:
+    """What one effect is charged to: the module whose body ran it, else the line that made it,
+    else the module being imported."""
+    if effect.get("origin"):
+        return ("module", str(effect["origin"]))
+    site = effect.get("site")
+    if site:
+        return ("site", str(site["path"]), str(site["line"]))
+    return ("import", module)
+
+
+def _side_effect_findings(rows: list[dict[str, Any]]) -> list[Finding]:
+    """One finding per root cause, in the order the modules were audited (a package before its
+    modules), naming every module whose import it hit."""
+    causes: dict[tuple[str, ...], list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
+    for row in rows:
+        mine: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for effect in row["effects"]:
+            mine.setdefault(_cause(row["module"], effect), []).append(effect)
+        for cause, effects in mine.items():
+            causes.setdefault(cause, []).append((row, effects))
+    return [_side_effect(cause, hits) for cause, hits in causes.items()]
+
+
+def _side_effect(cause: tuple[str, ...],
+                 hits: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> Finding:
+    modules = [row["module"] for row, _ in hits]
+    # The module the effect belongs to: its origin when that was audited, else the first hit.
+    row, effects = next(((r, e) for r, e in hits if cause == ("module", r["module"])), hits[0])
+    module = row["module"]
     texts = []
     for effect in effects[:6]:
         site = effect.get("site")
@@ -184,16 +261,59 @@ def _side_effect(module: str, effects: list[dict[str, Any]], data: dict[str, Any
     more = f" (and {len(effects) - 6} more)" if len(effects) > 6 else ""
     site = next((e["site"] for e in effects if e.get("site")), None)
     kinds = sorted({e["kind"] for e in effects})
+    also = [m for m in modules if m != module]
+    hit = f"; the same on importing {_names(also)}" if also else ""
     return Finding(
         kind="import-side-effect",
         test=None,
         severity="error",
-        message=f"importing {module} {', '.join(kinds)}: {'; '.join(texts)}{more}",
+        message=f"importing {module} {', '.join(kinds)}: {'; '.join(texts)}{more}{hit}",
         location=Location(_rel(site["path"]), site["line"]) if site else None,
         culprit=Culprit(_rel(site["path"]), site["line"], site["function"]) if site else None,
-        details={"module": module, "effects": effects, "seconds": data["seconds"],
-                 "error": data["error"]},
+        details={"module": module, "modules": modules, "effects": effects,
+                 "seconds": row["seconds"], "error": row["error"]},
     )
+
+
+def _with_modules(finding: Finding, modules: list[str]) -> Finding:
+    """A package's timeout or crash finding, naming the modules that were not imported for it."""
+    if len(modules) == 1:
+        return dataclasses.replace(finding, details={**finding.details, "modules": modules})
+    rest = modules[1:]
+    return dataclasses.replace(
+        finding,
+        message=f"{finding.message}; {len(rest)} module{'s' if len(rest) > 1 else ''} under it "
+        f"not imported, as each imports it first: {_names(rest)}",
+        details={**finding.details, "modules": modules},
+    )
+
+
+def _import_errors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each distinct import error once (the same exception raised at the same line), with the
+    modules whose import raised it."""
+    errors: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        if not row.get("error") or row["result"] not in ("error", "side effects"):
+            continue
+        site = row.get("error_site")
+        location = {"path": _rel(site["path"]), "line": site["line"]} if site else None
+        key = (row["error"], location and location["path"], location and location["line"])
+        entry = errors.setdefault(key, {"error": row["error"], "location": location,
+                                        "module": row.get("error_origin") or row["module"],
+                                        "modules": []})
+        entry["modules"].append(row["module"])
+    return list(errors.values())
+
+
+def _names(modules: list[str], shown: int = 10) -> str:
+    more = len(modules) - shown
+    return ", ".join(modules[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _reason(error: str) -> str:
+    """An import error on one line, short enough for a table."""
+    line = error.strip().splitlines()[0] if error.strip() else error
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def _timed_out(module: str, pid: int, timeout: float, run_dir: Path, fallback: Path,
@@ -284,11 +404,27 @@ def _rel(path: str) -> str:
         return path
 
 
-def _print_table(rows: list[dict[str, Any]], findings: list[Finding], results_dir: Path) -> None:
+def _print_table(rows: list[dict[str, Any]], findings: list[Finding],
+                 errors: list[dict[str, Any]], results_dir: Path) -> None:
     width = max([len("module"), *(len(r["module"]) for r in rows)])
     print(f"{'module':<{width}}  {'import':>8}  result")
     for row in rows:
-        print(f"{row['module']:<{width}}  {row['seconds']:>7.3f}s  {row['result']}")
+        result = row["result"]
+        origins = {effect.get("origin") for effect in row["effects"]}
+        if result == "side effects" and None not in origins and row["module"] not in origins:
+            result = f"side effects of importing {', '.join(sorted(map(str, origins)))}"
+        if row.get("error") and result.startswith("side effects"):
+            result = f"{result}, then {_reason(row['error'])}"
+        elif row.get("error") and result == "error":
+            result = f"error: {_reason(row['error'])}"
+        elif row.get("error") and result == "not imported":
+            result = row["error"]
+        print(f"{row['module']:<{width}}  {row['seconds']:>7.3f}s  {result}")
     for finding in findings:
         print(f"{finding.kind}: {finding.message}")
+    for error in errors:
+        where = error["location"]
+        at = f" at {where['path']}:{where['line']}" if where else ""
+        hit = error["modules"]
+        print(f"import error{at}: {_reason(error['error'])} (importing {_names(hit)})")
     print(f"{len(findings)} finding(s) in {len(rows)} module(s); {results_dir / FINDINGS_FILE}")

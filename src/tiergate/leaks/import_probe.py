@@ -4,7 +4,10 @@ Run by ``tiergate audit-imports`` as ``python -c <this source> MODULE RESULT GUA
 ROOT TIMEOUT FALLBACK_DUMP``. An audit hook (PEP 578) and a wrapper around ``Thread.start`` see
 threads started, processes spawned, connections attempted (the network guard refuses what the
 policy forbids) and files opened for writing, each with the innermost frame inside the audited
-package. The result is one JSON file; the process then leaves with ``os._exit`` so a thread the
+package and the module whose import ran it (its ``origin``: a package's ``__init__`` that
+connects to a database is the origin of that effect in every submodule's import). An import that
+raises is recorded with where it raised and the same origin, so one root cause is told apart
+from many. The result is one JSON file; the process then leaves with ``os._exit`` so a thread the
 import started cannot keep it alive. faulthandler writes the stacks to FALLBACK_DUMP if the import
 hangs, in case the process-tree dump cannot be taken.
 """
@@ -25,20 +28,40 @@ effects: list[dict[str, Any]] = []
 _inside = threading.local()
 
 
-def where() -> dict[str, Any] | None:
-    """(path, line, function) of the innermost frame in the audited package, else the first
-    frame that is not this probe's."""
-    frame: Any = sys._getframe(2)
+def _ours(path: str) -> bool:
+    """A frame of the import machinery or of this probe (run as ``python -c``)."""
+    return path == "<string>" or "importlib" in path
+
+
+def where(frames: list[tuple[Any, int]]) -> dict[str, Any] | None:
+    """(path, line, function) of the innermost of *frames* (frame and line, innermost first) in
+    the audited package, else the innermost that is not this probe's or the import machinery's."""
     first = None
-    while frame is not None:
+    for frame, line in frames:
         path = frame.f_code.co_filename
-        if path != "<string>" and "importlib" not in path:
-            entry = {"path": path, "line": frame.f_lineno, "function": frame.f_code.co_name}
+        if not _ours(path):
+            entry = {"path": path, "line": line, "function": frame.f_code.co_name}
             if path.startswith(ROOT):
                 return entry
             first = first or entry
-        frame = frame.f_back
     return first
+
+
+def origin(frames: list[tuple[Any, int]]) -> str | None:
+    """The module whose import ran *frames* (innermost first): the innermost module body."""
+    for frame, _ in frames:
+        if frame.f_code.co_name == "<module>" and not _ours(frame.f_code.co_filename):
+            name = frame.f_globals.get("__name__")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def stack(frame: Any) -> list[tuple[Any, int]]:
+    frames = []
+    while frame is not None:
+        frames.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    return frames
 
 
 def record(kind: str, what: str, **details: Any) -> None:
@@ -46,7 +69,9 @@ def record(kind: str, what: str, **details: Any) -> None:
         return
     _inside.on = True
     try:
-        effects.append({"kind": kind, "what": what, "site": where(), **details})
+        frames = stack(sys._getframe(2))
+        effects.append({"kind": kind, "what": what, "site": where(frames),
+                        "origin": origin(frames), **details})
     finally:
         _inside.on = False
 
@@ -101,11 +126,19 @@ sys.addaudithook(hook)
 guard.install(policy, TIER)
 faulthandler.dump_traceback_later(float(TIMEOUT), file=dump)
 error: str | None = None
+error_site: dict[str, Any] | None = None
+error_origin: str | None = None
 began = time.perf_counter()
 try:
     importlib.import_module(MODULE)
 except BaseException as exc:  # an import can raise anything, SystemExit included
     error = f"{type(exc).__name__}: {exc}"
+    raised: list[tuple[Any, int]] = []  # the traceback's frames and lines, innermost first
+    tb = exc.__traceback__
+    while tb is not None:
+        raised.insert(0, (tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    error_site, error_origin = where(raised), origin(raised)
 seconds = time.perf_counter() - began
 faulthandler.cancel_dump_traceback_later()
 _inside.on = True
@@ -115,7 +148,8 @@ for thread in threading.enumerate():
         effect["alive"] = thread.is_alive()
         effect["target"] = getattr(getattr(thread, "_target", None), "__qualname__", None)
 with open(RESULT, "w") as handle:
-    json.dump({"module": MODULE, "seconds": seconds, "error": error, "effects": effects}, handle)
+    json.dump({"module": MODULE, "seconds": seconds, "error": error, "error_site": error_site,
+               "error_origin": error_origin, "effects": effects}, handle)
 sys.stdout.flush()
 sys.stderr.flush()
 os._exit(0)

@@ -11,12 +11,15 @@ fast enough; this one stays flat when runners put megabytes of output in every t
 
 from __future__ import annotations
 
+import ast
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from junitparser import Error, Failure, Skipped, TestCase
 
 from tiergate.errors import InputError
+from tiergate.junit import dotted_module
 from tiergate.results import RunResult, TestResult
 
 _ROOTS = ("testsuites", "testsuite")
@@ -61,13 +64,47 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def nodeid_of(classname: str, name: str, file: str | None) -> str:
+    """The test's id from its JUnit names. A pytest case whose file is known gets its pytest node
+    id back (the inverse of ``tiergate.junit.split_nodeid``, so ``tests/a.py::TestX::test_y[p::q]``
+    survives the round trip: class names hold no dots, the parameter id is kept whole in the
+    name); any other case is ``classname::name``."""
+    if file:
+        module = dotted_module(file)
+        if not classname and name == module:  # a module's own entry (skipped at collection)
+            return file
+        if classname == module:
+            return f"{file}::{name}"
+        if classname.startswith(module + "."):
+            classes = classname[len(module) + 1:].split(".")
+            return "::".join([file, *classes, name])
+    return f"{classname}::{name}" if classname else name
+
+
+def _collection_skip_reason(text: str | None) -> str | None:
+    """The reason in a ``collection skipped`` element: tiergate writes ``path:line: reason``,
+    pytest the report's tuple, ``('path', line, 'Skipped: reason')``."""
+    if not text:
+        return None
+    if text.startswith("(") and len(text) < 100_000:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return text
+        if isinstance(value, tuple) and len(value) == 3:
+            return str(value[2]).removeprefix("Skipped: ")
+        return text
+    match = re.match(r"[^\n]*?:\d+: (.*)", text, re.DOTALL)
+    return match.group(1) if match else text
+
+
 def _test_result(elem: ET.Element, suite_file: str | None) -> TestResult:
     case = TestCase.fromelem(elem)  # type: ignore[no-untyped-call]
     classname = case.classname or ""
     name = case.name or "?"
-    nodeid = f"{classname}::{name}" if classname else name
+    nodeid = nodeid_of(classname, name, elem.get("file") or suite_file)
     line = elem.get("line")
-    outcome, message, longrepr = "passed", None, None
+    outcome, message, longrepr, phase = "passed", None, None, None
     for result in case.result:
         text = (result.text or "").strip() or None
         msg = (result.message or "").strip() or (text.splitlines()[0] if text else None)
@@ -76,10 +113,14 @@ def _test_result(elem: ET.Element, suite_file: str | None) -> TestResult:
             outcome = "timeout" if timeout else ("failed" if isinstance(result, Failure)
                                                  else "error")
             message, longrepr = msg, text or msg
+            if msg == "collection failure":  # pytest's JUnit: the module did not import
+                phase = "collect"
             break
         if isinstance(result, Skipped):
             xfail = (result.type or "").endswith("xfail") or (msg or "").startswith("xfail")
             outcome, message = ("xfailed" if xfail else "skipped"), msg
+            if msg == "collection skipped":  # a module skipped at collection
+                phase, message = "collect", _collection_skip_reason(text) or msg
     stdout, stderr = case.system_out, case.system_err
     if outcome in ("passed", "skipped", "xfailed"):  # no report shows their output: drop it
         stdout = stderr = None
@@ -97,7 +138,7 @@ def _test_result(elem: ET.Element, suite_file: str | None) -> TestResult:
         line=int(line) if line and line.isdigit() else None,
         outcome=outcome,
         duration=duration,
-        phase="call" if outcome in ("failed", "error", "timeout") else None,
+        phase=phase or ("call" if outcome in ("failed", "error", "timeout") else None),
         message=message,
         longrepr=longrepr,
         stdout=stdout,
