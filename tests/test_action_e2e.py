@@ -271,6 +271,62 @@ def test_own_ci_runs_the_action_from_this_checkout_on_the_example(act: Act) -> N
     assert act.api.requests == [], "post: false posts nothing"
 
 
+def _no_tests_job(name: str, *, allow: bool) -> str:
+    """A job running the action on a tier whose marker expression (a typo) selects no test."""
+    return f"""\
+  {name}:
+    name: {name}
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+      checks: write
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+        with:
+          persist-credentials: false
+      - uses: actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065 # v5.6.0
+      - run: python -m pip install -e ".[test]"
+      - uses: OWNER/tiergate@v1
+        with:
+          tier: fast
+          markers: no_such_marker
+          fail-on: "" # no fail-on kind: no tests must fail the job by itself
+          upload-results: "false"
+          allow-no-tests: "{str(allow).lower()}"
+"""
+
+
+def _job_ended(log: str, job: str) -> str | None:
+    """How act says the job ended: "succeeded" or "failed" (None: it did not say)."""
+    for line in log.splitlines():
+        match = re.match(r"^\[[^/\]]+/(.+?)\s*\]\s+🏁\s+Job (succeeded|failed)", line)
+        if match and match[1] == job:
+            return match[2]
+    return None
+
+
+def test_a_tier_that_selects_no_tests_fails_the_job_unless_allowed(act: Act) -> None:
+    # Two jobs of one workflow, so that one act run shows both.
+    workflow = ("name: no tests\non: push\npermissions: {}\njobs:\n"
+                + _no_tests_job("strict", allow=False) + _no_tests_job("allowed", allow=True))
+    repo = _sample_repo(act.tmp, {"no-tests.yml": workflow})
+
+    code, log = act.run(repo, "push", {"ref": "refs/heads/main"}, "no-tests.yml")
+
+    assert code != 0, log[-3000:]
+    assert _job_ended(log, "strict") == "failed", log[-3000:]
+    assert _job_ended(log, "allowed") == "succeeded", log[-3000:]
+    assert "tiergate run exited with 5: no tests ran" in log
+    strict_out, allowed_out = _outputs(log, "strict"), _outputs(log, "allowed")
+    assert (strict_out.get("outcome"), strict_out.get("ok"), strict_out.get("exit-code")) == (
+        "no-tests", "false", "5")
+    assert (allowed_out.get("outcome"), allowed_out.get("ok"), allowed_out.get("exit-code")) == (
+        "no-tests", "true", "0")
+    # Never a green check: a failure, and a neutral one where no tests are allowed.
+    assert sorted(r["conclusion"] for r in act.api.state.check_runs.values()) == [
+        "failure", "neutral"]
+
+
 def _wait_for_test_start(action_cache: Path, nodeid: str, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -305,7 +361,8 @@ def test_cancelled_run_still_reports(act: Act) -> None:
     body = _plain(comments[0]["body"])
     assert "tests/test_sample.py::test_adds" in body or "2 ✅ passed" in body
     assert HANGING in body  # in flight when cancelled: named, not lost
-    assert [r["conclusion"] for r in act.api.state.check_runs.values()] == ["failure"]
+    assert "🛑" in body.splitlines()[1] and "cancelled (SIG" in body  # the heading says so
+    assert [r["conclusion"] for r in act.api.state.check_runs.values()] == ["cancelled"]
 
 
 @pytest.fixture(autouse=True)

@@ -128,6 +128,40 @@ def test_green_again_updates_the_comment(tmp_path: Path, env: Path, ghapi: GhApi
     assert "All green again" in only["body"] and "passed" in only["body"]
 
 
+@pytest.mark.parametrize(("allow", "conclusion"), [(False, "failure"), (True, "neutral")])
+def test_a_run_without_tests_is_no_success(tmp_path: Path, env: Path, ghapi: GhApi,
+                                           allow: bool, conclusion: str) -> None:
+    assert post(write_results_dir(tmp_path / "none", passed=0,
+                                  settings={"allow-no-tests": allow})) == 0
+    (check,) = ghapi.state.check_runs.values()
+    assert check["conclusion"] == conclusion
+    assert check["output"]["title"].startswith("no tests ran: 0 passed")
+    assert len(comments(ghapi)) == (0 if allow else 1)
+
+
+def test_allowed_no_tests_after_a_failure_is_not_all_green(tmp_path: Path, env: Path,
+                                                          ghapi: GhApi) -> None:
+    assert post(failing_dir(tmp_path)) == 0
+    assert post(write_results_dir(tmp_path / "none", passed=0,
+                                  settings={"allow-no-tests": True})) == 0
+    (only,) = comments(ghapi)
+    assert "All green again" not in only["body"] and "⚠️ **No tests ran**" in only["body"]
+
+
+def test_a_cancelled_run_is_a_cancelled_check_run(tmp_path: Path, env: Path,
+                                                  ghapi: GhApi) -> None:
+    results = write_results_dir(tmp_path / "res", passed=2)
+    with (results / "events.jsonl").open("a") as log:
+        log.write(json.dumps({"event": "cancelled", "t": 9e9, "pid": 1, "signal": "SIGINT"})
+                  + "\n")
+    assert post(results) == 0
+    (check,) = ghapi.state.check_runs.values()
+    assert check["conclusion"] == "cancelled"
+    assert check["output"]["title"].startswith("cancelled (SIGINT): 2 passed")
+    (comment,) = comments(ghapi)
+    assert "🛑" in comment["body"] and "All green" not in comment["body"]
+
+
 def test_a_green_run_without_an_earlier_comment_posts_none(tmp_path: Path, env: Path,
                                                           ghapi: GhApi) -> None:
     assert post(write_results_dir(tmp_path / "green", passed=4)) == 0

@@ -31,6 +31,7 @@ def write_results_dir(
     findings: list[dict[str, Any]] = (),  # type: ignore[assignment]
     dumps: dict[str, str] | None = None,
     samples: int = 0,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     """A results dir as `tiergate run` leaves it: events.jsonl (and dumps/)."""
     path.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ def write_results_dir(
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
     w = EventWriter(path / "events.jsonl")
-    w.emit("run-start", tier=tier, settings={})
+    w.emit("run-start", tier=tier, settings=settings or {})
     nodeids = [f"tests/test_ok.py::test_{i}" for i in range(passed)]
     w.emit("collected", tests=nodeids + [n for n, _ in failures])
     for i, nodeid in enumerate(nodeids):
@@ -216,6 +217,85 @@ def test_not_junit_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_missing_results_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["report", "--results-dir", str(tmp_path / "nope")]) == 2
     assert "no such results directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n\n", bytes(range(256)) * 8 + b"\n"],
+                         ids=["empty", "newlines", "random-bytes"])
+def test_an_events_file_without_events_is_exit_2_with_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "events.jsonl").write_bytes(content)
+    assert cli.main(["report", "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{results / 'events.jsonl'}: holds no tiergate events: the run that wrote it died " \
+        "before it started, or the file was emptied or replaced" in err
+    assert not (results / "summary.md").exists() and not (results / "findings.json").exists()
+
+
+def test_an_events_file_without_its_run_start_is_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = write_results_dir(tmp_path / "res", passed=2)
+    events = results / "events.jsonl"
+    events.write_text("".join(events.read_text().splitlines(keepends=True)[1:]))
+    assert cli.main(["report", "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{events}: holds " in err and "no run-start event" in err
+
+
+def test_a_run_without_tests_is_no_pass(tmp_path: Path, actions_env: dict[str, Path],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # What a marker typo gives: the tier selects nothing (`tiergate run` exits 5).
+    results = write_results_dir(tmp_path / "res", passed=0)
+    assert cli.main(["report", "--results-dir", str(results)]) == 1
+    outputs = parse_outputs(actions_env["output"].read_text())
+    assert outputs["outcome"] == "no-tests" and outputs["ok"] == "false"
+    summary = (results / "summary.md").read_text()
+    assert summary.startswith("### ❌ tiergate · tier fast: no tests ran\n")
+    assert "✅" not in summary.splitlines()[0]
+    assert json.loads((results / "findings.json").read_text())["outcome"] == "no-tests"
+    assert "NO TESTS" in capsys.readouterr().out
+
+
+def test_a_run_without_tests_passes_where_allowed(tmp_path: Path,
+                                                  actions_env: dict[str, Path]) -> None:
+    results = write_results_dir(tmp_path / "res", passed=0)
+    assert cli.main(["report", "--results-dir", str(results), "--allow-no-tests"]) == 0
+    outputs = parse_outputs(actions_env["output"].read_text())
+    assert outputs["outcome"] == "no-tests" and outputs["ok"] == "true"
+    assert (results / "summary.md").read_text().startswith(
+        "### ⚠️ tiergate · tier fast: no tests ran\n")
+    # The tier's own allow-no-tests (recorded in run-start) does the same without the flag.
+    allowed = write_results_dir(tmp_path / "allowed", passed=0,
+                                settings={"allow-no-tests": True})
+    assert cli.main(["report", "--results-dir", str(allowed)]) == 0
+    # The flag allows no tests, nothing else.
+    failing = write_results_dir(tmp_path / "failing", passed=0,
+                                failures=[("tests/test_bad.py::test_x", "boom")])
+    assert cli.main(["report", "--results-dir", str(failing), "--allow-no-tests"]) == 1
+
+
+def test_a_cancelled_run_says_so(tmp_path: Path, actions_env: dict[str, Path],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "res"
+    results.mkdir()
+    w = EventWriter(results / "events.jsonl")
+    w.emit("run-start", tier="fast", settings={})
+    w.emit("collected", tests=["t.py::test_ok", "t.py::test_slow"])
+    w.emit("test-start", nodeid="t.py::test_ok", path="t.py", line=1)
+    w.emit("test-finish", nodeid="t.py::test_ok", path="t.py", line=1, outcome="passed",
+           duration=0.1)
+    w.emit("test-start", nodeid="t.py::test_slow", path="t.py", line=5)
+    w.emit("cancelled", signal="SIGTERM", nodeid="t.py::test_slow")
+    w.emit("run-finish", exit_code=143)
+    w.close()
+    assert cli.main(["report", "--results-dir", str(results), "--allow-no-tests"]) == 1
+    assert parse_outputs(actions_env["output"].read_text())["outcome"] == "cancelled"
+    summary = (results / "summary.md").read_text()
+    assert summary.startswith("### 🛑 tiergate · tier fast: cancelled (SIGTERM)\n")
+    assert "**Cancelled by SIGTERM**: 1 test failed" in summary
+    assert "CANCELLED" in capsys.readouterr().out
 
 
 def test_our_junit_carries_hostile_text_to_any_reader(tmp_path: Path) -> None:

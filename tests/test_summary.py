@@ -135,6 +135,30 @@ def test_passing_run_says_so() -> None:
     assert "**All 1 test passed**" in text
 
 
+def test_no_tests_is_never_a_green_heading() -> None:
+    run = RunResult(tier="fast")
+    text = render_summary(run)
+    assert text.startswith("### ❌ tiergate · tier fast: no tests ran\n")
+    assert "**No tests ran**" in text and "which is a failure" in text
+    assert "NO TESTS" in render_terminal(run).splitlines()[0]
+    assert "fails the run" in render_terminal(run)
+    run.settings["allow-no-tests"] = True
+    text = render_summary(run)
+    assert text.startswith("### ⚠️ tiergate · tier fast: no tests ran\n")
+    assert "allows that (allow-no-tests)" in text
+    assert "allowed for this tier" in render_terminal(run)
+
+
+def test_a_cancelled_run_has_its_own_heading() -> None:
+    run = run_with([], failures=0)
+    run.cancelled = "SIGTERM"
+    text = render_summary(run)
+    assert text.startswith("### 🛑 tiergate · tier fast: cancelled (SIGTERM)\n")
+    assert "**Cancelled by SIGTERM**: 1 test timed out" in text
+    head = render_terminal(run).splitlines()[0]
+    assert "CANCELLED" in head and "PASSED" not in head
+
+
 def test_known_findings_are_marked_and_listed_after_new_ones() -> None:
     old, new = leak(1), leak(2)
     text = render_summary(run_with([old, new]), known={fingerprint.of_finding(old)})

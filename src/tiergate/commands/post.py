@@ -108,7 +108,9 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
     known = known_on_base(client, ctx.repository, ctx.base_sha, name)
     prints = fingerprint.of_run(results)
     title = f"tiergate · tier {tier}"
-    failing = results.outcome != "passed" or bool(results.findings)
+    # Green only when the verdict is (a pass, or no tests where the tier allows that): a run that
+    # selected nothing, or was cancelled, keeps the comment and the nightly issue open.
+    failing = not results.ok or bool(results.findings)
 
     def summary(budget: int) -> str:
         return render_summary(results, title=title, details_url=ctx.run_url, budget=budget,
@@ -126,15 +128,18 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
     body = summary(COMMENT_LIMIT - _MARKER_ROOM - 300)
     try:
         if ctx.pr_number is not None:
-            if not failing:
+            if not failing and results.outcome == "passed":
                 body = (f"✅ **All green again** on {ctx.sha[:12]}: this comment reported "
                         f"problems on an earlier push.\n\n{body}")
+            elif not failing:  # no tests ran, which the tier allows: not a pass, not a failure
+                body = (f"⚠️ **No tests ran** on {ctx.sha[:12]} (allowed by allow-no-tests): "
+                        f"this comment reported problems on an earlier push.\n\n{body}")
             done = comment.upsert_comment(client, ctx.repository, ctx.pr_number, tier, body,
                                           failing=failing)
             _say(f"tiergate post: PR #{ctx.pr_number} comment {done}")
         elif ctx.nightly:
             done = issue.sync_issue(client, ctx.repository, tier, body,
-                                    failing=results.outcome != "passed", sha=ctx.sha,
+                                    failing=not results.ok, sha=ctx.sha,
                                     run_url=ctx.run_url)
             _say(f"tiergate post: {done}")
     except GitHubError as exc:

@@ -1,6 +1,7 @@
 """``tiergate report``: the run (from results dirs, shards merged, and/or JUnit files of other
 runners) as summary.md and findings.json, and on GitHub Actions as the job summary, step outputs
-and annotations. Exit 0 when the run passed, 1 when it failed, 2 when an input cannot be read."""
+and annotations. Exit 0 only when the verdict is green (the run passed, or no tests ran and that is
+allowed), 1 when it is not (failed, cancelled, no tests), 2 when an input cannot be read."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def add_parser(sub: Any, name: str) -> None:
                         help="where summary.md and findings.json go (default: the first "
                         "results dir, else next to the first JUnit file)")
     parser.add_argument("--title", default=None, help="the summary's heading")
+    parser.add_argument("--allow-no-tests", action="store_true",
+                        help="a run in which no test ran is not a failure for this report "
+                        "(default: the tier's allow-no-tests)")
     parser.set_defaults(handler=run)
 
 
@@ -49,6 +53,8 @@ def details_url(environ: dict[str, str] | None = None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     results = load_run(args.results_dir, args.junit)
+    if args.allow_no_tests:
+        results.settings["allow-no-tests"] = True
     if args.output_dir is not None:
         out_dir = args.output_dir
     elif args.results_dir:
@@ -75,4 +81,4 @@ def run(args: argparse.Namespace) -> int:
         for line in actions.annotation_commands(results):
             print(line)
     sys.stdout.flush()
-    return 0 if results.outcome == "passed" else 1
+    return 0 if results.ok else 1

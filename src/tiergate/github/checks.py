@@ -10,6 +10,7 @@ from tiergate.github.client import GitHubClient
 from tiergate.github.known import marker
 from tiergate.report.annotations import Annotation, annotations_for
 from tiergate.report.escape import one_line
+from tiergate.report.summary import verdict_words
 from tiergate.results import RunResult
 
 CHUNK = 50
@@ -19,6 +20,18 @@ _LEVEL = {"error": "failure", "warning": "warning"}
 
 def check_name(tier: str) -> str:
     return f"tiergate ({tier})"
+
+
+def conclusion(run: RunResult) -> str:
+    """success only for a pass; neutral for no tests where the tier allows that; cancelled for a
+    cancelled run; failure for everything else (no tests where that is not allowed included)."""
+    if run.outcome == "passed":
+        return "success"
+    if run.outcome == "cancelled":
+        return "cancelled"
+    if run.outcome == "no-tests" and run.ok:
+        return "neutral"
+    return "failure"
 
 
 def to_api(note: Annotation) -> dict[str, Any]:
@@ -44,7 +57,7 @@ def publish_check_run(client: GitHubClient, repository: str, sha: str, run: RunR
     chunks = [payloads[i:i + CHUNK] for i in range(0, len(payloads), CHUNK)] or [[]]
     counts = run.counts()
     title = one_line(
-        f"{run.outcome}: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{verdict_words(run)}: {counts['passed']} passed, {counts['failed']} failed, "
         f"{counts['timeout']} timed out, {len(run.findings)} findings", 250)
     output = {"title": title, "summary": summary,
               "text": marker(fingerprints) + "\n\nFingerprints of this run's findings, read by "
@@ -53,7 +66,7 @@ def publish_check_run(client: GitHubClient, repository: str, sha: str, run: RunR
         "name": name,
         "head_sha": sha,
         "status": "completed",
-        "conclusion": "success" if run.outcome == "passed" else "failure",
+        "conclusion": conclusion(run),
         "output": {**output, "annotations": chunks[0]},
     }
     if details_url:

@@ -138,10 +138,29 @@ def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: D
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
+def verdict_icon(run: RunResult) -> str:
+    """✅ only for a green verdict; ⚠️ for no tests where that is allowed; 🛑 for a cancel."""
+    if run.outcome == "cancelled":
+        return "🛑"
+    if run.outcome == "no-tests":
+        return "⚠️" if run.ok else "❌"
+    return "✅" if run.ok else "❌"
+
+
+def verdict_words(run: RunResult, quote: Callable[[str], str] = str) -> str:
+    """The run's outcome in words: "passed", "failed", "no tests ran", "cancelled (SIGTERM)".
+    *quote* escapes the one part that comes from the event log, the signal's name."""
+    if run.outcome == "no-tests":
+        return "no tests ran"
+    if run.outcome == "cancelled":
+        return f"cancelled ({quote(run.cancelled)})" if run.cancelled else "cancelled"
+    return run.outcome
+
+
 def _heading(view: _View, title: str | None) -> str:
-    icon = "✅" if view.run.outcome == "passed" else "❌"
     name = title or ("tiergate · tier " + (view.run.tier or "default"))
-    return f"### {icon} {md_text(name, 200)}: {view.run.outcome}"
+    words = verdict_words(view.run, lambda text: md_text(text, 20))
+    return f"### {verdict_icon(view.run)} {md_text(name, 200)}: {words}"
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:
@@ -152,17 +171,19 @@ def _status(view: _View) -> str:
     run, c = view.run, view.counts
     total = len(run.tests)
     took = _duration(run.duration)
+    warned = len(run.findings)
+    extra = f", with {_n(warned, 'warning')} below" if warned else ""
     if run.outcome == "passed":
-        warned = len(run.findings)
-        extra = f", with {_n(warned, 'warning')} below" if warned else ""
-        if total == 0:
-            return f"**No tests ran**{extra}."
         return f"**All {_n(total - c['skipped'], 'test')} passed** in {took}{extra}."
+    if run.outcome == "no-tests":
+        if run.ok:
+            return f"**No tests ran**{extra}: the tier allows that (allow-no-tests)."
+        return (f"**No tests ran**{extra}: nothing was selected or collected, which is a "
+                "failure. Check the tier's markers and paths, or set allow-no-tests where that "
+                "is expected.")
     reasons: list[str] = []
     if run.budget_expired:
         reasons.append("the tier's time budget ran out")
-    if run.cancelled:
-        reasons.append(f"the run was cancelled ({md_text(run.cancelled, 20)})")
     if c["timeout"]:
         reasons.append(f"{_n(c['timeout'], 'test')} timed out")
     if c["failed"]:
@@ -180,8 +201,13 @@ def _status(view: _View) -> str:
         reasons.append(f"{_n(len(other), 'other finding')}")
     if run.not_run:
         reasons.append(f"{_n(len(run.not_run), 'test')} never ran")
-    text = _join(reasons) or "it failed"
-    line = f"**Failed: {text}** — {_n(total, 'test')} in {took}."
+    if run.outcome == "cancelled":
+        by = f" by {md_text(run.cancelled, 20)}" if run.cancelled else ""
+        line = f"**Cancelled{by}**" + (f": {_join(reasons)}" if reasons else "")
+        line += f" — {_n(total, 'test')} in {took}."
+    else:
+        text = _join(reasons) or "it failed"
+        line = f"**Failed: {text}** — {_n(total, 'test')} in {took}."
     if view.compare:
         prints = fingerprint.of_run(run)
         known = sum(1 for p in prints if p in view.known)

@@ -18,11 +18,16 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
     order = ("passed", "failed", "timeout", "error", "skipped", "xfailed", "xpassed", "not_run")
     counts = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in order if c.get(k))
     tier = f"tier {run.tier}" if run.tier else "tiergate"
-    if not run.tests and not run.findings:  # not a pass: `tiergate run` exits 5, as pytest does
-        head = f" {tier}: NO TESTS in {run.duration:.1f}s "
+    took = f"{run.duration:.1f}s"
+    if run.outcome == "no-tests":  # a pass only where the tier allows it (allow-no-tests)
+        head = f" {tier}: NO TESTS in {took} "
     else:
-        head = f" {tier}: {run.outcome.upper()} ({counts or 'no tests'}) in {run.duration:.1f}s "
-    lines = [head.center(width, "=")]
+        head = f" {tier}: {run.outcome.upper()} ({counts or 'no tests'}) in {took} "
+    lines = [terminal_text(head.center(width, "="))]
+    if run.outcome == "no-tests":
+        lines.append("no test was selected or collected: allowed for this tier (allow-no-tests)"
+                     if run.ok else "no test was selected or collected, which fails the run: "
+                     "check the tier's markers and paths, or set allow-no-tests")
     if run.budget_expired:
         lines.append("the tier's time budget ran out")
     if run.cancelled:
