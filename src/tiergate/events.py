@@ -32,6 +32,7 @@ TEST_START = "test-start"  # plugin: nodeid, path, line, worker, timeout
 TEST_FINISH = "test-finish"  # plugin: nodeid, path, line, outcome, duration, phase, message, ...
 SLOW = "slow"  # plugin: nodeid, elapsed, stack
 FINDING = "finding"  # anyone: finding (a findings.json entry)
+LEAK_CHECK = "leak-check"  # plugin: nodeid, repeats, seconds, kinds, result (a suspect run again)
 HARD_TIMEOUT = "hard-timeout"  # supervisor: nodeid, test_pid, dump
 SESSION_FINISH = "session-finish"  # plugin: exitstatus, blocking (non-daemon threads alive)
 COLLECT_TIMEOUT = "collect-timeout"  # supervisor: nodeid (module), path, message, dump

@@ -19,8 +19,10 @@ the fd probe, last in the table, skips them.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
+import sys
 import threading
 import time
 from collections.abc import Hashable, Mapping, Sequence
@@ -136,7 +138,75 @@ def _older_pool_worker(thread: threading.Thread, executors_before: int) -> bool:
     made = getattr(executor, "_tiergate_seq", None)
     if made is None:
         return True  # made before the watch began
-    return made <= executors_before or made in REGISTRY.fixture_executors
+    if made <= executors_before or made in REGISTRY.fixture_executors:
+        return True
+    # An event loop's default executor (run_in_executor(None, ...)) is the loop's, made on its
+    # first use and kept until the loop is closed: a leaked loop is the loop's own finding.
+    return any(getattr(loop, "_default_executor", None) is executor
+               for _, loop in REGISTRY.loops) or (
+        "asyncio" in sys.modules
+        and getattr(_current_loop(), "_default_executor", None) is executor)
+
+
+def held_fds(thread: threading.Thread) -> set[int]:
+    """The fds of the sockets and files a running thread holds: its target and arguments, the
+    locals of its frames, and their attributes, two levels down. For one finding per leaked
+    resource: a server thread and the socket it serves on are one leak."""
+    import io
+    import socket
+    import types
+
+    roots: list[object] = [thread]
+    target = getattr(thread, "_target", None)
+    roots += [target, getattr(target, "__self__", None), *getattr(thread, "_args", ()),
+              *getattr(thread, "_kwargs", {}).values()]
+    frame = sys._current_frames().get(thread.ident or -1)
+    for _ in range(100):
+        if frame is None:
+            break
+        roots.extend(frame.f_locals.values())
+        frame = frame.f_back
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, str, bytes,
+            int, float)
+    fds: set[int] = set()
+    # Breadth first, so that each object is looked at from its nearest root.
+    queue = collections.deque((root, 2) for root in roots)
+    seen: set[int] = set()
+    while queue:
+        obj, depth = queue.popleft()
+        if obj is None or id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (socket.socket, io.IOBase)):
+            try:
+                fd = obj.fileno()
+            except (OSError, ValueError):
+                continue
+            if fd >= 0:
+                fds.add(fd)
+            continue
+        if depth <= 0:
+            continue
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            children: list[object] = list(obj)[:64]
+        elif isinstance(obj, dict):
+            children = list(obj.values())[:64]
+        elif isinstance(obj, types.MethodType):
+            children = [obj.__self__]
+        else:
+            attributes = getattr(obj, "__dict__", None)
+            children = list(attributes.values())[:64] if isinstance(attributes, dict) else []
+        queue.extend((child, depth - 1) for child in children)
+    return fds
+
+
+def thread_of(left: Leftover) -> threading.Thread | None:
+    """The live thread a leak-thread leftover names."""
+    key = left.key
+    if not (isinstance(key, tuple) and len(key) == 3 and key[0] == "thread"):
+        return None
+    thread = threading._active.get(key[2])  # type: ignore[attr-defined]
+    return thread if thread is not None and id(thread) == key[1] else None
 
 
 def _children() -> frozenset[int]:
@@ -410,14 +480,16 @@ class FdProbe:
     def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
         out = []
         sockets: list[tuple[int, str]] = []
-        for fd in sorted(int(name) for name in after - before):
+        new = after - before
+        singletons = _singleton_targets() if new else set()
+        for fd in sorted(int(name) for name in new):
             if fd in claimed:
                 continue
             try:
                 target = os.readlink(f"/proc/self/fd/{fd}")
             except OSError:
                 continue  # closed since the listing
-            if _OWN_PATH_PART in target:
+            if _OWN_PATH_PART in target or target in singletons:
                 continue
             if target.startswith("socket:"):
                 sockets.append((fd, target))
@@ -435,6 +507,41 @@ class FdProbe:
 
     def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
         pass
+
+
+def _singleton_targets() -> set[str]:
+    """What the fds of the standard library's process-wide singletons point at: made by whichever
+    test first needs one and kept for the life of the process, so first use, never a leak. The
+    arenas of multiprocessing's shared-memory heap (``Value``, ``Array``; the arena's fd and the
+    copy its mmap keeps), the resource tracker's pipe, the fork server's pipe."""
+    targets = set()
+    for fd in _singleton_fds():
+        try:
+            targets.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return targets
+
+
+def _singleton_fds() -> set[int]:
+    fds: set[int] = set()
+    try:
+        heap = sys.modules.get("multiprocessing.heap")
+        if heap is not None:
+            shared = getattr(getattr(heap, "BufferWrapper", None), "_heap", None)
+            for arena in getattr(shared, "_arenas", ()):
+                fds.add(getattr(arena, "fd", -1))
+        tracker = sys.modules.get("multiprocessing.resource_tracker")
+        if tracker is not None:
+            fds.add(getattr(getattr(tracker, "_resource_tracker", None), "_fd", None) or -1)
+        forkserver = sys.modules.get("multiprocessing.forkserver")
+        if forkserver is not None:
+            server = getattr(forkserver, "_forkserver", None)
+            fds.add(getattr(server, "_forkserver_alive_fd", None) or -1)
+    except Exception:  # pragma: no cover - private attributes of the standard library
+        pass
+    fds.discard(-1)
+    return {fd for fd in fds if isinstance(fd, int)}
 
 
 def _socket_addresses() -> dict[int, dict[str, Any]]:

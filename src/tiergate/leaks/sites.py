@@ -10,6 +10,7 @@ also bump a counter, so the process probe only lists ``/proc`` children when som
 from __future__ import annotations
 
 import dataclasses
+import linecache
 import os
 import sys
 import threading
@@ -41,6 +42,37 @@ class Site:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line} in {self.function}"
+
+
+_STDLIB = os.path.dirname(os.__file__) + os.sep
+
+
+def _is_library(path: str) -> bool:
+    """The standard library (not a site-packages beneath it), frozen modules, or our machinery."""
+    if path.startswith(_STDLIB) and "site-packages" not in path[len(_STDLIB):]:
+        return True
+    return path.startswith("<frozen ") or any(part in path for part in _MACHINERY)
+
+
+def function_at(path: str, line: int) -> str:
+    """The name of the def enclosing *line* (a cheap read of the source; '' when unknown)."""
+    for number in range(line, 0, -1):
+        text = linecache.getline(path, number).lstrip()
+        if text.startswith(("def ", "async def ")):
+            return text.split("def ", 1)[1].split("(", 1)[0].strip()
+        if text.startswith("class "):
+            break
+    return "<module>" if line else ""
+
+
+def site_of_traceback(traceback: Any) -> Site | None:
+    """The innermost frame of a tracemalloc traceback (oldest frame first) that is not the
+    standard library's or tiergate's; the innermost frame when all are."""
+    frames = list(traceback or ())
+    if not frames:
+        return None
+    chosen = next((f for f in reversed(frames) if not _is_library(f.filename)), frames[-1])
+    return Site(chosen.filename, chosen.lineno, function_at(chosen.filename, chosen.lineno))
 
 
 def capture_site(skip: int = 1) -> Site | None:

@@ -12,7 +12,13 @@ scope's teardown is charged to the fixture.
 
 A suspect must survive a settle before it is reported: pytest's reference to the last failure is
 dropped, the garbage collector runs, threads get a short join and children a short wait, and the
-probes look again. Only what is still there is a finding.
+probes look again. What that collection sets off (a ResourceWarning, an exception in a
+``__del__``) is caught there (``quiet.py``) and reported on the window it came from, never in the
+next test. What is still there is then a suspect, not yet a finding: a leak is growth, not first
+use, so the test is run again (``repeat.py``), and only what the repeat leaves behind again is a
+leak; memory is confirmed the same way with tracemalloc (``memory.py``). Each repeat is recorded
+(the ``leak-check`` event, through ``record``). One leaked resource is one finding: the sockets and
+files a leaked thread holds are named in the thread's.
 
 Cost: a window's snapshots are not taken afresh. ``Current`` keeps the last snapshot of every
 probe and takes a probe's again only when the audit hook marked it dirty or its cheap token moved
@@ -23,27 +29,34 @@ skipped. A trivial test therefore costs two RSS reads and a few token reads, not
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gc
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tiergate.config import Tier
 from tiergate.findings import Culprit, Finding, Location
-from tiergate.leaks import audit, memory
+from tiergate.leaks import audit
 from tiergate.leaks.probes import (
     KEEP_ALIVE,
     Leftover,
     Probe,
     default_probes,
+    held_fds,
     memory_rss,
     open_memory_probe,
+    thread_of,
 )
 from tiergate.leaks.sites import REGISTRY
+
+if TYPE_CHECKING:  # imported where used: the slow path, after a test that left something
+    from tiergate.leaks import quiet, repeat
 
 GRACE = 0.1  # seconds a suspect thread or child gets to finish before it is called leaked
 DEFAULT_MEMORY_THRESHOLD = 10 * 2**20
@@ -66,6 +79,7 @@ _THRESHOLD_KEY = {
 _WIDE_SCOPES = frozenset({"class", "module", "package", "session"})
 
 Emit = Callable[[Finding], None]
+Record = Callable[[dict[str, Any]], None]  # the fields of a leak-check event
 
 
 def _always_new() -> object:
@@ -157,9 +171,13 @@ class _FixtureWindow(_Window):
 class LeakWatch:
     """Registered by the tiergate plugin when the tier's ``leaks`` is not ``off``."""
 
-    def __init__(self, *, tier: Tier, emit: Emit, probes: Sequence[Probe] | None = None) -> None:
+    def __init__(self, *, tier: Tier, emit: Emit, probes: Sequence[Probe] | None = None,
+                 record: Record | None = None) -> None:
         self.tier = tier
         self.emit = emit
+        # Where each confirmation run is recorded (the leak-check event); under a tier, found
+        # at the session start when not given (see pytest_runtestloop).
+        self.record = record
         self.severity = "error" if tier.leaks == "fail" else "warning"
         self.thresholds: Mapping[str, float] = tier.leak_thresholds
         self._memory_threshold = self.thresholds.get("memory", DEFAULT_MEMORY_THRESHOLD)
@@ -199,6 +217,13 @@ class LeakWatch:
         # collecting the test modules raises a dozen audit events per test that no window looks
         # at (the first window takes every snapshot afresh).
         self.current.start()
+        if self.record is None:
+            writer = getattr(session.config.pluginmanager.get_plugin("tiergate-run"), "events",
+                             None)
+            if writer is not None:
+                from tiergate.events import LEAK_CHECK
+
+                self.record = lambda fields: writer.emit_fields(LEAK_CHECK, fields)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         audit.unwatch()
@@ -234,28 +259,122 @@ class LeakWatch:
 
     def _after_test(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
                     grew: int, reports: Sequence[pytest.TestReport]) -> None:
-        leftovers = self._still_there(window, owned=True)
-        threshold = self._memory_threshold
-        if (grew > threshold and not any(report.failed for report in reports)
-                and not self._allowed_without_run(item, "leak-memory")):
-            leak = self._confirm_memory(item, nextitem, threshold)
-            if leak is not None:
-                leftovers.append(_memory_leftover(leak))
-        if leftovers:
-            location = _item_location(item)
-            for kind, group in _group(leftovers).items():
-                self._report(kind, group, item.nodeid, location, _allowance(item, kind))
+        from tiergate.leaks import repeat
 
-    def _confirm_memory(self, item: pytest.Item, nextitem: pytest.Item | None,
-                        threshold: float) -> memory.MemoryLeak | None:
+        location = _item_location(item)
+        leftovers = _merge_held(self._still_there(window, owned=True, test=item.nodeid,
+                                                  location=location))
+        failed = any(report.failed for report in reports)
+        memory_suspect = (grew > self._memory_threshold and not failed
+                          and not self._allowed_without_run(item, "leak-memory"))
+        suspects: list[Leftover] = []
+        for kind, group in _group(leftovers).items():
+            allowance = _allowance(item, kind)
+            if (kind in repeat.REPEATED_KINDS and allowance is None
+                    and not self._within(kind, group)):
+                suspects.extend(group)  # first use or growth: a repeat tells
+            else:
+                self._report(kind, group, item.nodeid, location, allowance)
+        if not suspects and not memory_suspect:
+            return
+        if failed:
+            # A failed test is not run again (it may hang, or fail differently): what it left
+            # is a note, not a leak finding.
+            for kind, group in _group(suspects).items():
+                self._report(kind, group, item.nodeid, location, None,
+                             unconfirmed="the test failed, so it was not run again to confirm")
+            return
+        check = self._confirm(item, nextitem, suspects, memory_suspect, grew, reports, location)
+        if check.inconclusive is not None:
+            for kind, group in _group(suspects).items():
+                self._report(kind, group, item.nodeid, location, None, check=check,
+                             unconfirmed=check.inconclusive)
+        else:
+            for kind, group in _group(check.confirmed()).items():
+                self._report(kind, group, item.nodeid, location, None, check=check)
+        if check.memory_leak:
+            self._report("leak-memory", [_memory_leftover(check)], item.nodeid, location, None,
+                         check=check)
+
+    def _within(self, kind: str, group: list[Leftover]) -> bool:
+        """Within the tier's leak-thresholds for *kind*: never a finding, so never repeated."""
+        return len(group) <= self.thresholds.get(_THRESHOLD_KEY.get(kind, ""), 0.0)
+
+    def _confirm(self, item: pytest.Item, nextitem: pytest.Item | None,
+                 suspects: list[Leftover], memory_suspect: bool, grew: int,
+                 reports: Sequence[pytest.TestReport], location: Location) -> repeat.Check:
+        """Run the suspect test again, quietly: once for what it left behind (a leak leaves it
+        again, first use does not), ``memory.CONFIRM_RUNS`` times under tracemalloc for memory.
+        The check is recorded whatever it comes to."""
+        from tiergate.leaks import memory, quiet, repeat
+
+        check = repeat.Check(item.nodeid, suspects, memory_suspect, grew)
+        if not suspects:
+            # The test's own garbage, not yet collected (no leftover made us look): its
+            # finalisers' warnings are its own, before the repeats' garbage joins it.
+            with quiet.caught() as caught:
+                gc.collect()
+            for found in caught:
+                self._report_caught(found, item.nodeid, location, None)
+        runs = memory.CONFIRM_RUNS if memory_suspect else 1
+        expected = repeat.outcomes(reports)
+        threshold = self._memory_threshold
+        began = time.monotonic()
         self._rerunning = True
         try:
-            return memory.confirm(item, nextitem, threshold)
+            with quiet.caught(repeat=True), (memory.Tracer() if memory_suspect
+                                             else contextlib.nullcontext()) as tracer:
+                for index in range(runs):
+                    gc.collect()
+                    before = _Window(self.current.now(force=True))
+                    last = index == runs - 1
+                    snapshot = tracer.snapshot() if tracer is not None and last else None
+                    traced = tracer.traced() if tracer is not None else 0
+                    rss = memory_rss()
+                    check.repeats += 1
+                    if not repeat.run_again(item, nextitem, expected):
+                        check.inconclusive = "the test ended differently when run again"
+                        break
+                    # What each repeat leaves is kept and, for a child, killed at the end, as
+                    # what a reported test left is; the first repeat's decides the suspects.
+                    again = _merge_held(self._still_there(before, owned=True))
+                    self._keep(again)
+                    if index == 0:
+                        check.again = again
+                    if tracer is None:
+                        continue
+                    gc.collect()
+                    check.growth.append(tracer.traced() - traced)
+                    check.rss.append(memory_rss() - rss)
+                    if check.growth[-1] < threshold / 2:
+                        break  # not retained: the RSS was the allocator's, or a warm-up
+                    if last:
+                        check.sites = tracer.sites(snapshot, tracer.snapshot())
+                        check.memory_leak = True
         finally:
             self._rerunning = False
             # The re-runs are nobody's window: the next test starts from a fresh look.
             self.current.invalidate()
             self._rss = -1
+            check.seconds = time.monotonic() - began
+            self._record(check.fields())
+        return check
+
+    def _keep(self, leftovers: Iterable[Leftover]) -> None:
+        """Leftovers stay alive (their collection would warn in some later test), and leaked
+        children die with the run."""
+        for left in leftovers:
+            if left.obj is not None:
+                KEEP_ALIVE.append(left.obj)
+            if left.kind == "leak-process":
+                self._leaked_processes.append(left)
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        if self.record is not None:
+            try:
+                self.record(fields)
+            except Exception:  # a record that cannot be written must not break the run
+                pass
 
     def _allowed_without_run(self, item: pytest.Item, kind: str) -> bool:
         return _allowance(item, kind) is not None
@@ -308,15 +427,17 @@ class LeakWatch:
         window = self._fixtures.pop(id(fixturedef), None)
         if window is None or self._rerunning:
             return
-        leftovers = [left for left in self._still_there(window, owned=False)
-                     if left.key in window.owned]
         name = getattr(fixturedef, "argname", "?")
         func = getattr(fixturedef, "func", None)
         code = getattr(func, "__code__", None)
         location = Location(code.co_filename, code.co_firstlineno) if code else None
+        owner = f"fixture {name!r} ({fixturedef.scope} scope)"
+        leftovers = _merge_held([
+            left for left in self._still_there(window, owned=False, location=location,
+                                               owner=owner)
+            if left.key in window.owned])
         for kind, group in _group(leftovers).items():
-            self._report(kind, group, None, location, None,
-                         owner=f"fixture {name!r} ({fixturedef.scope} scope)")
+            self._report(kind, group, None, location, None, owner=owner)
 
     def _owned_keys(self) -> set[Any]:
         keys: set[Any] = set()
@@ -326,20 +447,53 @@ class LeakWatch:
 
     # -- comparing and reporting ------------------------------------------------------------
 
-    def _still_there(self, window: _Window, *, owned: bool) -> list[Leftover]:
+    def _still_there(self, window: _Window, *, owned: bool, test: str | None = None,
+                     location: Location | None = None, owner: str | None = None,
+                     ) -> list[Leftover]:
         """What the window made that is still there after a settle; with *owned*, less what
-        the wider-scoped fixtures set up inside it own."""
+        the wider-scoped fixtures set up inside it own. What the collection sets off (warnings,
+        exceptions in finalisers) is kept from the tests and, when the window is named (*test*
+        or *owner*), reported on it: not on a repeat, whose first run was reported already."""
         leftovers = self._compare(window, owned)
         if not leftovers:
             return []
-        _drop_last_failure()
-        gc.collect()
-        deadline = time.monotonic() + GRACE
-        for probe in self.probes:
-            probe.settle([left for left in leftovers if left.kind == probe.kind], deadline)
-        # Look again, everywhere: the grace reaps children and joins threads, and the collector
-        # closes files, none of which an audit event announces.
-        return self._compare(window, owned, force=True)
+        from tiergate.leaks import quiet
+
+        with quiet.caught() as caught:
+            _drop_last_failure()
+            gc.collect()
+            deadline = time.monotonic() + GRACE
+            for probe in self.probes:
+                probe.settle([left for left in leftovers if left.kind == probe.kind], deadline)
+            # Look again, everywhere: the grace reaps children and joins threads, and the
+            # collector closes files, none of which an audit event announces.
+            leftovers = self._compare(window, owned, force=True)
+        if test is not None or owner is not None:
+            for item in caught:
+                self._report_caught(item, test, location, owner)
+        return leftovers
+
+    def _report_caught(self, caught: quiet.Caught, test: str | None, location: Location | None,
+                       owner: str | None) -> None:
+        if not (caught.unraisable or caught.category == "ResourceWarning"):
+            return  # another warning a finaliser gave: kept from the tests, and dropped
+        lines = caught.text.strip().splitlines()
+        who = owner or "the test"
+        details: dict[str, Any] = {"category": caught.category, "text": "\n".join(lines)[:4000],
+                                   "collected_by": "tiergate"}
+        if owner:
+            details["owner"] = owner
+        if caught.site is not None:
+            details["created"] = str(caught.site)
+        self.emit(Finding(
+            kind="resource-warning", test=test, severity="warning",
+            message=((lines[0] if caught.unraisable else f"{caught.category}: {lines[0]}")[:400]
+                     + f" (finalised when tiergate collected garbage after {who})"),
+            location=location,
+            culprit=(Culprit(caught.site.path, caught.site.line, caught.site.function)
+                     if caught.site else None),
+            details=details,
+        ))
 
     def _compare(self, window: _Window, owned: bool, force: bool = False) -> list[Leftover]:
         now = self.current.now(force)
@@ -358,13 +512,11 @@ class LeakWatch:
 
     def _report(self, kind: str, leftovers: list[Leftover], test: str | None,
                 location: Location | None, allowance: Mapping[str, Any] | None,
-                owner: str | None = None) -> None:
-        limit = self.thresholds.get(_THRESHOLD_KEY.get(kind, ""), 0.0)
-        if kind != "leak-memory" and len(leftovers) <= limit:
+                owner: str | None = None, check: repeat.Check | None = None,
+                unconfirmed: str | None = None) -> None:
+        if kind != "leak-memory" and self._within(kind, leftovers):
             return
-        KEEP_ALIVE.extend(left.obj for left in leftovers if left.obj is not None)
-        if kind == "leak-process":
-            self._leaked_processes.extend(leftovers)
+        self._keep(leftovers)
         who = owner or "test"
         what = "; ".join(_with_site(left) for left in leftovers[:5])
         more = f" (and {len(leftovers) - 5} more)" if len(leftovers) > 5 else ""
@@ -379,6 +531,19 @@ class LeakWatch:
         if owner:
             details["owner"] = owner
         severity = self.severity
+        if check is not None:
+            details["confirmation"] = check.fields()
+            if unconfirmed is None and kind != "leak-memory":
+                again = [left.what for left in check.again if
+                         _signature(left) in {_signature(x) for x in leftovers}]
+                details["again"] = again
+                message += f" (left again when run again: {check.summary()})"
+        if unconfirmed is not None:
+            # Not confirmed as growth: a note, never an error finding.
+            severity = "warning"
+            details["confirmed"] = False
+            details["reason"] = unconfirmed
+            message = f"not confirmed: {message} ({unconfirmed})"
         if allowance is not None:
             severity = "warning"
             details.update({"allowed": True, **allowance})
@@ -413,14 +578,51 @@ def _group(leftovers: Iterable[Leftover]) -> dict[str, list[Leftover]]:
     return out
 
 
-def _memory_leftover(leak: memory.MemoryLeak) -> Leftover:
-    mib = sum(leak.growth) / len(leak.growth) / 2**20
-    sites = [{"site": str(site), "bytes": size} for site, size in leak.sites]
-    top = leak.sites[0][0] if leak.sites else None
+def _signature(left: Leftover) -> Any:
+    from tiergate.leaks import repeat
+
+    return repeat.signature(left)
+
+
+def _memory_leftover(check: repeat.Check) -> Leftover:
+    mib = sum(check.growth) / len(check.growth) / 2**20
+    rss = sum(check.rss) / len(check.rss) / 2**20 if check.rss else 0.0
+    sites = [{"site": str(site), "bytes": size} for site, size in check.sites]
+    top = check.sites[0][0] if check.sites else None
     where = f"; top allocation {top}" if top else ""
     return Leftover("leak-memory", ("memory",),
-                    f"RSS grew {mib:.1f} MiB per run over {len(leak.growth)} repeat runs{where}",
-                    top, {"growth": leak.growth, "allocations": sites})
+                    f"Python-level memory still allocated grew {mib:.1f} MiB per run over "
+                    f"{len(check.growth)} repeat runs (RSS {rss:.1f} MiB per run; "
+                    f"{check.seconds:.2f}s){where}",
+                    top, {"growth": check.growth, "rss_growth": check.rss,
+                          "allocations": sites})
+
+
+def _merge_held(leftovers: list[Leftover]) -> list[Leftover]:
+    """One leaked resource, one finding: a socket or file a leaked thread holds (a server
+    thread and its listening socket) is named in the thread's leftover, not on its own."""
+    threads = [left for left in leftovers if left.kind == "leak-thread"]
+    by_fd = {left.details["fd"]: left for left in leftovers
+             if left.kind in ("leak-socket", "leak-fd") and "fd" in left.details}
+    if not threads or not by_fd:
+        return leftovers
+    merged: set[int] = set()
+    replaced: dict[int, Leftover] = {}
+    for left in threads:
+        thread = thread_of(left)
+        if thread is None:
+            continue
+        held = sorted((held_fds(thread) & by_fd.keys()) - merged)
+        if not held:
+            continue
+        merged.update(held)
+        parts = [by_fd[fd] for fd in held]
+        replaced[id(left)] = dataclasses.replace(
+            left, what=f"{left.what}, holding " + "; ".join(part.what for part in parts),
+            details={**left.details, "holds": [{"kind": part.kind, "what": part.what,
+                                                 **part.details} for part in parts]})
+    dropped = {id(by_fd[fd]) for fd in merged}
+    return [replaced.get(id(left), left) for left in leftovers if id(left) not in dropped]
 
 
 def _allowance(item: pytest.Item, kind: str) -> dict[str, Any] | None:
