@@ -53,6 +53,7 @@ class RunResult:
     findings: list[Finding] = dataclasses.field(default_factory=list)
     samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     slow_notes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    leak_checks: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # repeats run
     started: float | None = None
     finished: float | None = None
     attempts: int = 0
@@ -205,6 +206,9 @@ class _Builder:
     def on_slow(self, r: Mapping[str, Any]) -> None:
         self.run.slow_notes.append(dict(r))
 
+    def on_leak_check(self, r: Mapping[str, Any]) -> None:
+        self.run.leak_checks.append(dict(r))
+
     def on_finding(self, r: Mapping[str, Any]) -> None:
         self.run.findings.append(Finding.from_json(r["finding"]))
 
@@ -329,6 +333,7 @@ def merge(runs: Iterable[RunResult]) -> RunResult:
         merged.findings.extend(run.findings)
         merged.samples.extend(run.samples)
         merged.slow_notes.extend(run.slow_notes)
+        merged.leak_checks.extend(run.leak_checks)
         merged.sources.extend(run.sources)
         merged.attempts += run.attempts
         merged.budget_expired |= run.budget_expired

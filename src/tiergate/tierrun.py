@@ -88,7 +88,9 @@ class TierRun:
         if self.tier.leaks != "off":
             from tiergate.leaks import LeakWatch
 
-            self.leaks = LeakWatch(tier=self.tier, emit=self.emit_finding)
+            self.leaks = LeakWatch(
+                tier=self.tier, emit=self.emit_finding,
+                record=lambda fields: self.events.emit_fields(ev.LEAK_CHECK, fields))
             config.pluginmanager.register(self.leaks, "tiergate-leaks")
 
     def emit_finding(self, finding: Finding) -> None:

@@ -175,8 +175,7 @@ class LeakWatch:
                  record: Record | None = None) -> None:
         self.tier = tier
         self.emit = emit
-        # Where each confirmation run is recorded (the leak-check event); under a tier, found
-        # at the session start when not given (see pytest_runtestloop).
+        # Where each confirmation run is recorded: under a tier, the leak-check event.
         self.record = record
         self.severity = "error" if tier.leaks == "fail" else "warning"
         self.thresholds: Mapping[str, float] = tier.leak_thresholds
@@ -217,13 +216,6 @@ class LeakWatch:
         # collecting the test modules raises a dozen audit events per test that no window looks
         # at (the first window takes every snapshot afresh).
         self.current.start()
-        if self.record is None:
-            writer = getattr(session.config.pluginmanager.get_plugin("tiergate-run"), "events",
-                             None)
-            if writer is not None:
-                from tiergate.events import LEAK_CHECK
-
-                self.record = lambda fields: writer.emit_fields(LEAK_CHECK, fields)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         audit.unwatch()
