@@ -1,13 +1,15 @@
 """How long `tiergate report` takes, and how much memory, on big JUnit files from other runners.
 
-    python scripts/bench_report.py [--sizes 10000 100000]
+    python scripts/bench_report.py [--sizes 10000 100000] [--huge-mb 500]
 
 For each size it writes a JUnit file (1% failures, a few timeouts with dumps), then runs, each in
 a fresh process (time and peak RSS from os.wait4):
   - `tiergate report --junit FILE` end to end (parse, summary.md, findings.json, terminal),
-  - reading only, with tiergate's reader (iterparse + junitparser per testcase),
-  - reading only, with junitparser's whole-document JUnitXml.fromfile, for comparison,
-and prints a Markdown table."""
+  - reading only, with tiergate's reader (streamed expat + junitparser per testcase),
+  - reading only, with junitparser's whole-document JUnitXml.fromfile, for comparison.
+Then it writes a JUnit file whose one failure holds a text of --huge-mb MB (an untrusted file:
+the reader keeps 64 KiB of that text and reads at most 256 MiB of the file) and runs
+`tiergate report` on it; the file is deleted right after. It prints a Markdown table."""
 
 from __future__ import annotations
 
@@ -50,6 +52,23 @@ def write_junit(path: Path, cases: int) -> None:
         out.write("</testsuites>\n")
 
 
+def write_huge_failure(path: Path, megabytes: int) -> None:
+    """One passing case, one failing case whose failure text is *megabytes* MB, one more case."""
+    line = "E   " + "x" * 75 + "\n"
+    block = (line * 13_000).encode()  # about 1 MB
+    with path.open("wb") as out:
+        out.write(b'<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="big">'
+                  b'<testcase classname="pkg.mod" name="test_ok" time="0.1"/>'
+                  b'<testcase classname="pkg.mod" name="test_huge" time="1.0">'
+                  b'<failure message="AssertionError: huge">Traceback (most recent call last):\n')
+        written = 0
+        while written < megabytes * 10**6:
+            out.write(block)
+            written += len(block)
+        out.write(b"AssertionError: huge</failure></testcase>"
+                  b'<testcase classname="pkg.mod" name="test_after"/></testsuite></testsuites>\n')
+
+
 def measure(argv: list[str]) -> tuple[float, float, int]:
     """Wall seconds, peak RSS in MiB, exit code of one fresh process."""
     start = time.perf_counter()
@@ -65,6 +84,8 @@ def measure(argv: list[str]) -> tuple[float, float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--huge-mb", type=int, default=500,
+                        help="MB of the one huge failure text (0: skip that row)")
     args = parser.parse_args()
     py = sys.executable
     rows = ["| testcases | file | what | seconds | peak RSS |", "|--:|--:|---|--:|--:|"]
@@ -76,7 +97,7 @@ def main() -> int:
             runs = {
                 "`tiergate report` end to end": [py, "-m", "tiergate.cli", "report", "--junit",
                                                  str(junit), "--output-dir", f"{tmp}/out{size}"],
-                "read: tiergate (iterparse + junitparser)": [py, "-c", READ_TIERGATE, str(junit)],
+                "read: tiergate (expat + junitparser)": [py, "-c", READ_TIERGATE, str(junit)],
                 "read: junitparser JUnitXml.fromfile": [py, "-c", READ_JUNITPARSER, str(junit)],
                 "python startup + import (baseline)": [py, "-c", "import tiergate.report.summary"],
             }
@@ -89,6 +110,23 @@ def main() -> int:
             if summary.exists():
                 rows.append(f"| {size:,} | | summary.md size | | "
                             f"{summary.stat().st_size / 1024:.0f} KiB |")
+        if args.huge_mb:
+            huge = Path(tmp) / "junit-huge.xml"
+            try:
+                write_huge_failure(huge, args.huge_mb)
+                mib = huge.stat().st_size / 2**20
+                for what, argv in {
+                    f"`tiergate report`, one {args.huge_mb} MB failure text": [
+                        py, "-m", "tiergate.cli", "report", "--junit", str(huge),
+                        "--output-dir", f"{tmp}/out-huge"],
+                    "read: tiergate, the same file": [py, "-c", READ_TIERGATE, str(huge)],
+                }.items():
+                    seconds, rss, code = measure(argv)
+                    note = "" if code in (0, 1) else f" (exit {code})"
+                    rows.append(f"| 3 | {mib:.0f} MiB | {what}{note} | {seconds:.2f} "
+                                f"| {rss:.0f} MiB |")
+            finally:
+                huge.unlink(missing_ok=True)
     print("\n".join(rows))
     return 0
 

@@ -280,3 +280,39 @@ def test_a_fork_pull_request_is_found_for_a_workflow_run(
     assert post(failing_dir(tmp_path)) == 0
     assert [c["issue_number"] for c in comments(ghapi)] == [12]
     assert [r["head_sha"] for r in ghapi.state.check_runs.values()] == [HEAD]
+
+
+def test_the_tier_option_names_the_check_run_not_the_artifact(
+        tmp_path: Path, env: Path, ghapi: GhApi, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fork's artifact says which tier it is; the workflow's --tier decides what is posted."""
+    results = write_results_dir(tmp_path / "res", tier="evil\n::error::pwned",
+                                failures=[("tests/test_bad.py::test_x", HOSTILE)])
+    assert post(results, "--tier", "fast") == 0
+    (check,) = ghapi.state.check_runs.values()
+    assert check["name"] == "tiergate (fast)"
+    (comment,) = comments(ghapi)
+    assert comment["body"].startswith(marker("fast"))
+    assert "tiergate · tier fast" in comment["body"]
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "tiergate post: input:" in line]
+    assert len(notes) == 2  # the invalid name, and the tier it is reported as instead
+    assert "they are reported as tier fast (--tier)" in notes[1]
+    assert not [line for line in out.splitlines() if line.lstrip().startswith("::")]
+
+
+def test_without_the_tier_option_an_invalid_name_is_replaced(tmp_path: Path, env: Path,
+                                                             ghapi: GhApi) -> None:
+    results = write_results_dir(tmp_path / "res", tier="evil\n::error::pwned",
+                                failures=[("tests/test_bad.py::test_x", "boom")])
+    assert post(results) == 0
+    (check,) = ghapi.state.check_runs.values()
+    assert check["name"] == "tiergate ((invalid tier name))"
+    assert "replaced 1 invalid tier name" in comments(ghapi)[0]["body"]
+
+
+def test_a_bad_tier_option_is_one_line_and_exit_0(tmp_path: Path, env: Path, ghapi: GhApi,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert post(failing_dir(tmp_path), "--tier", "a b\n::error::x") == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "is not a tier name" in out
+    assert not out.lstrip().startswith("::") and ghapi.writes() == []

@@ -84,3 +84,21 @@ def test_every_remote_action_is_pinned_to_a_commit_sha() -> None:
                 continue
             assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", match[1]), (path.name, line)
             assert re.match(r"\s*# v\d+\.\d+\.\d+$", match[2]), f"{path.name}: no version: {line}"
+
+
+@pytest.mark.parametrize("command", ["report", "post"])
+def test_the_action_names_the_tier_for_report_and_post(command: str) -> None:
+    """The results may come from a fork's artifact (fork-report.yml): the tier in headings, the
+    check run and the comment is the action's own input, passed as --tier, never the artifact's."""
+    steps = yaml.safe_load(ACTION.read_text())["runs"]["steps"]
+    (step,) = [s for s in steps if f"-m tiergate {command} " in s.get("run", "")]
+    assert step["env"]["TIERGATE_TIER"] == "${{ inputs.tier }}"
+    script = step["run"]
+    (call,) = [line for line in script.splitlines() if f"-m tiergate {command} " in line]
+    assert '"${args[@]}"' in call
+    assert re.search(r'^\s*args=\("--tier=\$TIERGATE_TIER"\)$', script, re.MULTILINE), script
+    assert not re.search(r"^\s*args=\(\)", script, re.MULTILINE)  # not reset after it
+    # The setup step admits only names that `tiergate report --tier` takes (1 to 64 of
+    # [A-Za-z0-9_.-]), so the two can never disagree.
+    setup = next(s for s in steps if s.get("id") == "setup")["run"]
+    assert "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$" in setup

@@ -124,26 +124,51 @@ class Finding:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Finding:
-        location = data.get("location")
-        culprit = data.get("culprit")
+        """The finding in a ``findings.json`` entry or a ``finding`` event. A field of the wrong
+        type (a list for a message, an int for a test, a string for a location) raises TypeError:
+        what is read from a file is untrusted, and its reader skips the record and counts it."""
+        if not isinstance(data, Mapping):
+            raise TypeError("a finding is a JSON object")
+        location = _opt(data.get("location"), Mapping, "location")
+        culprit = _opt(data.get("culprit"), Mapping, "culprit")
+        details = _opt(data.get("details"), Mapping, "details")
         return cls(
-            kind=str(data["kind"]),
-            test=data.get("test"),
+            kind=_req(data["kind"], str, "kind"),
+            test=_opt(data.get("test"), str, "test"),
             severity="warning" if data.get("severity") == "warning" else "error",
-            message=str(data.get("message", "")),
-            location=Location(str(location["path"]), location.get("line")) if location else None,
+            message=_opt(data.get("message"), str, "message") or "",
+            location=Location(_req(location.get("path"), str, "location.path"),
+                              _line(location.get("line"))) if location else None,
             culprit=Culprit(
-                path=str(culprit.get("path", "")),
-                line=culprit.get("line"),
-                function=str(culprit.get("function", "")),
-                reason=culprit.get("reason"),
-                pid=culprit.get("pid"),
+                path=_opt(culprit.get("path"), str, "culprit.path") or "",
+                line=_line(culprit.get("line")),
+                function=_opt(culprit.get("function"), str, "culprit.function") or "",
+                reason=_opt(culprit.get("reason"), str, "culprit.reason"),
+                pid=_line(culprit.get("pid")),
             )
             if culprit
             else None,
-            dump=data.get("dump"),
-            details=dict(data.get("details") or {}),
+            dump=_opt(data.get("dump"), str, "dump"),
+            details=dict(details or {}),
         )
+
+
+def _req(value: Any, kind: type[Any], what: str) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"finding: {what} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _opt(value: Any, kind: type[Any], what: str) -> Any:
+    return None if value is None else _req(value, kind, what)
+
+
+def _line(value: Any) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise TypeError(f"finding: a line or pid is {type(value).__name__}, not int")
+    return value
 
 
 def write_findings(path: Path, document: Mapping[str, Any]) -> None:

@@ -62,6 +62,8 @@ class RunResult:
     exit_code: int | None = None
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     sources: list[str] = dataclasses.field(default_factory=list)  # dirs / files it was read from
+    # What reading the inputs skipped or cut, one line per input (report/inputs.py: limits).
+    input_notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -99,7 +101,7 @@ class RunResult:
 
     @property
     def allow_no_tests(self) -> bool:
-        return bool(self.settings.get("allow-no-tests"))
+        return self.settings.get("allow-no-tests") is True  # untrusted input: "false" is no yes
 
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: f.rank)

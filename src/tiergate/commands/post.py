@@ -22,8 +22,8 @@ from tiergate.github.client import GitHubClient, GitHubError
 from tiergate.github.context import Context, load_context
 from tiergate.github.known import known_on_base
 from tiergate.report import fingerprint
-from tiergate.report.escape import workflow_command
-from tiergate.report.inputs import load_run
+from tiergate.report.escape import terminal_text, workflow_command
+from tiergate.report.inputs import load_run, name_tier
 from tiergate.report.summary import CHECK_RUN_LIMIT, COMMENT_LIMIT, render_summary
 from tiergate.results import RunResult
 
@@ -41,8 +41,10 @@ def add_parser(sub: Any, name: str) -> None:
                         help="a results dir (repeat to merge shards); default: .tiergate/*")
     parser.add_argument("--junit", action="append", type=Path, default=[], metavar="FILE",
                         help="a JUnit XML file from any runner (repeatable)")
-    parser.add_argument("--tier", default=None,
-                        help="the tier name for the comment and check run (default: the run's)")
+    parser.add_argument("--tier", default=None, metavar="NAME",
+                        help="the tier name for the comment and check run; it wins over the "
+                        "name the results carry (default: the run's). The action passes its "
+                        "own input, so a fork's artifact cannot choose the check run's name")
     parser.add_argument("--fail-on-error", action="store_true",
                         help="exit non-zero when posting fails (default: never fail the job)")
     parser.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
@@ -58,11 +60,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         ctx = load_context()
         results = load_run(args.results_dir, args.junit)
+        name_tier(results, args.tier)
     except (UsageError, InputError) as exc:
         if args.fail_on_error:
             raise
-        _say(f"tiergate post: {exc}")
+        _say(f"tiergate post: {terminal_text(str(exc))}")
         return 0
+    for note in results.input_notes[:10]:
+        _say(terminal_text(f"tiergate post: input: {note}"))
     client = GitHubClient(ctx.api_url, ctx.token, timeout=args.timeout)
     ctx = find_fork_pull_request(client, ctx)
     errors = publish(client, ctx, results, tier=args.tier or results.tier or "default")
@@ -91,7 +96,8 @@ def find_fork_pull_request(client: GitHubClient, ctx: Context) -> Context:
         pulls = client.get(f"/repos/{ctx.repository}/pulls",
                            {"state": "open", "head": ctx.fork_head})
     except GitHubError as exc:
-        _say(f"tiergate post: could not look up the pull request of {ctx.fork_head}: {exc}")
+        _say(terminal_text(f"tiergate post: could not look up the pull request of "
+                           f"{ctx.fork_head}: {exc}"))
         return ctx
     for pull in pulls if isinstance(pulls, list) else []:
         if pull.get("head", {}).get("sha") == ctx.sha:
@@ -121,7 +127,7 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
             client, ctx.repository, ctx.sha, results, name=name,
             summary=summary(CHECK_RUN_LIMIT - _MARKER_ROOM), fingerprints=prints,
             details_url=ctx.run_url)
-        _say(f"tiergate post: check run {check_id} created on {ctx.sha[:12]}")
+        _say(terminal_text(f"tiergate post: check run {check_id} created on {ctx.sha[:12]}"))
     except GitHubError as exc:
         errors.append(exc)
 
@@ -136,12 +142,12 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
                         f"this comment reported problems on an earlier push.\n\n{body}")
             done = comment.upsert_comment(client, ctx.repository, ctx.pr_number, tier, body,
                                           failing=failing)
-            _say(f"tiergate post: PR #{ctx.pr_number} comment {done}")
+            _say(terminal_text(f"tiergate post: PR #{ctx.pr_number} comment {done}"))
         elif ctx.nightly:
             done = issue.sync_issue(client, ctx.repository, tier, body,
                                     failing=not results.ok, sha=ctx.sha,
                                     run_url=ctx.run_url)
-            _say(f"tiergate post: {done}")
+            _say(terminal_text(f"tiergate post: {done}"))
     except GitHubError as exc:
         errors.append(exc)
     sys.stdout.flush()

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tiergate.findings import FINDINGS_FILE
 from tiergate.report import actions
-from tiergate.report.inputs import load_run
+from tiergate.report.inputs import load_run, name_tier
 from tiergate.report.summary import render_summary
 from tiergate.report.terminal import render_terminal
 from tiergate.resultfiles import SUMMARY_FILE
@@ -33,6 +34,10 @@ def add_parser(sub: Any, name: str) -> None:
     parser.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
                         help="where summary.md and findings.json go (default: the first "
                         "results dir, else next to the first JUnit file)")
+    parser.add_argument("--tier", default=None, metavar="NAME",
+                        help="the tier the report is for, in its headings and outputs; it wins "
+                        "over the name the results carry (the action passes its own input: "
+                        "results from a fork's artifact do not choose it)")
     parser.add_argument("--title", default=None, help="the summary's heading")
     parser.add_argument("--allow-no-tests", action="store_true",
                         help="a run in which no test ran is not a failure for this report "
@@ -53,6 +58,7 @@ def details_url(environ: dict[str, str] | None = None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     results = load_run(args.results_dir, args.junit)
+    name_tier(results, args.tier)
     if args.allow_no_tests:
         results.settings["allow-no-tests"] = True
     if args.output_dir is not None:
@@ -67,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
     url = details_url()
     summary_path = out_dir / SUMMARY_FILE
-    summary_path.write_text(render_summary(results, title=args.title, details_url=url),
-                            encoding="utf-8")
+    # The output dir may be an artifact someone else made: write new files, never through a
+    # link that was left there (it could point anywhere the job can write).
+    _write_new(summary_path, render_summary(results, title=args.title, details_url=url))
+    _unlink_link(out_dir / (FINDINGS_FILE + ".tmp"))
     results.write_findings(out_dir)
     sys.stdout.write(render_terminal(results))
 
@@ -82,3 +90,18 @@ def run(args: argparse.Namespace) -> int:
             print(line)
     sys.stdout.flush()
     return 0 if results.ok else 1
+
+
+def _unlink_link(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink()
+
+
+def _write_new(path: Path, text: str) -> None:
+    """*path* replaced by a new file with *text* (a link there is replaced, not followed)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _unlink_link(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

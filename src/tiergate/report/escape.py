@@ -22,9 +22,18 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]()|~!#{}])")
 _LINE_START_COLONS = re.compile(r"(?m)^(\s*):")
 
 
+def _newlines(text: str) -> str:
+    """Every line break as "\n": CR LF, CR, and the Unicode separators that some readers split
+    lines on (U+2028, U+2029; NEL and the C0 separators are controls, dropped below)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():
+        text = text.replace("\u2028", "\n").replace("\u2029", "\n")
+    return text
+
+
 def clean(text: str) -> str:
     """Secrets redacted, terminal escapes and control characters dropped (newlines kept)."""
-    text = redact(text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = redact(_newlines(text))
     return _CONTROL.sub("", _ANSI.sub("", text))
 
 
@@ -95,7 +104,7 @@ def terminal_text(text: str, limit: int | None = None) -> str:
 # Workflow commands (https://docs.github.com/actions/reference/workflow-commands-for-github-actions)
 # are escaped as @actions/core does: data escapes % CR LF; property values also escape : and ,.
 def command_data(text: str) -> str:
-    text = redact(text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _newlines(redact(text))
     text = _CONTROL.sub("", _ANSI.sub("", text)).replace("##[", "#\u2060#[")  # old-style command
     return text.replace("%", "%25").replace("\n", "%0A")
 

@@ -8,6 +8,7 @@ traceback lengths, then rows), and then says what was cut and links to the full 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from tiergate.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
 from tiergate.report.chart import memory_chart
 from tiergate.report.escape import html_pre, md_code, md_text
+from tiergate.report.inputs import DUMP_LIMIT
 from tiergate.results import RunResult, TestResult
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
@@ -80,12 +82,33 @@ def dump_loader_for(run: RunResult) -> DumpLoader:
 
     def load(relative: str) -> str | None:
         for root in roots:
-            path = (root / relative).resolve()
-            if path.is_relative_to(root.resolve()) and path.is_file():
-                return path.read_text(encoding="utf-8", errors="replace")
+            try:
+                path = (root / relative).resolve()
+                if path.is_relative_to(root.resolve()) and path.is_file():
+                    return read_dump(path)
+            except (OSError, ValueError):  # a NUL in the name, a loop of links, unreadable
+                continue
         return None
 
     return load
+
+
+def read_dump(path: Path, limit: int = DUMP_LIMIT) -> str:
+    """A dump file, at most *limit* bytes of it: past that, its start and its end (where the
+    culprit and the last thread are) with a line saying how much was cut."""
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+        if len(data) <= limit:
+            return data.decode("utf-8", errors="replace")
+        size = os.fstat(handle.fileno()).st_size
+        half = limit // 2
+        handle.seek(max(half, size - half))
+        tail = handle.read(half)
+    cut = max(0, size - half - len(tail))
+    return (f"[cut: this dump is {size:,} bytes and a report reads at most {limit:,}; "
+            f"{cut:,} bytes from its middle are left out]\n"
+            + data[:half].decode("utf-8", errors="replace")
+            + f"\n… {cut:,} bytes cut …\n" + tail.decode("utf-8", errors="replace"))
 
 
 class _View:
@@ -120,7 +143,7 @@ class _View:
 
 
 def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: DumpLoader) -> str:
-    parts = [_heading(view, title), _status(view), _counts(view)]
+    parts = [_heading(view, title), _status(view), _counts(view), _input_notes(view)]
     parts += _timeouts(view, d, load)
     parts += _failures(view, d)
     parts += _findings_table("💧 Leaks", view.leaks, view, d)
@@ -136,6 +159,17 @@ def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: D
         parts.append(f"> ✂️ This summary was shortened to fit: it leaves out {d.cut}. "
                      f"See {where} and the results artifact.")
     return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _input_notes(view: _View) -> str:
+    """What reading the inputs skipped or cut (report/inputs.py has the limits), and a tier
+    name the files gave that --tier overrode: one line."""
+    notes = view.run.input_notes
+    if not notes:
+        return ""
+    shown = "; ".join(md_text(note, 600) for note in notes[:10])
+    more = f"; and {len(notes) - 10:,} more inputs" if len(notes) > 10 else ""
+    return f"> ⚠️ **Input:** {shown}{more}."
 
 
 def verdict_icon(run: RunResult) -> str:

@@ -24,6 +24,8 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
     else:
         head = f" {tier}: {run.outcome.upper()} ({counts or 'no tests'}) in {took} "
     lines = [terminal_text(head.center(width, "="))]
+    lines.extend(terminal_text(f"input: {note}", 4 * width)
+                 for note in run.input_notes[:10])
     if run.outcome == "no-tests":
         lines.append("no test was selected or collected: allowed for this tier (allow-no-tests)"
                      if run.ok else "no test was selected or collected, which fails the run: "
