@@ -1,7 +1,10 @@
 """The configuration and CLI references in docs/ are generated from the code by
-scripts/gen_docs.py; this fails when a committed page differs, so the docs cannot drift."""
+scripts/gen_docs.py; this fails when a committed page differs, so the docs cannot drift. The
+README's commands for a newcomer are the ones .ci/run runs, so they cannot drift either."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from scripts_loader import REPO, load_script
@@ -52,3 +55,24 @@ def test_each_guide_shows_its_template_as_it_is(guide: str, template: str) -> No
     source = (REPO / "workflows-templates" / template).read_text(encoding="utf-8")
     block = "```yaml\n" + source.rstrip("\n") + "\n```"
     assert block in text, f"docs/{guide} no longer shows workflows-templates/{template} as it is"
+
+
+def _readme_commands() -> list[str]:
+    """The commands of the README's first code block, comments and blank lines left out."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^```[a-z]*\n(.*?)^```", readme, re.S | re.M)
+    assert block is not None, "README.md has no code block"
+    lines = [line.strip() for line in block.group(1).splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_ci_runs_the_readmes_commands_as_written() -> None:
+    commands = _readme_commands()
+    assert any(".venv/bin/pip install -e" in c for c in commands), commands  # the set-up
+    assert any(c.endswith("&& .venv/bin/pytest") for c in commands), commands  # the tests
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    run = [line for line in ci.splitlines() if not line.lstrip().startswith("#")]
+    for command in commands:  # a whole command of a line: nothing added to its arguments
+        whole = re.compile(r"^\s*" + re.escape(command) + r"\s*(?:$|\|\||&&|;)")
+        assert any(whole.match(line) for line in run), (
+            f".ci/run no longer runs the README's command as written: {command}")

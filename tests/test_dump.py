@@ -39,6 +39,11 @@ def wait_until(predicate: Callable[[], bool], what: str) -> None:
     pytest.fail(f"gave up waiting for {what}")
 
 
+def written(path: Path) -> Callable[[], bool]:
+    """True once *path* has its content: write_text makes the file, empty, before it writes."""
+    return lambda: path.exists() and path.stat().st_size > 0
+
+
 def main_state(pid: int) -> str:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -87,7 +92,7 @@ class Processes:
             [sys.executable, str(script), str(marker), *args], cwd=self.project,
             env=env or self.env(hooked=hooked), stdin=subprocess.DEVNULL)
         self.started.append(proc)
-        wait_until(marker.exists, f"{name} to get ready")
+        wait_until(written(marker), f"{name} to get ready")  # some say who they started
         return proc, marker
 
     def adopt(self, pid: int, script: str) -> None:
@@ -296,8 +301,9 @@ def test_an_ipv4_mapped_server_end_is_found(processes: Processes) -> None:
 
     dump = dump_of(processes, client.pid)
 
-    assert f"peer pid {server.pid} (python mapped_server.py" in (
-        dump.culprit.reason if dump.culprit else "") or "", dump.text
+    interpreter = Path(sys.executable).name  # python, python3, python3.12...: as it was started
+    reason = (dump.culprit.reason if dump.culprit else "") or ""
+    assert f"peer pid {server.pid} ({interpreter} mapped_server.py" in reason, dump.text
 
 
 LOCK_ORDER = """
@@ -426,6 +432,11 @@ SOFT_TIMEOUT = """
         pathlib.Path(sys.argv[1] + ".pid").write_text(str(helper.pid))
         while not pathlib.Path(sys.argv[1] + ".child").exists():  # the helper holds its lock
             time.sleep(0.01)
+        asleep = 0
+        while asleep < 4:  # ... and then waits for it: asleep for a few looks in a row
+            stat = pathlib.Path(f"/proc/{helper.pid}/stat").read_text()
+            asleep = asleep + 1 if stat[stat.rfind(")") + 2] == "S" else 0
+            time.sleep(0.05)
         signal.setitimer(signal.ITIMER_REAL, 0.5)
         return helper.wait()
 
@@ -450,7 +461,7 @@ def test_in_process_dump_from_a_signal_handler(processes: Processes, project: Pa
     proc, marker = processes.start("soft_timeout", SOFT_TIMEOUT, str(out), case)
     helper = Path(f"{marker}.pid")
     if case == "child":  # the script exits from its handler and leaves the helper to us
-        wait_until(helper.exists, "the helper to start")
+        wait_until(written(helper), "the helper to start")
         processes.adopt(int(helper.read_text()), "child_deadlock.py")
     proc.wait(timeout=_PATIENCE)
 
@@ -554,7 +565,9 @@ def test_py_spy_reads_a_process_that_did_not_register(processes: Processes) -> N
     proc, _ = processes.start("stuck_recv", STUCK_RECV, hooked=False)
     wait_until(settled(proc.pid), "the recv to block")
 
-    dump = dump_of(processes, proc.pid)
+    # py-spy is the only source here; on a loaded machine it can take longer than the dump's
+    # default second, and the dump returns as soon as it is done.
+    dump = dump_of(processes, proc.pid, timeout=_PATIENCE)
 
     assert proc.poll() is None
     assert not stacks_file(proc.pid, processes.run_dir).exists()

@@ -80,11 +80,14 @@ def test_a_test_that_deletes_the_event_log_cannot_turn_the_run_green(tmp_path: P
 
 
 def test_a_second_run_on_the_same_results_dir_is_refused(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", {"test_slow.py": """
-        import time
+    refused = tmp_path / "second-run-done"
+    project = make_project(tmp_path / "p", {"test_slow.py": f"""
+        import os, time
 
-        def test_fails_slowly():
-            time.sleep(3)
+        def test_fails_slowly():  # in flight until the second run is over (test-timeout 30 s)
+            deadline = time.monotonic() + 25
+            while not os.path.exists({str(refused)!r}) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert False
     """}, FAST)
     first = subprocess.Popen(tiergate_argv("run", "--tier", "fast"), cwd=project,
@@ -92,6 +95,7 @@ def test_a_second_run_on_the_same_results_dir_is_refused(tmp_path: Path) -> None
     try:
         wait_for_event(project, lambda e: e["event"] == "test-start")
         second = run_tiergate(project, "run", "--tier", "fast")
+        refused.touch()
         assert second.returncode == 2
         assert second.stderr.strip().count("\n") == 0
         assert "in use by another tiergate run" in second.stderr
@@ -285,14 +289,16 @@ def test_pytest_dies_with_a_killed_supervisor_and_the_report_names_the_test(
 
         def test_stuck_with_a_child():
             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+            open("child-started", "w").close()  # Popen returns once the child runs
             time.sleep(300)
     """}, FAST.replace('"30s"', '"5m"'))
     supervisor = subprocess.Popen(tiergate_argv("run", "--tier", "fast"), cwd=project,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_event(project, lambda e: e["event"] == "test-start"
-                       and e["nodeid"].endswith("test_stuck_with_a_child"))
-        time.sleep(0.5)  # the child is started
+        deadline = time.monotonic() + 60
+        while not (project / "child-started").exists():
+            assert time.monotonic() < deadline, "the test never started its child"
+            time.sleep(0.05)
         os.kill(supervisor.pid, signal.SIGKILL)  # the OOM killer, kill -9, a test killing it
         supervisor.wait(timeout=10)
         assert _gone_within(project, 5), "pytest or its child outlived the supervisor"

@@ -131,7 +131,7 @@ def test_in_process_guard_refuses_before_sending_and_reports_the_test() -> None:
         BELT
         os.environ["TIERGATE_CURRENT_TEST"] = "tests/test_db.py::test_query"
         sock = socket.socket()
-        sock.settimeout(0.2)
+        sock.settimeout(10)
         start = time.perf_counter()
         try:
             sock.connect(("192.0.2.1", 5432))
@@ -146,7 +146,7 @@ def test_in_process_guard_refuses_before_sending_and_reports_the_test() -> None:
     out = json.loads(result.stdout)
     # What a machine with no network raises: OSError ENETUNREACH, not "connection refused".
     assert out["errno"] == errno.ENETUNREACH and not out["refused"]
-    assert out["seconds"] < 0.1
+    assert out["seconds"] < 5  # far below the socket's timeout: refused at once, not waited out
     assert out["error"].startswith("[Errno 101] tiergate: network blocked: connect to 192.0.2.1:")
     assert "192.0.2.1:5432" in out["error"] and "'fast'" in out["error"]
     assert "network = loopback" in out["error"]

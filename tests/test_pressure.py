@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from supervised import events, findings, make_project, processes_running, results, run_tiergate
 
@@ -40,6 +41,28 @@ AFTER = """
 
     def test_after_two():
         assert "after"
+"""
+
+
+# A module for the tests of a project: has the supervisor written the warning finding for *key*
+# yet? Read from the event log as JSON, event by event: the run-start event names every limit of
+# the tier in its settings, so a substring of the file would be there from the start.
+WARNED = """
+import json, os
+
+def warned(key):
+    with open(os.environ["TIERGATE_EVENTS"], encoding="utf-8") as events:
+        for line in events:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line still being written
+            finding = event.get("finding") or {}
+            if (event.get("event") == "finding" and finding.get("kind") == "resource-pressure"
+                    and finding.get("severity") == "warning"
+                    and (finding.get("details") or {}).get("limit-key") == key):
+                return True
+    return False
 """
 
 
@@ -131,12 +154,17 @@ def test_warning_at_80_percent_without_a_kill(tmp_path: Path) -> None:
     project = make_project(
         tmp_path / "proj",
         {
+            "warned.py": WARNED,
             "test_warm.py": """
                 import time
 
+                from warned import warned
+
                 def test_warm():
                     blocks = [b"\\x01" * 100_000_000 for _ in range(8)]
-                    time.sleep(1.5)
+                    deadline = time.monotonic() + 50  # held until it is given; test-timeout 60 s
+                    while not warned("memory-limit") and time.monotonic() < deadline:
+                        time.sleep(0.05)
                     del blocks
             """,
         },
@@ -157,12 +185,11 @@ def test_max_processes_kills_a_fork_bomb_and_resumes(tmp_path: Path) -> None:
     project = make_project(
         tmp_path / "proj",
         {
+            "warned.py": WARNED,
             "test_a_bomb.py": f"""
-                import os, subprocess, sys, time
+                import subprocess, sys, time
 
-                def warned():
-                    with open(os.environ["TIERGATE_EVENTS"]) as events:
-                        return "max-processes" in events.read()
+                from warned import warned
 
                 def test_bomb():
                     children = []
@@ -171,8 +198,8 @@ def test_max_processes_kills_a_fork_bomb_and_resumes(tmp_path: Path) -> None:
                             [sys.executable, "-c", "import time; time.sleep(60)", "{marker}"]))
                         time.sleep(0.05)
                         if n == 7:  # 9 in the tree: stay in the warning band until it is given
-                            deadline = time.monotonic() + 30
-                            while not warned() and time.monotonic() < deadline:
+                            deadline = time.monotonic() + 50  # under the test-timeout of 60 s
+                            while not warned("max-processes") and time.monotonic() < deadline:
                                 time.sleep(0.05)
                     time.sleep(30)
             """,
@@ -194,6 +221,12 @@ def test_max_processes_kills_a_fork_bomb_and_resumes(tmp_path: Path) -> None:
     assert 11 <= int(reached.group(1)) < 20, found[0]["message"]  # stopped well before 31
     warnings = [f for f in _pressure(project) if f["severity"] == "warning"]
     assert len(warnings) == 1 and "max-processes" in str(warnings[0]["message"])
+    log = events(project)  # the bomb waited for the warning: it was written before the kill
+    warned_at = next(n for n, e in enumerate(log) if e["event"] == "finding"
+                     and e["finding"]["kind"] == "resource-pressure"
+                     and e["finding"]["severity"] == "warning")
+    killed_at = next(n for n, e in enumerate(log) if e["event"] == "resource-pressure")
+    assert warned_at < killed_at, log[warned_at:killed_at + 1]
     assert findings(project)["counts"]["passed"] == 2
     assert processes_running(marker) == []
 
@@ -234,7 +267,10 @@ def test_sampler_sees_the_whole_tree_and_cpu_never_goes_back() -> None:
         assert first.cpu > 0
         child = next(pid for pid in first.rss_by_pid if pid != proc.pid)
         os.kill(child, 9)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 60  # dead, and not reaped: its parent only sleeps
+        while psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the killed child never died"
+            time.sleep(0.05)
         second = sampler.sample()
         assert second.rss_by_pid.get(child, 0) == 0  # a zombie until its parent reaps it
         assert second.rss < first.rss
