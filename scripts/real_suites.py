@@ -1,0 +1,201 @@
+"""Real public suites under plain pytest and under ``tiergate run``, side by side.
+
+Each suite's sdist is downloaded from the package index, unpacked, and installed with its test
+dependencies into a venv of its own (with this checkout of tiergate). Then both runs happen
+inside a network namespace that has only loopback (``unshare -n``), so no test can reach
+anything off this machine:
+
+- plain: ``python -m pytest -p no:tiergate`` (every test; a ``-m`` would break suites that use
+  ``--strict-markers``);
+- tiergate: ``tiergate run --tier fast`` with no tiergate configuration. Tests the tier does not
+  select (marked slow, integration, ...) are counted as deselected, not as differences.
+
+Per suite the table gives the tests, the per-test outcome differences (from the two JUnit files),
+the findings tiergate added (each printed below the table, to be judged by reading the test),
+and the wall-time ratio. A suite that is flaky under plain pytest shows that too: run with
+``--repeat 2`` to see which differences move between runs.
+
+Needs root (for ``unshare -n``) and the package index. Not part of the test suite.
+
+    python scripts/real_suites.py [--only attrs,werkzeug] [--work /tmp/real-suites] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    name: str  # the package on the index
+    kind: str  # what sort of suite it is
+    deps: tuple[str, ...]  # test dependencies, installed beside the package
+    tests: str = "tests"  # the test folder inside the sdist
+    args: tuple[str, ...] = ()  # extra pytest arguments for both runs
+    version: str | None = None
+
+
+SUITES = (
+    Suite("attrs", "a pure library with hypothesis",
+          ("hypothesis", "cloudpickle", "pympler", "pytest")),
+    Suite("werkzeug", "a web framework: live servers in threads and subprocesses",
+          ("pytest", "ephemeral-port-reserve", "pytest-xprocess", "cryptography", "watchdog",
+           "greenlet")),
+    Suite("urllib3", "an HTTP client with loopback servers and TLS",
+          ("pytest", "pytest-timeout", "trustme", "cryptography", "h2", "hypercorn", "quart",
+           "quart-trio", "trio", "httpx", "pysocks", "brotli", "zstandard"),
+          tests="test"),
+    Suite("anyio", "an async library: asyncio, uvloop and trio under its own plugin",
+          ("pytest", "trio", "uvloop", "trustme", "truststore", "hypothesis", "psutil",
+           "exceptiongroup", "blockbuster", "pytest-mock", "coverage")),
+    Suite("watchdog", "a file watcher, with pytest-cov",
+          ("pytest", "pytest-cov", "pytest-timeout", "flaky"), args=("--cov=watchdog",)),
+)
+
+
+def sh(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, text=True, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def prepare(suite: Suite, work: Path) -> tuple[Path, Path]:
+    """The unpacked sdist and its venv (made once, reused)."""
+    home = work / suite.name
+    venv = home / "venv"
+    home.mkdir(parents=True, exist_ok=True)
+    sources = [p for p in home.iterdir() if p.is_dir() and p.name != "venv"]
+    if not sources:
+        spec = f"{suite.name}=={suite.version}" if suite.version else suite.name
+        got = sh([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                  "-q", "-d", str(home), spec])
+        if got.returncode:
+            raise RuntimeError(f"{suite.name}: pip download failed: {got.stderr.strip()[-300:]}")
+        archive = next(home.glob("*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(home, filter="data")
+        sources = [p for p in home.iterdir() if p.is_dir()]
+    source = sources[0]
+    if not (venv / "bin" / "python").exists():
+        sh([sys.executable, "-m", "venv", str(venv)])
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        sh([*pip, "--upgrade", "pip"])  # --group (the sdist's own test dependencies) is pip 25.1+
+        steps = [[str(source)], [*suite.deps, "pytest-timeout"], ["-e", str(REPO)]]
+        if "[dependency-groups]" in (source / "pyproject.toml").read_text(encoding="utf-8"):
+            steps.insert(1, ["--group", f"{source / 'pyproject.toml'}:test"])
+        for step in steps:
+            got = sh(pip + step)
+            if got.returncode:
+                raise RuntimeError(f"{suite.name}: pip install {' '.join(step)} failed: "
+                                   f"{got.stderr.strip()[-300:]}")
+    return source, venv
+
+
+def offline(command: list[str], cwd: Path) -> tuple[int, float, str]:
+    """*command* in a network namespace with only loopback; its exit code, wall time, output."""
+    inner = "ip link set lo up && cd " + shlex.quote(str(cwd)) + " && " + shlex.join(command)
+    started = time.monotonic()
+    got = sh(["unshare", "-n", "sh", "-c", inner])
+    return got.returncode, time.monotonic() - started, got.stdout + got.stderr
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    """classname::name -> passed | failed | error | skipped, as the JUnit file says."""
+    found: dict[str, str] = {}
+    if not junit.is_file():
+        return found
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        key = f"{case.get('classname')}::{case.get('name')}"
+        tags = {child.tag for child in case}
+        outcome = ("failed" if "failure" in tags else "error" if "error" in tags
+                   else "skipped" if "skipped" in tags else "passed")
+        if found.get(key) not in ("failed", "error"):  # pytest writes a teardown error twice
+            found[key] = outcome
+    return found
+
+
+def run_suite(suite: Suite, work: Path, run: int) -> dict[str, object]:
+    source, venv = prepare(suite, work)
+    python = str(venv / "bin" / "python")
+    results = work / suite.name / f"tiergate-{run}"
+    plain_xml = work / suite.name / f"plain-{run}.xml"
+    # the same per-test limit for both (the fast tier's), so a hang cannot stall the comparison
+    pytest_args = [suite.tests, *suite.args, "-p", "no:cacheprovider", "--timeout=60"]
+    plain_code, plain_wall, _ = offline(
+        [python, "-m", "pytest", "-p", "no:tiergate", "-q", f"--junitxml={plain_xml}",
+         *pytest_args], source)
+    tg_code, tg_wall, tg_out = offline(
+        [str(venv / "bin" / "tiergate"), "run", "--tier", "fast", "--results-dir", str(results),
+         "--", *pytest_args], source)
+    plain, ours = outcomes(plain_xml), outcomes(results / "junit.xml")
+    deselected = [k for k in plain if k not in ours] if ours else []
+    differ = sorted(k for k in set(plain) | set(ours)
+                    if plain.get(k) != ours.get(k) and k not in deselected)
+    findings_file = results / "findings.json"
+    findings = json.loads(findings_file.read_text())["findings"] if findings_file.is_file() else []
+    return {
+        "suite": suite.name, "kind": suite.kind, "tests": len(plain),
+        "deselected": len(deselected),
+        "plain_exit": plain_code, "tiergate_exit": tg_code,
+        "differences": [(k, plain.get(k), ours.get(k)) for k in differ],
+        "findings": findings, "ratio": tg_wall / plain_wall if plain_wall else float("nan"),
+        "tail": tg_out.strip().splitlines()[-3:],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated suite names")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/real-suites"))
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    wanted = {n for n in args.only.split(",") if n}
+    rows = []
+    for suite in SUITES:
+        if wanted and suite.name not in wanted:
+            continue
+        for run in range(1, args.repeat + 1):
+            try:
+                rows.append(run_suite(suite, args.work, run))
+            except RuntimeError as exc:
+                print(f"{exc}", file=sys.stderr)
+                break
+    print("| suite | kind | tests | deselected by the tier | exit plain / tiergate "
+          "| outcome differences | findings | wall ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        differences = row["differences"]
+        assert isinstance(differences, list)
+        findings = row["findings"]
+        assert isinstance(findings, list)
+        print(f"| {row['suite']} | {row['kind']} | {row['tests']} | {row['deselected']} | "
+              f"{row['plain_exit']} / "
+              f"{row['tiergate_exit']} | {len(differences)} | {len(findings)} | "
+              f"{row['ratio']:.2f}x |")
+    for row in rows:
+        differences = row["differences"]
+        findings = row["findings"]
+        assert isinstance(differences, list) and isinstance(findings, list)
+        if differences:
+            print(f"\n{row['suite']}: outcome differences (plain → tiergate)")
+            for key, before, after in differences[:40]:
+                print(f"  {key}: {before} → {after}")
+        if findings:
+            print(f"\n{row['suite']}: findings (judge each by reading the test)")
+            for finding in findings[:60]:
+                print(f"  {finding['severity']:7} {finding['kind']:18} {finding['test']}: "
+                      f"{str(finding['message'])[:160]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
