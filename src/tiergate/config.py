@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.errors import ConfigError
+from tiergate.redact import use_names
 
 LEAK_POLICIES = ("fail", "warn", "off")
 NETWORK_WORDS = ("any", "loopback", "none")
@@ -220,6 +221,7 @@ _TIER_KEYS = {
 }
 LEAK_THRESHOLD_KEYS = ("memory", "threads", "processes", "fds", "sockets", "tasks")
 _TOP_KEYS = ("tiers",)
+REDACT_KEY = "redact"  # [tool.tiergate] redact = ["NAME", ...]: more variables holding secrets
 COMMAND_LINE = "command line:"
 
 
@@ -230,6 +232,7 @@ class Config:
     tiers: Mapping[str, Tier]
     source: Path | None
     root: Path
+    redact: tuple[str, ...] = ()  # variables whose values are secrets, besides the known ones
 
     def tier(self, name: str) -> Tier:
         try:
@@ -253,13 +256,27 @@ def load_config(start: Path) -> Config:
     """Find the project's pyproject.toml from *start* upward and read its tiers."""
     path = find_pyproject(start.resolve())
     if path is None:
+        use_names(())
         return Config(tiers=dict(DEFAULT_TIERS), source=None, root=start.resolve())
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it as TOML: {exc}") from None
     section = data.get("tool", {}).get("tiergate")
-    return Config(tiers=parse_tiers(section, path), source=path, root=path.parent)
+    tiers = parse_tiers(section, path)
+    names = parse_redact(section, path)
+    use_names(names)  # every redaction in this process (and, through the env, its children)
+    return Config(tiers=tiers, source=path, root=path.parent, redact=names)
+
+
+def parse_redact(section: object, path: Path) -> tuple[str, ...]:
+    """``[tool.tiergate] redact``: names of environment variables whose values are secrets."""
+    raw = section.get(REDACT_KEY, []) if isinstance(section, dict) else []
+    if not isinstance(raw, list) or not all(
+            isinstance(n, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in raw):
+        raise ConfigError(f"{path}: [tool.tiergate] {REDACT_KEY} is not valid: use a list of "
+                          'environment variable names (not their values), such as ["DB_PASS"]')
+    return tuple(raw)
 
 
 def parse_tiers(section: object, path: Path) -> dict[str, Tier]:
@@ -270,7 +287,7 @@ def parse_tiers(section: object, path: Path) -> dict[str, Tier]:
     if not isinstance(section, dict):
         raise ConfigError(f"{where} must be a table")
     for key in section:
-        if key not in _TOP_KEYS:
+        if key not in _TOP_KEYS and key != REDACT_KEY:
             raise ConfigError(
                 f"{where} unknown key {key!r}: allowed keys are {', '.join(_TOP_KEYS)}"
             )

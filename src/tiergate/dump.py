@@ -40,7 +40,7 @@ from tiergate.culprit import (
     parse_py_spy,
 )
 from tiergate.findings import Culprit
-from tiergate.redact import command_line, redact, secret_values
+from tiergate.redact import command_line, redact, redact_secrets
 
 DUMPS_DIR = "dumps"
 _TIERGATE_DIR = str(Path(__file__).resolve().parent)
@@ -559,8 +559,7 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
         culprit = find_culprit(views, stuck, code)
     seconds = time.monotonic() - started
     text = _render(infos, culprit, reason, seconds, root_pid)
-    for secret in secret_values():
-        text = text.replace(secret, "***")
+    text = redact_secrets(text)  # the stacks and what the kernel said too, in every form
     return TreeDump(text=text, culprit=culprit, processes=len(infos), seconds=seconds)
 
 

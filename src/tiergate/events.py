@@ -19,6 +19,8 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
+from tiergate import redact
+
 EVENTS_FILE = "events.jsonl"
 
 # Event kinds. Readers match on these names; writers use them through the constants.
@@ -86,16 +88,25 @@ class EventWriter:
         self._pending: list[str] = []  # encoded lines not yet written (not live)
         self._flushed = time.monotonic()
         self._worker_field = "" if worker is None else f',"worker":{_quote(worker)}'
+        # Secrets never reach the log, so no report rebuilt from it can show one: every line
+        # passes the redactor of this environment; with no secrets, this stays None.
+        redactor = redact.current()
+        self._redact = redactor.line if redactor.active else None
 
     def emit(self, event: str, **fields: Any) -> None:
         self.emit_fields(event, fields)
 
     def emit_fields(self, event: str, fields: dict[str, Any]) -> None:
         """``emit`` for a dict the caller built and hands over."""
-        if self.live or _forks != self._forks:  # a forked child's events go out at once
-            self._write(_encode(event, time.time(), os.getpid(), self.worker, fields))
-            return
-        self._keep(_encode(event, time.time(), self._pid, self.worker, fields))
+        live = self.live or _forks != self._forks  # a forked child's events go out at once
+        line = _encode(event, time.time(), os.getpid() if live else self._pid, self.worker,
+                       fields)
+        if self._redact is not None:
+            line = self._redact(line)
+        if live:
+            self._write(line)
+        else:
+            self._keep(line)
 
     def emit_passed(self, nodeid: str, path: str, line: int | None, duration: float,
                     timeout: float | None, peak_rss: int | None) -> None:
@@ -118,6 +129,8 @@ class EventWriter:
             f'"line":{"null" if line is None else int(line)},"outcome":"passed",'
             f'"duration":{float(duration)!r},"timeout":{limit}{peak}}}\n'
         )
+        if self._redact is not None:
+            text = self._redact(text)
         if live:
             self._write(text)
         else:

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -61,17 +61,42 @@ def signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+# (pid, wait) while the supervisor pumps that child's stdout and stderr (tiergate.outpump):
+# waiting for it to stop keeps the output flowing, or a child writing as it stops would block on
+# a full pipe until it is killed.
+_pumping: tuple[int, Callable[[float], None]] | None = None
+
+
+def pump_while_waiting(pid: int | None, wait: Callable[[float], None] | None) -> None:
+    global _pumping
+    _pumping = (pid, wait) if pid is not None and wait is not None else None
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """``proc.wait(timeout)``, pumping the child's output meanwhile when it is pumped."""
+    pumping = _pumping
+    if pumping is None or pumping[0] != proc.pid:
+        proc.wait(timeout=timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        pumping[1](min(left, 0.05))
+
+
 def stop_group(proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
     """SIGTERM to pytest's group, up to *grace* seconds, then SIGKILL; nothing of it is left."""
     if proc.poll() is None:
         signal_group(pgid, signal.SIGTERM)
         try:
-            proc.wait(timeout=max(grace, 0.0))
+            _wait(proc, max(grace, 0.0))
         except subprocess.TimeoutExpired:
             pass
     signal_group(pgid, signal.SIGKILL)
     try:
-        proc.wait(timeout=5)
+        _wait(proc, 5)
     except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait on anything
         pass
 

@@ -9,6 +9,7 @@ budget allows, and writes the result files from the event log.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -22,6 +23,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from tiergate import events as ev
+from tiergate import outpump
 from tiergate.boot import boot_env
 from tiergate.config import Tier
 from tiergate.findings import Culprit, Finding, Location
@@ -30,10 +32,12 @@ from tiergate.procs import (
     become_subreaper,
     die_with_parent,
     kill_leftovers,
+    pump_while_waiting,
     reap_zombies,
     signal_on_parent_death,
     stop_group,
 )
+from tiergate.redact import export_names, weak_secret_warnings
 from tiergate.resultfiles import (
     ResultsDirClaim,
     claim_results_dir,
@@ -110,6 +114,7 @@ class Supervisor:
         self.will: LastWill | None = None
         self.claim: ResultsDirClaim | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pump: outpump.OutputPump | None = None  # pytest's output, redacted (issue 16)
 
     # -- the whole run ---------------------------------------------------------------------
 
@@ -277,8 +282,7 @@ class Supervisor:
                 f"(attempt {self.attempt})"
             )
         self.session_end = None
-        proc = subprocess.Popen(argv, cwd=self.plan.root, env=self._env(), start_new_session=True,
-                                preexec_fn=die_with_parent)
+        proc = self._popen(argv)
         self._proc = proc
         pgid = proc.pid
         if self.will is not None:
@@ -286,7 +290,7 @@ class Supervisor:
         ending = ""
         watch = self._watch_tree(proc, pgid)  # issue 8: samples and resource limits
         while proc.poll() is None:
-            time.sleep(POLL_SECONDS)
+            self._pause(POLL_SECONDS)
             self._follow()
             reap_zombies(keep=proc.pid)
             now = time.monotonic()
@@ -321,6 +325,7 @@ class Supervisor:
             watch.close()
         self.pytest_exit = proc.returncode if proc.returncode is not None else proc.wait()
         stop_group(proc, pgid, 0)  # anything of the group still alive goes with pytest
+        self._end_output()
         self.log.repair_tear()  # a writer killed inside a write must not swallow the next event
         self._follow()
         if not ending:
@@ -344,6 +349,48 @@ class Supervisor:
         self._proc = None
         self._kill_leftovers(f"after pytest ended (attempt {self.attempt})")
         return ending
+
+    # -- pytest's stdout and stderr (issue 16) ---------------------------------------------------
+
+    def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        """pytest, its stdout and stderr in pipes that we pass on redacted (unless
+        TIERGATE_REDACT_OUTPUT=0); the variables too weak to mask everywhere are named once."""
+        if self.attempt == 1:
+            for warning in weak_secret_warnings():
+                self._say(warning)
+        env = export_names(self._env())  # the config's `redact` names reach the plugin too
+        if not outpump.enabled():
+            return subprocess.Popen(argv, cwd=self.plan.root, env=env, start_new_session=True,
+                                    preexec_fn=die_with_parent)
+        if os.isatty(1) and not any(a == "--color" or a.startswith("--color=")
+                                    for a in self.plan.pytest_args):
+            argv = [*argv, "--color=yes"]  # a pipe is no terminal: keep the colours of one
+            with contextlib.suppress(OSError):
+                env.setdefault("COLUMNS", str(os.get_terminal_size(1).columns))
+        pump = outpump.OutputPump()
+        stdout, stderr = pump.open()
+        try:
+            proc = subprocess.Popen(argv, cwd=self.plan.root, env=env, start_new_session=True,
+                                    preexec_fn=die_with_parent, stdout=stdout, stderr=stderr)
+        except BaseException:
+            pump.close()
+            raise
+        pump.started()
+        self._pump = pump
+        pump_while_waiting(proc.pid, pump.wait)  # a stop that waits keeps the output going
+        return proc
+
+    def _pause(self, seconds: float) -> None:
+        if self._pump is not None:
+            self._pump.wait(seconds)
+        else:
+            time.sleep(seconds)
+
+    def _end_output(self) -> None:
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump_while_waiting(None, None)
+            pump.close()
 
     def _kill_leftovers(self, when: str, adopted_from_tree: int | None = None) -> None:
         """pytest is gone: whatever still descends from us was started by the run and escaped its

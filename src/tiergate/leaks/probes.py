@@ -29,6 +29,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tiergate.leaks.sites import REGISTRY, Site
+from tiergate.redact import command_line
 
 if TYPE_CHECKING:
     import asyncio
@@ -291,7 +292,7 @@ class ProcessProbe:
                 handle = getattr(popen, stream, None)
                 if handle is not None and not handle.closed:
                     claimed.add(handle.fileno())
-            cmdline = _cmdline(pid)
+            cmdline = command_line([_cmdline(pid)])  # secrets masked, on one line
             out.append(Leftover(
                 self.kind, ("process", pid, stat[1]), f"process {pid} ({cmdline[:200]})",
                 spawn.site if spawn else None, {"pid": pid, "cmdline": cmdline, "start": stat[1]},
