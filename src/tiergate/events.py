@@ -101,12 +101,7 @@ class EventWriter:
         live = self.live or _forks != self._forks  # a forked child's events go out at once
         line = _encode(event, time.time(), os.getpid() if live else self._pid, self.worker,
                        fields)
-        if self._redact is not None:
-            line = self._redact(line)
-        if live:
-            self._write(line)
-        else:
-            self._keep(line)
+        self._send(line, live)
 
     def emit_passed(self, nodeid: str, path: str, line: int | None, duration: float,
                     timeout: float | None, peak_rss: int | None) -> None:
@@ -129,12 +124,16 @@ class EventWriter:
             f'"line":{"null" if line is None else int(line)},"outcome":"passed",'
             f'"duration":{float(duration)!r},"timeout":{limit}{peak}}}\n'
         )
+        self._send(text, live)
+
+    def _send(self, line: str, live: bool) -> None:
+        """The one way out of every event line: redacted, then written now or kept for a batch."""
         if self._redact is not None:
-            text = self._redact(text)
+            line = self._redact(line)
         if live:
-            self._write(text)
+            self._write(line)
         else:
-            self._keep(text)
+            self._keep(line)
 
     def _keep(self, line: str) -> None:
         pending = self._pending

@@ -579,8 +579,7 @@ class Supervisor:
         stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
 
     def _crashed_collecting(self, returncode: int) -> None:
-        how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0
-               else f"exited with code {returncode}")
+        how = _how_pytest_ended(returncode, "")
         for module in list(self.collecting.values()):
             message = (f"crash: pytest {how} while collecting {module.path} (importing it); "
                        "its tests did not run")
@@ -682,11 +681,7 @@ class Supervisor:
         stop_group(proc, pgid, min(self.tier.grace, CANCEL_STOP_SECONDS))
 
     def _crashed(self, returncode: int) -> None:
-        how = (
-            f"was killed by {signal.Signals(-returncode).name}"
-            if returncode < 0
-            else f"exited with code {returncode} before finishing"
-        )
+        how = _how_pytest_ended(returncode, " before finishing")
         blamed = self._blame_in_flight(
             "crash", f"crash: pytest {how}", "", details={"returncode": returncode}
         )
@@ -820,6 +815,12 @@ def _stuck_words(saved: SavedDump) -> str:
         return f" (no dump: {saved.problem})" if saved.problem else ""
     reason = f", {culprit.reason}" if culprit.reason else ""
     return f"; stuck in {culprit.function} ({culprit.path}:{culprit.line}){reason}"
+
+
+def _how_pytest_ended(returncode: int, early: str) -> str:
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}{early}"
 
 
 def _thread_words(thread: dict[str, Any]) -> str:
