@@ -230,6 +230,10 @@ def test_pr_template_comments_on_the_hang_and_the_leak_and_fails_the_job(act: Ac
     uploaded = act.artifacts / "tiergate-fast"
     assert {"events.jsonl", "junit.xml", "findings.json", "summary.md"} <= {
         p.name for p in uploaded.iterdir()}
+    # Issue 16: the token the post step holds reaches neither the step log nor what GitHub got
+    # (tests/test_secrets_e2e.py tries every other secret and form, without act).
+    bodies = json.dumps([r["body"] for r in act.api.requests])
+    assert "e2e-token" not in log and "e2e-token" not in bodies
 
 
 def test_nightly_template_shards_merge_into_one_report(act: Act) -> None:

@@ -401,3 +401,75 @@ def test_the_switch_leaves_pytest_output_alone_but_not_the_results(tmp_path: Pat
     assert TOKEN in proc.stdout  # pytest's own output, as it was
     assert TOKEN not in (results(project) / "events.jsonl").read_text()
     assert TOKEN not in (results(project) / "junit.xml").read_text()
+
+
+# -- a node id holding a secret --------------------------------------------------------------
+
+KILLED_BEFORE_SECRET_IDS = """
+import os, signal
+import pytest
+
+def test_a_kills_pytest_once():
+    if not os.path.exists("killed-once"):
+        open("killed-once", "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+@pytest.mark.parametrize("key", [os.environ["MY_API_KEY"], os.environ["AWS_SECRET_ACCESS_KEY"],
+                                 "plain"])
+def test_b_param(key):
+    pass
+"""
+
+
+def test_a_resume_runs_the_tests_whose_ids_hold_secrets(tmp_path: Path) -> None:
+    # Their ids reach the log as test_b_param[***]: the attempt after the kill must still
+    # select them, both of them, though the log cannot tell them apart.
+    project = make_project(tmp_path / "app", {"test_resume.py": KILLED_BEFORE_SECRET_IDS})
+    proc = subprocess.run(tiergate_argv("run", "--tier", "fast"), cwd=project, capture_output=True,
+                          text=True, timeout=240, check=False, env={**os.environ, **SECRETS})
+    assert "resuming with the" in proc.stdout, proc.stdout + proc.stderr
+    finished = [e for e in _events(project) if e["event"] == ev.TEST_FINISH]
+    ran = sorted(e["nodeid"] for e in finished if "test_b_param" in e["nodeid"])
+    assert ran == ["test_resume.py::test_b_param[***]"] * 2 + [
+        "test_resume.py::test_b_param[plain]"], proc.stdout
+    data = json.loads((results(project) / "findings.json").read_text())
+    assert data["counts"]["failed"] == 1 and not data["counts"].get("not_run"), data["counts"]
+    assert not _leaks(proc.stdout + (results(project) / "events.jsonl").read_text(), API_KEY)
+
+
+def _events(project: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (results(project) / "events.jsonl").read_text()
+            .splitlines() if line.strip()]
+
+
+# -- the supervisor's own findings -------------------------------------------------------------
+
+
+def test_the_supervisors_own_findings_pass_the_same_redaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A finding the supervisor makes in memory (an internal error, here with a secret in its
+    # text) goes into findings.json, junit.xml and its terminal line without the event writer.
+    import io
+
+    from tiergate.supervisor import RunPlan, Supervisor
+
+    project = make_project(tmp_path / "app", {"test_one.py": "def test_a():\n    pass\n"})
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+
+    def broken(self: Supervisor) -> None:
+        raise RuntimeError(f"cannot reach {os.environ['DATABASE_URL']} with {TOKEN!r}")
+
+    monkeypatch.setattr(Supervisor, "_note_slow_tests", broken)
+    out = io.StringIO()
+    tier = load_config(project).tier("fast")
+    code = Supervisor(RunPlan(tier=tier, results_dir=results(project), root=project),
+                      out=out).run()
+    assert code == 1, out.getvalue()
+    data = json.loads((results(project) / "findings.json").read_text())
+    (error,) = [f for f in data["findings"] if f["kind"] == "run-error"]
+    assert error["message"].startswith("the run was stopped: internal error: RuntimeError")
+    texts = {p.name: p.read_text() for p in results(project).rglob("*") if p.is_file()}
+    for where, text in {**texts, "stdout": out.getvalue()}.items():
+        for secret in (TOKEN, DB_PASSWORD):
+            assert not _leaks(text, secret), (where, _leaks(text, secret))

@@ -220,8 +220,9 @@ _TIER_KEYS = {
     "allow-no-tests": "allow_no_tests",
 }
 LEAK_THRESHOLD_KEYS = ("memory", "threads", "processes", "fds", "sockets", "tasks")
-_TOP_KEYS = ("tiers",)
 REDACT_KEY = "redact"  # [tool.tiergate] redact = ["NAME", ...]: more variables holding secrets
+# Every key [tool.tiergate] accepts: the check and its error message both read this one list.
+_TOP_KEYS = ("tiers", REDACT_KEY)
 COMMAND_LINE = "command line:"
 
 
@@ -287,7 +288,7 @@ def parse_tiers(section: object, path: Path) -> dict[str, Tier]:
     if not isinstance(section, dict):
         raise ConfigError(f"{where} must be a table")
     for key in section:
-        if key not in _TOP_KEYS and key != REDACT_KEY:
+        if key not in _TOP_KEYS:
             raise ConfigError(
                 f"{where} unknown key {key!r}: allowed keys are {', '.join(_TOP_KEYS)}"
             )

@@ -524,20 +524,22 @@ class Redactor:
             record = json.loads(line)
         except ValueError:  # not JSON (no writer of ours makes such a line)
             return self.text(line)
-        cleaned = self._clean(record)
+        cleaned = self.record(record)
         if cleaned is record:
             return line
         return json.dumps(cleaned, separators=(",", ":"), default=str) + "\n"
 
-    def _clean(self, value: Any) -> Any:
-        """*value* with its strings redacted; the same object when nothing changed."""
+    def record(self, value: Any) -> Any:
+        """A decoded event record (or any JSON value) with its strings redacted, as ``line``
+        does to each line: for what is made in memory and written without the event writer
+        (the supervisor's own findings). The same object when nothing changed."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
-            items = [self._clean(v) for v in value]
+            items = [self.record(v) for v in value]
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         if isinstance(value, dict):
-            pairs = [(self._clean(k), self._clean(v)) for k, v in value.items()]
+            pairs = [(self.record(k), self.record(v)) for k, v in value.items()]
             if all(k is a and v is b for (k, v), (a, b) in zip(pairs, value.items(),
                                                                strict=True)):
                 return value

@@ -37,7 +37,8 @@ from tiergate.procs import (
     signal_on_parent_death,
     stop_group,
 )
-from tiergate.redact import export_names, weak_secret_warnings
+from tiergate.redact import current as redact_current
+from tiergate.redact import export_names, redact_secrets, weak_secret_warnings
 from tiergate.resultfiles import (
     ResultsDirClaim,
     claim_results_dir,
@@ -166,9 +167,10 @@ class Supervisor:
             what = f"cannot write to {self.results_dir}: {describe_os_error(exc)}"
         else:
             what = f"internal error: {type(exc).__name__}: {exc}"
+        what = redact_secrets(what)  # an exception's text can quote anything, a secret too
         self._say(f"tiergate: error: {what}; pytest was stopped, the results so far are kept")
-        self.faults.append(Finding(kind="run-error", test=self._current_test(),
-                                   severity="error", message=f"the run was stopped: {what}"))
+        self._keep(Finding(kind="run-error", test=self._current_test(), severity="error",
+                           message=f"the run was stopped: {what}"))
         proc = self._proc
         if proc is not None and proc.poll() is None:
             stop_group(proc, proc.pid, min(self.tier.grace, CANCEL_STOP_SECONDS))
@@ -772,9 +774,18 @@ class Supervisor:
     def _emit_finding(self, finding: Finding) -> None:
         self.events.emit(ev.FINDING, finding=finding.to_json())
 
+    def _keep(self, finding: Finding) -> None:
+        """A finding of tiergate's own, kept in memory for the result files: redacted as the
+        event writer redacts each line (the same step, over the same record), so that it
+        matches its copy in the log and carries no secret into findings.json or junit.xml."""
+        redactor = redact_current()
+        if redactor.active:
+            finding = Finding.from_json(redactor.record(finding.to_json()))
+        self.faults.append(finding)
+
     def _record(self, finding: Finding) -> None:
         """A finding of tiergate's own: in the log if it can be written, and kept either way."""
-        self.faults.append(finding)
+        self._keep(finding)
         try:
             self._emit_finding(finding)
         except OSError:

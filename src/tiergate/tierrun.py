@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tiergate import events as ev
+from tiergate import redact
 from tiergate.config import TIER_MARKERS, Tier
 from tiergate.errors import UsageError
 from tiergate.findings import Finding, Location
@@ -116,8 +117,10 @@ class TierRun:
         if self.selection.narrows:
             keep = [i for i in keep if self.selection(i)]
         if self.spec.only is not None:
-            wanted = set(self.spec.only)
-            keep = [i for i in keep if i.nodeid in wanted]
+            # The supervisor knows the ids from the log, where a secret in an id is masked
+            # (test_x[***]): an item is wanted under its own id or under the one the log shows.
+            wanted, as_logged = set(self.spec.only), redact.current().text
+            keep = [i for i in keep if i.nodeid in wanted or as_logged(i.nodeid) in wanted]
         if self.spec.shard is not None:
             keep = self._shard(keep)
         if len(keep) != len(items):
