@@ -466,3 +466,35 @@ def test_malformed_event_records_are_skipped() -> None:
     assert run.tests["t.py::test_ok"].duration == 0.1
     assert run.findings == []
     assert run.finished == 2.0
+
+
+def test_the_report_shows_each_leak_check_and_counts_its_time_in_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A run killed right after its last test's confirmation runs: no run-finish, so the run's
+    # time ends where the leak check does, 4 s after the last test-finish.
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    results = tmp_path / "res"
+    results.mkdir()
+    nodeid = "tests/test_pool.py::test_start_pool"
+    events = [
+        {"event": "run-start", "t": 100.0, "tier": "fast", "settings": {}},
+        {"event": "collected", "t": 100.5, "tests": [nodeid]},
+        {"event": "test-start", "t": 101.0, "nodeid": nodeid},
+        {"event": "test-finish", "t": 102.0, "nodeid": nodeid, "outcome": "passed",
+         "duration": 1.0},
+        {"event": "finding", "t": 106.0, "finding": finding(
+            "leak-thread", nodeid, "test left threads running: thread 'pool-1'")},
+        {"event": "leak-check", "t": 106.0, "nodeid": nodeid, "repeats": 3, "seconds": 4.0,
+         "kinds": {"leak-thread": "leak"}, "result": "leak", "suspected": ["thread 'pool-1'"],
+         "again": ["thread 'pool-1'"]},
+    ]
+    (results / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert cli.main(["report", "--results-dir", str(results)]) == 1
+    summary = (results / "summary.md").read_text()
+    assert "— 1 test in 6.0s." in summary
+    assert ("🔁 **Leak checks:** 1 test run again to confirm leaks (3 repeats, 4.0s of the "
+            "run's 6.0s): <code>tests/test\\_pool.py::test\\_start\\_pool</code> (3 repeats, 4.0s, "
+            "leak confirmed).") in summary
+    out = capsys.readouterr().out
+    assert "leak checks: 1 test run again (3 repeats, 4.00s of the run's 6.0s):" in out

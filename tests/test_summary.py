@@ -225,3 +225,71 @@ def test_heaviest_tests_and_reproductions_are_listed() -> None:
     assert "Heaviest tests" in text and "900 MiB" in text
     assert "BUG-601" in text and "still reproduces" in text
     assert "BUG-7" in text and "**passed**" in text
+
+
+def leak_check(nodeid: str, repeats: int, seconds: float, result: str = "leak",
+               **kinds: str) -> dict[str, object]:
+    """A ``leak-check`` event's fields, as the leak watch records one confirmation."""
+    return {"event": "leak-check", "t": 150.0, "nodeid": nodeid, "repeats": repeats,
+            "seconds": seconds, "result": result, "kinds": kinds or {"leak-thread": "leak"}}
+
+
+def test_the_tests_run_again_to_confirm_leaks_are_one_line_with_their_cost() -> None:
+    run = run_with([leak(1)])
+    run.leak_checks += [
+        leak_check("tests/test_l.py::test_1", 2, 0.9),
+        leak_check("tests/test_pool.py::test_cache", 4, 1.3, "no leak", **{"leak-fd": "first use"}),
+        leak_check("tests/test_mem.py::test_grow", 2, 0.2, "no leak", **{"leak-memory": "no leak"}),
+        leak_check("tests/test_odd.py::test_fails_on_repeat", 1, 0.1, "inconclusive"),
+    ]
+    (line,) = [x for x in render_summary(run).splitlines() if "Leak checks" in x]
+    assert "4 tests run again to confirm leaks (9 repeats, 2.5s of the run's 1m 00s)" in line
+    # the longest first, each with its repeats, its time and what it came to
+    assert line.index("test\\_cache") < line.index("test\\_1<") < line.index("test\\_grow")
+    assert "test\\_cache</code> (4 repeats, 1.3s, first use, not a leak)" in line
+    assert "test\\_1</code> (2 repeats, 0.9s, leak confirmed)" in line
+    assert "test\\_grow</code> (2 repeats, 0.2s, no leak)" in line
+    assert "test\\_fails\\_on\\_repeat</code> (1 repeat, 0.1s, inconclusive)" in line
+    terminal = render_terminal(run).splitlines()
+    at = terminal.index("leak checks: 4 tests run again (9 repeats, 2.50s of the run's 60.0s):")
+    assert terminal[at + 1].split() == ["1.30s", "4", "repeats", "first", "use,", "not", "a",
+                                        "leak", "tests/test_pool.py::test_cache"]
+
+
+def test_a_run_without_leak_checks_says_nothing_of_them() -> None:
+    assert "Leak checks" not in render_summary(run_with([leak(1)]))
+    assert "leak checks" not in render_terminal(run_with([leak(1)]))
+
+
+def test_fifty_leak_checks_name_the_longest_ten_and_count_the_rest() -> None:
+    run = run_with([])
+    run.leak_checks += [leak_check(f"tests/test_l.py::test_{i}", 1, 0.01 * i) for i in range(50)]
+    (line,) = [x for x in render_summary(run).splitlines() if "Leak checks" in x]
+    named = re.findall(r"test\\_(\d+)</code>", line)
+    assert named == [str(i) for i in range(49, 39, -1)]
+    assert line.endswith("and 40 more (7.8s).")
+    terminal = render_terminal(run)
+    assert "leak checks: 50 tests run again (50 repeats, 12.25s of the run's 60.0s):" in terminal
+    assert "  ... and 45 more (9.90s)" in terminal.splitlines()
+    assert len(render_summary(run, budget=COMMENT_LIMIT)) < COMMENT_LIMIT
+
+
+def test_a_leak_check_record_is_untrusted_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_TOKEN", "tok-123456789")
+    run = run_with([])
+    hostile = "t.py::test_x[<script>@everyone tok-123456789 | `x`]\n::error::pwned"
+    run.leak_checks += [
+        leak_check(hostile, 1, 0.5, "<b>pwned</b>"),
+        {"event": "leak-check", "nodeid": "t.py::test_y", "repeats": "2", "seconds": float("nan"),
+         "result": ["leak"]},  # fields of the wrong type count as nothing
+        {"event": "leak-check", "repeats": 3},  # no test: no check of one
+    ]
+    (line,) = [x for x in render_summary(run).splitlines() if "Leak checks" in x]
+    assert "<script>" not in line and "@everyone" not in line and "tok-123456789" not in line
+    assert "<b>" not in line and "| " not in line.replace("\\| ", "")
+    assert "(1 repeat, 0.5s, &lt;b&gt;pwned&lt;/b&gt;)" in line  # a word this reader does not know
+    assert "2 tests run again to confirm leaks (1 repeat, 0.5s" in line
+    assert "test\\_y</code> (0 repeats, 0.0s, inconclusive)" in line
+    terminal = render_terminal(run)
+    assert "tok-123456789" not in terminal
+    assert not any(x.lstrip().startswith("::") for x in terminal.splitlines())

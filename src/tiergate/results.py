@@ -210,6 +210,8 @@ class _Builder:
 
     def on_leak_check(self, r: Mapping[str, Any]) -> None:
         self.run.leak_checks.append(dict(r))
+        # Written when the repeats end, after the test's own finish: run time too (issue 15).
+        self.run.finished = max(self.run.finished or 0.0, r["t"])
 
     def on_finding(self, r: Mapping[str, Any]) -> None:
         self.run.findings.append(Finding.from_json(r["finding"]))

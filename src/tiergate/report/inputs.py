@@ -19,7 +19,7 @@ a text: message, traceback, captured output   64 KiB       its start and end are
                                                            "… N characters cut …" between them
 a name: node id, path, tier, kind, function   4 KiB        cut, counted
 tests in one input                            1,000,000    left out, counted
-findings, samples, slow notes in one input    100,000      left out, counted
+findings, samples, slow notes, leak checks    100,000      left out, counted
 children of one JUnit ``<testcase>``          100          left out, counted
 a process-tree dump read for a report         1 MiB        start and end kept (report/summary.py)
 ============================================  ===========  ======================================
@@ -66,7 +66,8 @@ TIER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 INVALID_TIER = "(invalid tier name)"
 _CHUNK = 8 * MiB
 _LIMITS = {"tests": MAX_TESTS, "findings": MAX_FINDINGS, "samples": MAX_SAMPLES,
-           "slow notes": MAX_SAMPLES, "children of a testcase": MAX_CASE_CHILDREN}
+           "slow notes": MAX_SAMPLES, "leak checks": MAX_SAMPLES,
+           "children of a testcase": MAX_CASE_CHILDREN}
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:
@@ -268,6 +269,13 @@ def _names(value: Any, notes: ReadNotes) -> list[str]:
     return [_name(item, notes) for item in value]
 
 
+def _verdicts(value: Any, notes: ReadNotes) -> dict[str, str]:
+    """A leak check's verdict per kind of leak: names only, a few of them."""
+    if not isinstance(value, dict) or len(value) > 50:
+        raise _Malformed
+    return {_name(k, notes): _name(v, notes) for k, v in value.items()}
+
+
 def _rss_per_test(value: Any, notes: ReadNotes) -> dict[str, int]:
     if not isinstance(value, dict):
         raise _Malformed
@@ -386,12 +394,14 @@ _EVENTS: dict[str, _Schema] = {kind: _Schema(*fields) for kind, fields in {
     "budget-expired": (_T, _ANY_NODEID, *_END),
     "cancelled": (_T, _ANY_NODEID, ("signal", _name, False), *_END),
     "pytest-exit": (_T, ("signal", _name, False), ("returncode", _int, False), *_END),
+    "leak-check": (_T, _NODEID, ("repeats", _int, False), ("seconds", _duration, False),
+                   ("result", _name, False), ("kinds", _verdicts, False)),
     "run-finish": (_T, ("exit_code", _int, False)),
 }.items()}
 
 _CAPPED = {"test-finish": ("tests", MAX_TESTS), "test-start": ("", MAX_TESTS),
            "finding": ("findings", MAX_FINDINGS), "sample": ("samples", MAX_SAMPLES),
-           "slow": ("slow notes", MAX_SAMPLES)}
+           "slow": ("slow notes", MAX_SAMPLES), "leak-check": ("leak checks", MAX_SAMPLES)}
 
 
 class _Checker:

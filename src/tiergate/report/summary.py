@@ -18,11 +18,13 @@ from tiergate.report import fingerprint
 from tiergate.report.chart import memory_chart
 from tiergate.report.escape import html_pre, md_code, md_text
 from tiergate.report.inputs import DUMP_LIMIT
+from tiergate.report.leakchecks import leak_checks
 from tiergate.results import RunResult, TestResult
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
 COMMENT_LIMIT = 65_536  # characters in an issue or PR comment body
 CHECK_RUN_LIMIT = 65_535  # characters in a check run's output.summary / output.text
+LEAK_CHECKS_SHOWN = 10  # tests named in the leak-checks line, the longest first
 
 DumpLoader = Callable[[str], str | None]
 
@@ -147,6 +149,7 @@ def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: D
     parts += _timeouts(view, d, load)
     parts += _failures(view, d)
     parts += _findings_table("💧 Leaks", view.leaks, view, d)
+    parts.append(_leak_checks(view, d))
     parts += _findings_table("🔎 Other findings", view.others, view, d)
     parts += _slowest(view, d)
     parts += _heaviest(view, d)
@@ -395,6 +398,23 @@ def _findings_table(heading: str, items: list[Finding], view: _View, d: _Detail)
         else:
             out.append(f"… and {len(rest):,} more.")
     return out
+
+
+def _leak_checks(view: _View, d: _Detail) -> str:
+    """One line: the tests run again to confirm a leak, what that cost and what each came to
+    (issue 15: the repeats are part of the run's time, so the run says where it went)."""
+    checks = leak_checks(view.run)
+    if checks is None:
+        return ""
+    shown = checks.tests[: min(LEAK_CHECKS_SHOWN, d.finding_rows)]
+    items = [f"{md_code(t.nodeid, 200)} ({_n(t.repeats, 'repeat')}, {_duration(t.seconds)}, "
+             f"{md_text(t.verdict, 40)})" for t in shown]
+    rest = checks.tests[len(shown):]
+    if rest:
+        items.append(f"and {len(rest):,} more ({_duration(sum(t.seconds for t in rest))})")
+    return (f"🔁 **Leak checks:** {_n(len(checks.tests), 'test')} run again to confirm leaks "
+            f"({_n(checks.repeats, 'repeat')}, {_duration(checks.seconds)} of the run's "
+            f"{_duration(view.run.duration)}): " + ", ".join(items) + ".")
 
 
 def _table(head: str, rows: Iterable[str]) -> str:

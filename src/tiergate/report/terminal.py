@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from tiergate.findings import TIMEOUT_KINDS, Finding
 from tiergate.report.escape import terminal_text
+from tiergate.report.leakchecks import leak_checks
 from tiergate.results import RunResult
 
 MAX_FINDINGS = 30
 MAX_FAILURES = 20
+MAX_LEAK_CHECKS = 5
 
 
 def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> str:
@@ -55,6 +57,8 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
             lines.append(f"  ... and {len(findings) - MAX_FINDINGS} more findings "
                          "(see summary.md / findings.json)")
 
+    lines.extend(_leak_check_lines(run, width))
+
     slow = [t for t in run.slowest(slowest) if t.duration > 0]
     if slow:
         lines.append("slowest:")
@@ -74,3 +78,26 @@ def _finding_lines(f: Finding) -> list[str]:
     if f.dump:
         lines.append(f"    dump: {f.dump}")
     return lines
+
+
+def _leak_check_lines(run: RunResult, width: int) -> list[str]:
+    """The tests run again to confirm a leak, the longest first: the run's time went there too."""
+    checks = leak_checks(run)
+    if checks is None:
+        return []
+    lines = [f"leak checks: {_n(len(checks.tests), 'test')} run again "
+             f"({_n(checks.repeats, 'repeat')}, {checks.seconds:.2f}s of the run's "
+             f"{run.duration:.1f}s):"]
+    for t in checks.tests[:MAX_LEAK_CHECKS]:
+        # Each column escaped on its own: one escape of the whole line would strip the padding.
+        verdict = terminal_text(t.verdict, 40)
+        columns = f"  {t.seconds:6.2f}s  {_n(t.repeats, 'repeat'):10}  {verdict:21}  "
+        lines.append(columns + terminal_text(t.nodeid, max(20, width - len(columns))))
+    rest = checks.tests[MAX_LEAK_CHECKS:]
+    if rest:
+        lines.append(f"  ... and {len(rest)} more ({sum(t.seconds for t in rest):.2f}s)")
+    return lines
+
+
+def _n(count: int, one: str) -> str:
+    return f"{count} {one if count == 1 else one + 's'}"
