@@ -301,9 +301,9 @@ class _Builder:
                 test.peak_rss = peak
         run.not_run = [n for n in self.collected if n not in run.tests]
         # xdist also reports the worker the supervisor killed for a hang, as a crash: it was a hang.
-        run.findings = [
+        run.findings = group_repeats([
             f for f in run.findings if not (f.kind == "crash" and f.test in self.hard_timeouts)
-        ]
+        ])
         return run
 
 
@@ -347,7 +347,62 @@ def merge(runs: Iterable[RunResult]) -> RunResult:
         if run.finished is not None:
             merged.finished = max(merged.finished or run.finished, run.finished)
     merged.not_run = [n for n in dict.fromkeys(merged.not_run) if n not in merged.tests]
+    merged.findings = group_repeats(merged.findings)
     return merged
+
+
+SHOWN_TESTS = 3  # test ids a grouped finding's message names
+KEPT_TESTS = 50  # test ids its details keep
+
+
+def group_repeats(findings: list[Finding]) -> list[Finding]:
+    """One finding per root cause: the writer names it in ``details.group`` (a resource warning
+    given again by every test that uses one leaky fixture). Kept where the first one was, blamed
+    on its test, with every test it hit counted. The events keep each one as it happened."""
+    groups: dict[tuple[str, str, str], list[Finding]] = {}
+    out: list[Finding | tuple[str, str, str]] = []
+    for finding in findings:
+        group = finding.details.get("group") if finding.details else None
+        if not isinstance(group, str):
+            out.append(finding)
+            continue
+        key = (finding.kind, finding.severity, group)
+        if key not in groups:
+            groups[key] = []
+            out.append(key)
+        groups[key].append(finding)
+    return [_joined(groups[item]) if isinstance(item, tuple) else item for item in out]
+
+
+def _joined(members: list[Finding]) -> Finding:
+    first = members[0]
+    if len(members) == 1:
+        return first
+    details = dict(first.details)
+    alone = str(details.get("alone", first.message))  # its message before tests were counted
+    tests: dict[str, None] = {}
+    uncounted = 0  # tests a grouped member (a shard's) counted but no longer names
+    for member in members:
+        named = _tests_of(member)
+        tests.update(dict.fromkeys(named))
+        uncounted += max(0, int(member.details.get("count") or 0) - len(named))
+    count = len(tests) + uncounted
+    ids = list(tests)
+    details.update(alone=alone, tests=ids[:KEPT_TESTS], count=count)
+    if count <= 1:  # the same test, more than once
+        return dataclasses.replace(first, message=f"{alone} ({len(members)} times)",
+                                   details=details)
+    shown = ", ".join(ids[:SHOWN_TESTS])
+    more = f" and {count - SHOWN_TESTS} more" if count > SHOWN_TESTS else ""
+    return dataclasses.replace(first, message=f"{alone}; in {count} tests: {shown}{more}",
+                               details=details)
+
+
+def _tests_of(finding: Finding) -> list[str]:
+    tests = finding.details.get("tests") if finding.details else None
+    if isinstance(tests, list):
+        return [str(test) for test in tests]
+    return [finding.test] if finding.test else []
 
 
 def location_of(test: TestResult) -> Location | None:

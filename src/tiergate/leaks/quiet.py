@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from tiergate.leaks.sites import Site, site_of_traceback
+from tiergate.leaks.sites import REGISTRY, Site, site_of_traceback
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +34,17 @@ class Caught:
     unraisable: bool = False  # an exception in a finaliser, not a warning
 
 
+def made_at(obj: object) -> Site | None:
+    """Where *obj* was made: as the wrappers in ``sites`` saw it, else as tracemalloc did."""
+    if obj is None:
+        return None
+    return REGISTRY.site_of(obj) or _allocated_at(obj)
+
+
 def _allocated_at(obj: object) -> Site | None:
     import _tracemalloc  # built in; PYTHONTRACEMALLOC traces without importing tracemalloc
 
-    if obj is None or not _tracemalloc.is_tracing():
+    if not _tracemalloc.is_tracing():
         return None
     import tracemalloc
 
@@ -61,15 +68,15 @@ def _from_unraisable(unraisable: Any) -> Caught:
     # The object is often the finaliser itself (a __del__ that raised): where a function was
     # made is no place to fix anything.
     obj = unraisable.object
-    site = None if callable(obj) and not isinstance(obj, type) else _allocated_at(obj)
+    site = None if callable(obj) and not isinstance(obj, type) else made_at(obj)
     return Caught(name, text[:4000], site, unraisable=True)
 
 
 def _from_warning(message: warnings.WarningMessage) -> Caught:
-    # The record holds the source (the object being finalised) alive, so tracemalloc still
-    # knows where it was allocated.
+    # The record holds the source (the object being finalised) alive, so its id is still its
+    # own and tracemalloc still knows where it was allocated.
     return Caught(message.category.__name__, str(message.message)[:4000],
-                  _allocated_at(message.source))
+                  made_at(message.source))
 
 
 @contextlib.contextmanager

@@ -5,15 +5,24 @@ per creation is too dear, so ``Thread.start``, ``Popen.__init__``, ``BaseProcess
 ``BaseEventLoop.__init__`` are wrapped while the watch is on; each wrapper walks a few frames up to
 the first one outside the standard library's machinery and keeps (path, line, function). Spawns
 also bump a counter, so the process probe only lists ``/proc`` children when something was spawned.
+``socket.socket.__init__`` is wrapped too, so that an unclosed socket's ResourceWarning can say
+where the socket was made.
+
+What is kept is strings and numbers, never a frame. The registry holds a user's object only while
+it is a live resource, the thing a leak finding is about: an event loop until it is closed, a
+``Popen`` until its child is waited for. A test that checks its objects are freed (``weakref`` and
+``gc.collect()``) must see what plain pytest shows it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import linecache
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -75,29 +84,49 @@ def site_of_traceback(traceback: Any) -> Site | None:
     return Site(chosen.filename, chosen.lineno, function_at(chosen.filename, chosen.lineno))
 
 
-def capture_site(skip: int = 1) -> Site | None:
-    """The innermost caller frame that is not thread/process/loop machinery."""
+def capture_site(skip: int = 1, *, library: bool = False) -> Site | None:
+    """The innermost caller frame that is not thread/process/loop machinery (with *library*: not
+    the standard library either, so a socket made by ``create_connection`` is the caller's)."""
     try:
         frame: FrameType | None = sys._getframe(skip + 1)
     except ValueError:
         return None
+    skipped = _is_library if library else _is_machinery
     for _ in range(40):
         if frame is None:
             return None
         filename = frame.f_code.co_filename
-        if not any(part in filename for part in _MACHINERY):
+        if not skipped(filename):
             return Site(filename, frame.f_lineno, frame.f_code.co_name)
         frame = frame.f_back
     return None
 
 
-@dataclasses.dataclass
+def _is_machinery(path: str) -> bool:
+    return any(part in path for part in _MACHINERY)
+
+
 class Spawn:
-    pid: int
-    site: Site | None
-    # Held until it is waited for: a Popen dropped while its child runs warns (ResourceWarning) in
-    # whatever test the garbage collector happens to run in; the leak is reported on its own test.
-    popen: subprocess.Popen[Any] | None
+    """A child made through ``Popen`` or ``multiprocessing``, and where."""
+
+    def __init__(self, pid: int, site: Site | None,
+                 popen: subprocess.Popen[Any] | None) -> None:
+        self.pid = pid
+        self.site = site
+        # Held until it is waited for: a Popen dropped while its child runs warns
+        # (ResourceWarning) in whatever test the garbage collector happens to run in; the leak is
+        # reported on its own test. Once waited for, it is the user's alone: only a weak reference.
+        self._held = popen
+        self._ref = weakref.ref(popen) if popen is not None else None
+
+    @property
+    def popen(self) -> subprocess.Popen[Any] | None:
+        if self._held is not None:
+            return self._held
+        return self._ref() if self._ref is not None else None
+
+    def waited(self) -> None:
+        self._held = None
 
 
 class Registry:
@@ -108,7 +137,12 @@ class Registry:
         self.thread_starts = 0  # bumped on every Thread.start
         self.made = 0  # bumped by every wrapper: a thread, a process or an event loop was made
         self.processes: dict[int, Spawn] = {}
-        self.loops: list[tuple[int, asyncio.AbstractEventLoop]] = []  # (sequence, loop), open ones
+        # (sequence, loop) of the open ones: a loop leaves the list when it is closed.
+        self.loops: list[tuple[int, asyncio.AbstractEventLoop]] = []
+        # Where each open socket was made, by id(): a socket has no room for an attribute
+        # (__slots__). Closing it drops its entry; one finalised unclosed leaves its entry until a
+        # socket made at the same address replaces it, so a live socket's entry is its own.
+        self.socket_sites: dict[int, Site | None] = {}
         self.loop_seq = 0
         self.executor_seq = 0  # bumped by every ThreadPoolExecutor made; each carries its number
         # Numbers of the pools made while a fixture of a wider scope was set up: theirs, not the
@@ -152,14 +186,21 @@ class Registry:
     def _wrappable(self) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
         return [
             ("subprocess", "Popen", "__init__", self._popen_init),
+            ("subprocess", "Popen", "wait", self._popen_reaped),
+            ("subprocess", "Popen", "poll", self._popen_reaped),
             ("multiprocessing.process", "BaseProcess", "start", self._process_start),
             ("asyncio.base_events", "BaseEventLoop", "__init__", self._loop_init),
+            ("asyncio.base_events", "BaseEventLoop", "close", self._loop_close),
+            ("socket", "socket", "__init__", self._socket_init),
+            ("socket", "socket", "close", self._socket_close),
+            ("socket", "socket", "detach", self._socket_close),
             ("concurrent.futures.thread", "ThreadPoolExecutor", "__init__", self._executor_init),
         ]
 
     def _wrap(self, owner: type, name: str, make: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]
-        setattr(owner, name, make(original))
+        # The wrapper looks like the original to inspect and mock's autospec.
+        setattr(owner, name, functools.update_wrapper(make(original), original))
         self._undo.append(lambda: setattr(owner, name, original))
 
     # -- the wrappers -----------------------------------------------------------------------
@@ -187,6 +228,19 @@ class Registry:
 
         return __init__
 
+    def _popen_reaped(self, original: Any) -> Any:
+        registry = self
+
+        def wait_or_poll(popen: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> Any:
+            result = original(popen, *args, **kwargs)
+            if popen.returncode is not None:
+                spawn = registry.processes.get(popen.pid)
+                if spawn is not None:
+                    spawn.waited()
+            return result
+
+        return wait_or_poll
+
     def _process_start(self, original: Any) -> Any:
         registry = self
 
@@ -211,6 +265,45 @@ class Registry:
             loop._tiergate_site = capture_site()  # type: ignore[attr-defined]
 
         return __init__
+
+    def _loop_close(self, original: Any) -> Any:
+        registry = self
+
+        def close(loop: asyncio.AbstractEventLoop) -> None:
+            original(loop)
+            if loop.is_closed():
+                registry.loops[:] = [(seq, kept) for seq, kept in registry.loops
+                                     if kept is not loop]
+
+        return close
+
+    def _socket_init(self, original: Any) -> Any:
+        sites = self.socket_sites
+
+        def __init__(sock: Any, *args: Any, **kwargs: Any) -> None:
+            original(sock, *args, **kwargs)
+            sites[id(sock)] = capture_site(library=True)
+
+        return __init__
+
+    def _socket_close(self, original: Any) -> Any:
+        sites = self.socket_sites
+
+        def close_or_detach(sock: Any) -> Any:
+            sites.pop(id(sock), None)
+            return original(sock)
+
+        return close_or_detach
+
+    def site_of(self, obj: object) -> Site | None:
+        """Where *obj* (alive: the warning about it holds it) was made, when a wrapper saw it."""
+        site = getattr(obj, "_tiergate_site", None)  # threads and event loops
+        if isinstance(site, Site):
+            return site
+        socket = sys.modules.get("socket")
+        if socket is not None and isinstance(obj, socket.socket):
+            return self.socket_sites.get(id(obj))
+        return None
 
     def _executor_init(self, original: Any) -> Any:
         registry = self

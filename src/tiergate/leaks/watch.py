@@ -32,10 +32,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import re
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -51,9 +53,10 @@ from tiergate.leaks.probes import (
     held_fds,
     memory_rss,
     open_memory_probe,
+    server_key,
     thread_of,
 )
-from tiergate.leaks.sites import REGISTRY
+from tiergate.leaks.sites import REGISTRY, Site
 
 if TYPE_CHECKING:  # imported where used: the slow path, after a test that left something
     from tiergate.leaks import quiet, repeat
@@ -189,6 +192,7 @@ class LeakWatch:
         self._owned_rss = 0  # RSS growth inside wider-scoped fixture setups, not the tests'
         self._rss = -1  # RSS at the end of the last test window, the next one's start (or -1)
         self._warning_filters: warnings.catch_warnings[Any] | None = None
+        self._root: Path | None = None  # the project's root, for the paths in messages
 
     # -- session ----------------------------------------------------------------------------
 
@@ -198,6 +202,7 @@ class LeakWatch:
             "allow_leak(*kinds, reason, issue=None): tiergate reports this test's leaks of these "
             "kinds (thread, process, fd, socket, memory, task, env) as allowed notes, not failures",
         )
+        self._root = config.rootpath
         REGISTRY.install()
         open_memory_probe()
         if not _user_filters_resource_warnings(config):
@@ -378,16 +383,13 @@ class LeakWatch:
         if not (issubclass(category, ResourceWarning)
                 or issubclass(category, pytest.PytestUnraisableExceptionWarning)):
             return
-        text = str(warning_message.message).strip().splitlines()
-        finding = Finding(
-            kind="resource-warning",
-            test=nodeid or None,
-            severity="warning",
-            message=f"{category.__name__}: {text[0] if text else ''}"[:500],
+        from tiergate.leaks import quiet
+
+        self.emit(resource_warning(
+            category.__name__, str(warning_message.message), test=nodeid or None,
             location=Location(warning_message.filename, warning_message.lineno),
-            details={"category": category.__name__, "text": "\n".join(text)[:4000]},
-        )
-        self.emit(finding)
+            site=quiet.made_at(warning_message.source), root=self._root,
+        ))
 
     # -- fixtures of wider scope ------------------------------------------------------------
 
@@ -456,7 +458,8 @@ class LeakWatch:
             gc.collect()
             deadline = time.monotonic() + GRACE
             for probe in self.probes:
-                probe.settle([left for left in leftovers if left.kind == probe.kind], deadline)
+                kinds = getattr(probe, "kinds", (probe.kind,))
+                probe.settle([left for left in leftovers if left.kind in kinds], deadline)
             # Look again, everywhere: the grace reaps children and joins threads, and the
             # collector closes files, none of which an audit event announces.
             leftovers = self._compare(window, owned, force=True)
@@ -469,22 +472,10 @@ class LeakWatch:
                        owner: str | None) -> None:
         if not (caught.unraisable or caught.category == "ResourceWarning"):
             return  # another warning a finaliser gave: kept from the tests, and dropped
-        lines = caught.text.strip().splitlines()
-        who = owner or "the test"
-        details: dict[str, Any] = {"category": caught.category, "text": "\n".join(lines)[:4000],
-                                   "collected_by": "tiergate"}
-        if owner:
-            details["owner"] = owner
-        if caught.site is not None:
-            details["created"] = str(caught.site)
-        self.emit(Finding(
-            kind="resource-warning", test=test, severity="warning",
-            message=((lines[0] if caught.unraisable else f"{caught.category}: {lines[0]}")[:400]
-                     + f" (finalised when tiergate collected garbage after {who})"),
-            location=location,
-            culprit=(Culprit(caught.site.path, caught.site.line, caught.site.function)
-                     if caught.site else None),
-            details=details,
+        self.emit(resource_warning(
+            caught.category, caught.text, test=test, location=location, site=caught.site,
+            root=self._root, unraisable=caught.unraisable,
+            collected_after=owner or "the test", owner=owner,
         ))
 
     def _compare(self, window: _Window, owned: bool, force: bool = False) -> list[Leftover]:
@@ -498,8 +489,25 @@ class LeakWatch:
         for probe, before, after in changed:
             out.extend(probe.diff(before, after, claimed))
         if out and owned:
+            out = self._servers_own(out)
             excluded = self._owned_keys()
             out = [left for left in out if left.key not in excluded]
+        return out
+
+    def _servers_own(self, leftovers: list[Leftover]) -> list[Leftover]:
+        """A connection a server accepted is the server's. A fixture's server's joins what the
+        fixture owns (a finding if it outlives the fixture's teardown); one accepted by a server
+        older than the window is not the window's; the window's own server's stays its own."""
+        keys = {left.key for left in leftovers}
+        out = []
+        for left in leftovers:
+            server = server_key(left)
+            owner = next((window for window in self._fixtures.values()
+                          if server in window.owned), None) if server is not None else None
+            if owner is not None:
+                owner.owned.add(left.key)
+            elif server is None or server in keys:
+                out.append(left)
         return out
 
     def _report(self, kind: str, leftovers: list[Leftover], test: str | None,
@@ -544,6 +552,73 @@ class LeakWatch:
             kind=kind, test=test, severity=severity, message=message[:2000], location=location,
             culprit=Culprit(site.path, site.line, site.function) if site else None, details=details,
         ))
+
+
+# -- resource warnings: one finding per root cause ---------------------------------------------
+
+# What differs between two warnings about the same leak made again: descriptors, addresses (ports
+# are ephemeral), ids and pids. What is left names the kind of object and what it was.
+_VOLATILE = (
+    (re.compile(r"\bfd=-?\d+"), "fd=…"),
+    (re.compile(r"\b(laddr|raddr)=(\([^)]*\)|'[^']*'|\S+?)(?=[,>])"), r"\1=…"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "0x…"),
+    (re.compile(r"\b(subprocess|pid) \d+"), r"\1 …"),
+)
+
+
+def normalised(text: str) -> str:
+    """*text* with what changes from one occurrence of the same leak to the next blanked out."""
+    for pattern, blank in _VOLATILE:
+        text = pattern.sub(blank, text)
+    return text
+
+
+def resource_warning(category: str, text: str, *, test: str | None,
+                     location: Location | None, site: Site | None, root: Path | None,
+                     unraisable: bool = False, collected_after: str | None = None,
+                     owner: str | None = None) -> Finding:
+    """The ``resource-warning`` finding for one warning (or exception in a finaliser).
+
+    ``details.group`` names its root cause, so that readers make one finding of every test it
+    hit: where the object was made when a wrapper or tracemalloc saw it; else the warning's text,
+    normalised, and where it was raised (not for tiergate's own collection, whose location is
+    the test's, a different one each time)."""
+    lines = text.strip().splitlines() or [""]
+    head = lines[0] if unraisable else f"{category}: {lines[0]}"
+    made = _where_made(site, root) if site is not None else None
+    message = head[:400] + (f", created at {made}" if made else "")
+    if collected_after is not None:
+        message += f" (finalised when tiergate collected garbage after {collected_after})"
+    if made:
+        group = f"{category} created at {made}"
+    elif collected_after is not None or location is None:
+        group = f"{category}: {normalised(lines[0])}"
+    else:
+        group = f"{category}: {normalised(lines[0])} at {location.path}:{location.line}"
+    details: dict[str, Any] = {"category": category, "text": "\n".join(lines)[:4000],
+                               "group": group[:600]}
+    if collected_after is not None:
+        details["collected_by"] = "tiergate"
+    if owner:
+        details["owner"] = owner
+    if site is not None:
+        details["created"] = str(site)
+    return Finding(
+        kind="resource-warning", test=test, severity="warning", message=message[:2000],
+        location=location,
+        culprit=Culprit(site.path, site.line, site.function) if site is not None else None,
+        details=details,
+    )
+
+
+def _where_made(site: Site, root: Path | None) -> str:
+    path = site.path
+    if root is not None:
+        try:
+            path = Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return f"{path}:{site.line} ({site.function})"
 
 
 _VERB = {
