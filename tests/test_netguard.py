@@ -1,13 +1,13 @@
 """The network guard: policies, the audit hook in a process, and in its Python children.
 
 Every refusal test installs the guard *before* touching the network, uses only TEST-NET addresses
-(192.0.2.0/24), the reserved 240.0.0.0, a ``.invalid`` name or 127.x listeners, and asserts the
-guard raised. Behind the guard each child adds ``NO_TRAFFIC_LEAVES``, a second audit hook that ends
-the process before the system call if a connect, send or lookup of anything but this machine (the
-calls these tests make) ever gets past the guard: even a broken guard never sends a packet or a
-DNS query. Guarded code runs in child interpreters, because an audit hook cannot be removed from
-the process that added it. What the guard decides without a system call (this machine's names,
-odd arguments) is asserted on its decision functions directly.
+(192.0.2.0/24), 10.255.255.1, the reserved 240.0.0.0/4, ``.invalid`` or ``.test`` names or 127.x
+listeners, and asserts the guard raised. Behind the guard each child adds ``NO_TRAFFIC_LEAVES``, a
+second audit hook that ends the process before the system call if a connect, send or lookup of
+anything but this machine (the calls these tests make) ever gets past the guard: even a broken
+guard never sends a packet or a DNS query. Guarded code runs in child interpreters, because an
+audit hook cannot be removed from the process that added it. What the guard decides without a
+system call (this machine's names, odd arguments) is asserted on its decision functions directly.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ import pytest
 
 def _offline():
     try:
-        socket.create_connection(("240.0.0.0", 80), timeout=2).close()
+        socket.create_connection(("192.0.2.1", 80), timeout=2).close()
     except OSError as exc:
         if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return True
@@ -299,14 +299,22 @@ def test_fetches_the_page():
 
 def test_a_failed_lookup_raises_gaierror():
     with pytest.raises(socket.gaierror) as info:
-        socket.getaddrinfo("db.example.invalid", 5432)
+        socket.getaddrinfo("db.example.test", 5432)
     assert info.value.errno == socket.EAI_NONAME
     assert "tiergate: network blocked" in str(info.value)
 
 
 def test_gethostbyname_fails_as_offline():
     with pytest.raises(socket.gaierror):
-        socket.gethostbyname("api.example.invalid")
+        socket.gethostbyname("api.example.test")
+
+
+def test_a_black_hole_and_a_name_that_never_resolves_fail_as_offline():
+    with pytest.raises(OSError) as info:
+        socket.create_connection(("240.0.0.1", 80), timeout=2)
+    assert info.value.errno == errno.ENETUNREACH
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("badhost.invalid", 80)
 '''
 
 
@@ -317,17 +325,18 @@ def test_an_offline_probe_at_import_lets_the_module_import_and_its_tests_run(
     (pytester.path / "test_probe.py").write_text(OFFLINE_PROBE_SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tier", "fast")
     assert result.ret != 98, "the guard was not installed before the suite ran"
-    result.assert_outcomes(passed=3, skipped=1)
+    result.assert_outcomes(passed=4, skipped=1)
     findings = json.loads((pytester.path / ".tiergate/fast/findings.json").read_text())["findings"]
     blocked = {f["details"]["host"]: f for f in findings if f["kind"] == "network-blocked"}
-    assert set(blocked) == {"240.0.0.0", "db.example.invalid", "api.example.invalid"}
-    assert blocked["240.0.0.0"]["details"]["operation"] == "connect"
-    lookup = blocked["db.example.invalid"]
+    # and none for 240.0.0.1 or badhost.invalid: no network ever reaches them
+    assert set(blocked) == {"192.0.2.1", "db.example.test", "api.example.test"}
+    assert blocked["192.0.2.1"]["details"]["operation"] == "connect"
+    lookup = blocked["db.example.test"]
     assert lookup["test"] == "test_probe.py::test_a_failed_lookup_raises_gaierror"
     source = OFFLINE_PROBE_SUITE.splitlines()
     assert "getaddrinfo" in source[lookup["location"]["line"] - 1]
     assert lookup["location"]["path"].endswith("test_probe.py")
-    assert blocked["api.example.invalid"]["test"] == (
+    assert blocked["api.example.test"]["test"] == (
         "test_probe.py::test_gethostbyname_fails_as_offline")
 
 
@@ -347,13 +356,13 @@ def test_every_resolver_entry_point_is_guarded_and_fails_as_offline() -> None:
                              isinstance(exc, netguard.NetworkBlocked), str(exc)]
             else:
                 out[name] = "allowed"
-        attempt("gethostbyname", lambda: socket.gethostbyname("db.example.invalid"))
-        attempt("gethostbyname bytes", lambda: socket.gethostbyname(b"db.example.invalid"))
-        attempt("gethostbyname_ex", lambda: socket.gethostbyname_ex("db.example.invalid"))
+        attempt("gethostbyname", lambda: socket.gethostbyname("db.example.test"))
+        attempt("gethostbyname bytes", lambda: socket.gethostbyname(b"db.example.test"))
+        attempt("gethostbyname_ex", lambda: socket.gethostbyname_ex("db.example.test"))
         attempt("gethostbyaddr address", lambda: socket.gethostbyaddr("192.0.2.1"))
-        attempt("gethostbyaddr name", lambda: socket.gethostbyaddr("db.example.invalid"))
+        attempt("gethostbyaddr name", lambda: socket.gethostbyaddr("db.example.test"))
         attempt("getnameinfo", lambda: socket.getnameinfo(("192.0.2.1", 80), 0))
-        attempt("getaddrinfo", lambda: socket.getaddrinfo("db.example.invalid", 80))
+        attempt("getaddrinfo", lambda: socket.getaddrinfo("db.example.test", 80))
         attempt("localhost", lambda: socket.gethostbyname("localhost"))
         attempt("numeric", lambda: socket.gethostbyname("192.0.2.1"))
         out["findings"] = [[f.test, f.details["operation"]] for f in found]
@@ -387,7 +396,7 @@ def test_refused_lookups_in_children_are_findings_naming_the_test(tmp_path: Path
     result = run_guarded("""
         import socket
         BELT
-        for call in (lambda: socket.gethostbyname("db.example.invalid"),
+        for call in (lambda: socket.gethostbyname("db.example.test"),
                      lambda: socket.gethostbyaddr("192.0.2.9")):
             try:
                 call()
@@ -398,9 +407,76 @@ def test_refused_lookups_in_children_are_findings_naming_the_test(tmp_path: Path
     assert result.stdout.split() == ["LookupBlocked", "ReverseLookupBlocked"]
     findings = [json.loads(line)["finding"] for line in events.read_text().splitlines()]
     assert [(f["details"]["operation"], f["details"]["host"]) for f in findings] == [
-        ("lookup", "db.example.invalid"), ("reverse lookup", "192.0.2.9")]
+        ("lookup", "db.example.test"), ("reverse lookup", "192.0.2.9")]
     assert {f["test"] for f in findings} == {"tests/test_dns.py::test_resolves"}
     assert all(f["kind"] == "network-blocked" and f["location"]["line"] for f in findings)
+
+
+def test_unreachable_by_definition_is_refused_as_offline_without_a_finding() -> None:
+    result = run_guarded("""
+        import json, socket
+        from tiergate import netguard
+        found = []
+        netguard.install_guard("loopback", tier_name="fast", emit=found.append)
+        BELT
+        out = {}
+        def attempt(name, call):
+            try:
+                call()
+            except OSError as exc:
+                out[name] = [type(exc).__name__, exc.errno, isinstance(exc, socket.gaierror)]
+            else:
+                out[name] = "allowed"
+        def connect(family, address):
+            with socket.socket(family) as sock:
+                sock.settimeout(2)
+                sock.connect(address)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attempt("lookup x.invalid", lambda: socket.getaddrinfo("x.invalid", 80))
+        attempt("connect 240.0.0.1", lambda: connect(socket.AF_INET, ("240.0.0.1", 80)))
+        attempt("connect 100::1", lambda: connect(socket.AF_INET6, ("100::1", 80)))
+        attempt("sendto 0.1.2.3", lambda: udp.sendto(b"x", ("0.1.2.3", 9)))
+        attempt("connect 10.255.255.1", lambda: connect(socket.AF_INET, ("10.255.255.1", 80)))
+        out["findings"] = [f.details["host"] for f in found]
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    unreachable = ["NetworkBlocked", errno.ENETUNREACH, False]
+    assert out["lookup x.invalid"] == ["LookupBlocked", socket.EAI_NONAME, True]
+    assert out["connect 240.0.0.1"] == out["connect 100::1"] == out["sendto 0.1.2.3"] == unreachable
+    assert out["connect 10.255.255.1"] == unreachable  # refused the same way ...
+    assert out["findings"] == ["10.255.255.1"]  # ... but that one would leave the machine
+
+
+@pytest.mark.parametrize(
+    ("operation", "host", "never"),
+    [
+        ("lookup", "badhost.invalid", True),
+        ("lookup", "Something.INVALID.", True),
+        ("lookup", "invalid", True),
+        ("connect", "db.invalid", True),  # connect() to a name looks it up first
+        ("lookup", "invalid.example.com", False),
+        ("lookup", "app.test", False),  # a private resolver may answer .test and .example
+        ("lookup", "www.example", False),
+        ("connect", "240.0.0.0", True),
+        ("connect", "255.255.255.254", True),
+        ("sendto", "::ffff:240.0.0.1", True),
+        ("sendto", "255.255.255.255", False),  # broadcast: it does send, to the whole link
+        ("sendto", "<broadcast>", False),
+        ("connect", "239.255.255.255", False),
+        ("connect", "0.1.2.3", True),
+        ("connect", "0.0.0.0", False),  # this machine, which "none" refuses with a finding
+        ("connect", "100::1", True),
+        ("connect", "100:0:0:1::1", False),  # outside the discard /64
+        ("connect", "10.255.255.1", False),
+        ("connect", "192.0.2.1", False),
+        ("reverse lookup", "240.0.0.1", False),  # a PTR query asks the resolver
+        ("connect", "?", False),
+    ],
+)
+def test_destinations_no_network_reaches(operation: str, host: str, never: bool) -> None:
+    assert CORE.never_reachable(operation, host) is never
 
 
 def test_a_monkeypatched_getaddrinfo_does_not_break_the_allow_list() -> None:

@@ -15,7 +15,9 @@ resolves it locally), and connections to ``0.0.0.0``/``::``, which mean this mac
 
 Each refusal is also recorded: in-process through the reporter the plugin passes, in a child as
 one ``finding`` event appended (one ``os.write``, O_APPEND) to ``$TIERGATE_EVENTS``, attributed to
-``$TIERGATE_CURRENT_TEST`` (or pytest's ``PYTEST_CURRENT_TEST``) inherited from the test.
+``$TIERGATE_CURRENT_TEST`` (or pytest's ``PYTEST_CURRENT_TEST``) inherited from the test. Not
+recorded, only refused: destinations no network reaches by definition (``never_reachable``: the
+``.invalid`` names, 240.0.0.0/4, 0.0.0.0/8, 100::/64), which fail on every machine.
 
 Policies (``TIERGATE_NETWORK``): ``any``, ``loopback``, ``none``, or a JSON list of entries, each a
 host name, an IP, ``host:port``, ``[v6]:port`` or a CIDR. The names of a list are resolved once, at
@@ -375,6 +377,36 @@ def _split_host_port(entry: str) -> tuple[str, int | None]:
     return entry, None
 
 
+# Destinations no network ever reaches, by definition: refusing them is what every machine does,
+# online or not, so a test that uses one (a timeout test's black hole, a lookup meant to fail)
+# never wanted the network, and its refusal is no finding. The refusal itself is unchanged.
+_NEVER_REACHABLE: tuple[Network, ...] = (
+    (4, 0xF0000000, 4),  # 240.0.0.0/4, reserved (RFC 1112); 255.255.255.255 is taken out below
+    (4, 0, 8),  # "this network" (RFC 1122 3.2.1.3), never a destination; 0.0.0.0 is this machine
+    (6, 0x0100 << 112, 64),  # 100::/64, the IPv6 discard prefix (RFC 6666)
+)
+_BROADCAST = (4, 0xFFFFFFFF)  # in 240.0.0.0/4, but it does send: to everything on the link
+# Of the special-use names, only .invalid is defined never to resolve (RFC 6761 6.4: resolvers
+# answer NXDOMAIN, and libraries should not even ask). .test and .example do not qualify: a
+# private resolver may answer them (RFC 6761 6.2, 6.5; dnsmasq setups for *.test), so such a
+# lookup leaves the machine and may well reach something.
+_NEVER_RESOLVES = "invalid"
+
+
+def never_reachable(operation: str, host: str) -> bool:
+    """Is *host* unreachable by definition for *operation* (a refused connect, send or forward
+    lookup)? A reverse lookup is a PTR query to the resolver like any other: never."""
+    if operation == "reverse lookup":
+        return False
+    address = _ip(host)
+    if address is None:
+        name = _name(host)
+        return name == _NEVER_RESOLVES or name.endswith("." + _NEVER_RESOLVES)
+    if address == _BROADCAST or address == (4, 0):
+        return False
+    return any(_in(address, network) for network in _NEVER_REACHABLE)
+
+
 def _port(value: Any) -> int | None:
     if isinstance(value, int):
         return value
@@ -521,6 +553,20 @@ def _refuse(event: str, operation: str, host: str, port: int | None, sock: Any) 
     message = (f"tiergate: network blocked: {verb} {target} is not allowed by tier "
                f"{_tier or '?'!r} (network = {_policy.describe() if _policy else '?'}); "
                f"to allow it, {_allow_hint(operation, host, port)}")
+    # Unreachable by definition: no finding, and the socket stays the caller's, as it is offline
+    # (kept, it would also use up BLOCKED_SOCKETS in a suite of timeout tests).
+    if not never_reachable(operation, host):
+        _claim_and_record(message, operation, host, port, sock)
+    # What a machine with no network raises, so code that checks for "offline" sees just that.
+    if event == "socket.gethostbyaddr" and operation == "reverse lookup":
+        raise ReverseLookupBlocked(_HOST_NOT_FOUND, message)
+    if event in _LOOKUPS:
+        raise LookupBlocked(_socket.EAI_NONAME, message)
+    raise NetworkBlocked(errno.ENETUNREACH, message)
+
+
+def _claim_and_record(message: str, operation: str, host: str, port: int | None,
+                      sock: Any) -> None:
     if sock is not None and len(BLOCKED_SOCKETS) < _MAX_KEPT:
         BLOCKED_SOCKETS.append(sock)
     _busy.on = True
@@ -530,12 +576,6 @@ def _refuse(event: str, operation: str, host: str, port: int | None, sock: Any) 
         pass  # recording must never hide the refusal itself
     finally:
         _busy.on = False
-    # What a machine with no network raises, so code that checks for "offline" sees just that.
-    if event == "socket.gethostbyaddr" and operation == "reverse lookup":
-        raise ReverseLookupBlocked(_HOST_NOT_FOUND, message)
-    if event in _LOOKUPS:
-        raise LookupBlocked(_socket.EAI_NONAME, message)
-    raise NetworkBlocked(errno.ENETUNREACH, message)
 
 
 def _culprit() -> dict[str, Any] | None:
