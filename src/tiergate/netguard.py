@@ -74,11 +74,6 @@ def install_guard(
         os.environ.pop(guard.ENV_ADDRESSES, None)
 
 
-def remove_guard() -> None:
-    """Stop refusing (audit hooks cannot be removed; the hook stays, inert)."""
-    core().install(None)
-
-
 def guard_env(network: str | tuple[str, ...] | list[str], tier_name: str) -> dict[str, str]:
     """Variables that make ``sitecustomize`` guard every Python child with the same policy.
     The plugin adds ``TIERGATE_EVENTS`` (the events file) so children can record refusals."""

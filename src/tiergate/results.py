@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tiergate import events as ev
-from tiergate.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, Location, write_findings
+from tiergate.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, write_findings
 
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "timeout", "error")
 FAILING_OUTCOMES = frozenset({"failed", "timeout", "error"})
@@ -404,6 +404,3 @@ def _tests_of(finding: Finding) -> list[str]:
         return [str(test) for test in tests]
     return [finding.test] if finding.test else []
 
-
-def location_of(test: TestResult) -> Location | None:
-    return Location(test.path, test.line) if test.path else None
