@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import json
 import shlex
 import subprocess
@@ -62,6 +63,29 @@ SUITES = (
     Suite("watchdog", "a file watcher, with pytest-cov",
           ("pytest", "pytest-cov", "pytest-timeout", "flaky"), args=("--cov=watchdog",)),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Judged:
+    """A finding (or an outcome difference) read against the test that caused it."""
+    suite: str
+    kind: str  # a finding kind, or "difference"
+    test: str  # an fnmatch pattern of node ids
+    true: bool  # a real defect a maintainer would accept (for a difference: tiergate's fault)
+    why: str
+
+
+# Judged by reading each test (issue 15). A finding that matches no entry is "unjudged": read the
+# test, then add it here. Node ids as the JUnit file / findings.json spell them.
+JUDGED: tuple[Judged, ...] = ()
+
+
+def judge(suite: str, kind: str, test: str | None) -> Judged | None:
+    for entry in JUDGED:
+        if (entry.suite, entry.kind) == (suite, kind) and fnmatch.fnmatchcase(test or "",
+                                                                              entry.test):
+            return entry
+    return None
 
 
 def sh(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -157,6 +181,8 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated suite names")
     parser.add_argument("--work", type=Path, default=Path("/tmp/real-suites"))
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-run", action="store_true",
+                        help="the table from the last runs' saved results (after editing JUDGED)")
     args = parser.parse_args()
     wanted = {n for n in args.only.split(",") if n}
     rows = []
@@ -164,23 +190,32 @@ def main() -> int:
         if wanted and suite.name not in wanted:
             continue
         for run in range(1, args.repeat + 1):
+            saved = args.work / suite.name / f"row-{run}.json"
+            if args.no_run:
+                if saved.is_file():
+                    rows.append(json.loads(saved.read_text()))
+                continue
             try:
                 rows.append(run_suite(suite, args.work, run))
+                saved.write_text(json.dumps(rows[-1]))
             except RuntimeError as exc:
                 print(f"{exc}", file=sys.stderr)
                 break
     print("| suite | kind | tests | deselected by the tier | exit plain / tiergate "
-          "| outcome differences | findings | wall ratio |")
+          "| outcome differences (tiergate's / flaky in plain / unjudged) "
+          "| findings (true / false / unjudged) | wall ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         differences = row["differences"]
         assert isinstance(differences, list)
         findings = row["findings"]
         assert isinstance(findings, list)
-        print(f"| {row['suite']} | {row['kind']} | {row['tests']} | {row['deselected']} | "
-              f"{row['plain_exit']} / "
-              f"{row['tiergate_exit']} | {len(differences)} | {len(findings)} | "
-              f"{row['ratio']:.2f}x |")
+        suite = str(row["suite"])
+        diff = [judge(suite, "difference", key) for key, _, _ in differences]
+        found = [judge(suite, f["kind"], f.get("test")) for f in findings]
+        print(f"| {suite} | {row['kind']} | {row['tests']} | {row['deselected']} | "
+              f"{row['plain_exit']} / {row['tiergate_exit']} | {len(differences)} "
+              f"({_tally(diff)}) | {len(findings)} ({_tally(found)}) | {row['ratio']:.2f}x |")
     for row in rows:
         differences = row["differences"]
         findings = row["findings"]
@@ -188,13 +223,27 @@ def main() -> int:
         if differences:
             print(f"\n{row['suite']}: outcome differences (plain → tiergate)")
             for key, before, after in differences[:40]:
-                print(f"  {key}: {before} → {after}")
+                verdict = judge(str(row["suite"]), "difference", key)
+                print(f"  {key}: {before} → {after}{_why(verdict)}")
         if findings:
             print(f"\n{row['suite']}: findings (judge each by reading the test)")
             for finding in findings[:60]:
+                verdict = judge(str(row["suite"]), finding["kind"], finding.get("test"))
                 print(f"  {finding['severity']:7} {finding['kind']:18} {finding['test']}: "
-                      f"{str(finding['message'])[:160]}")
+                      f"{str(finding['message'])[:160]}{_why(verdict)}")
     return 0
+
+
+def _tally(verdicts: list[Judged | None]) -> str:
+    true = sum(1 for v in verdicts if v is not None and v.true)
+    false = sum(1 for v in verdicts if v is not None and not v.true)
+    return f"{true} / {false} / {len(verdicts) - true - false}"
+
+
+def _why(verdict: Judged | None) -> str:
+    if verdict is None:
+        return "\n      [unjudged: read the test, then add it to JUDGED]"
+    return f"\n      [{'true' if verdict.true else 'FALSE'}: {verdict.why}]"
 
 
 if __name__ == "__main__":
