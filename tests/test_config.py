@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -372,3 +373,108 @@ def test_a_config_error_leaves_the_previous_results_untouched(tmp_path: Path) ->
     assert proc.returncode != 0 and "'db:0' has a bad port" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
     untouched()
+
+
+# -- issue 17: one table of keys; `description`, the key added through it --------------------
+
+ONE_LINE = "use one line of printable text, at most 200 characters"
+CONTRACT = "contract tests against the payment sandbox, weekly"
+
+
+def test_a_description_is_read_and_shown_beside_the_tier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tiergate import cli
+
+    write(tmp_path, '[tool.tiergate.tiers.contract]\nmarkers = "contract"\n'
+                    f'description = "  {CONTRACT} "\n'
+                    '[tool.tiergate.tiers.fast]\nbudget = "5m"\n')
+    config = load_config(tmp_path)
+    assert config.tiers["contract"].description == CONTRACT
+    assert config.tiers["fast"].description == DEFAULT_TIERS["fast"].description != ""
+    assert cli.main(["tiers", "--no-collect", "--project", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"\ncontract — {CONTRACT}\n" in out
+    assert f"\nfast — {DEFAULT_TIERS['fast'].description}\n" in out
+    assert "  description" not in out  # beside the name, not again among the settings
+    assert cli.main(["tiers", "--no-collect", "--json", "--project", str(tmp_path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tiers"]["contract"]["description"] == CONTRACT
+
+
+def test_a_tier_without_a_description_shows_just_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tiergate import cli
+
+    write(tmp_path, '[tool.tiergate.tiers.smoke]\nmarkers = "smoke"\n')
+    assert load_config(tmp_path).tiers["smoke"].description == ""
+    assert cli.main(["tiers", "--no-collect", "--project", str(tmp_path)]) == 0
+    assert "\nsmoke\n  markers        smoke\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ('description = "runs\\nnightly"', "'runs\\nnightly'"),
+        ('description = "red \\u001b[31m alert"', "'red \\x1b[31m alert'"),  # a terminal escape
+        ('description = "tab\\there"', "'tab\\there'"),
+        ("description = 42", "42"),
+        ('description = ["a", "b"]', "['a', 'b']"),
+        (f'description = "{"x" * 201}"', repr("x" * 201)),
+    ],
+)
+def test_a_bad_description_is_one_line(tmp_path: Path, line: str, shown: str) -> None:
+    write(tmp_path, f"[tool.tiergate.tiers.fast]\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'pyproject.toml'}: [tool.tiergate.tiers.fast] "
+                               f"description = {shown} is not valid: {ONE_LINE}")
+
+
+def test_the_longest_description_is_200_characters(tmp_path: Path) -> None:
+    write(tmp_path, f'[tool.tiergate.tiers.fast]\ndescription = "{"é" * 200}"\n')
+    assert load_config(tmp_path).tiers["fast"].description == "é" * 200
+
+
+def test_an_unknown_key_lists_every_key_of_the_table(tmp_path: Path) -> None:
+    from tiergate.config import TIER_KEYS
+
+    write(tmp_path, '[tool.tiergate.tiers.fast]\ntimeout = "30s"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value).endswith(
+        "unknown key 'timeout': allowed keys are markers, paths, test-timeout, budget, grace, "
+        "network, leaks, workers, memory-limit, max-processes, max-fds, sample-interval, "
+        "leak-thresholds, collect-timeout, allow-no-tests, description")
+    assert list(TIER_KEYS) == str(info.value).rsplit("allowed keys are ", 1)[1].split(", ")
+
+
+def test_every_key_of_the_table_is_a_tier_field_that_rejects_its_bad_values() -> None:
+    """The table is the Tier class: each key names its field, and the values the docs show
+    as rejected are rejected with the one line that names the key."""
+    import dataclasses
+
+    from tiergate.config import COMMAND_LINE, TIER_KEYS, Tier, apply_overrides
+
+    fields = [f.name for f in dataclasses.fields(Tier)]
+    assert fields == ["name", *(key.field for key in TIER_KEYS.values())]
+    for name, key in TIER_KEYS.items():
+        assert key.doc and key.rejects, name
+        for bad in key.rejects:
+            with pytest.raises(ConfigError, match=rf"^--{name} .* is not valid: [^\n]+$"):
+                apply_overrides(Tier(name="x"), {name: bad}, COMMAND_LINE)
+
+
+def test_tiergate_run_has_an_option_for_each_key_with_a_flag() -> None:
+    import argparse
+
+    from tiergate.cli import build_parser
+    from tiergate.config import TIER_KEYS
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    run = commands.choices["run"]
+    options = {o for action in run._actions for o in action.option_strings}
+    for name, key in TIER_KEYS.items():
+        assert (f"--{name}" in options) == (key.flag is not None), name
+    assert "--description" not in options  # a label of the config, not something to override

@@ -24,11 +24,11 @@ def test_committed_page_matches_the_code(page: str) -> None:
 
 def test_every_config_key_and_subcommand_is_documented() -> None:
     from tiergate.cli import COMMANDS
-    from tiergate.config import _TIER_KEYS
+    from tiergate.config import TIER_KEYS
 
     config_md = GEN_DOCS.render_config()
     cli_md = GEN_DOCS.render_cli()
-    for key in _TIER_KEYS:
+    for key in TIER_KEYS:
         assert f"| `{key}` |" in config_md
     for command in COMMANDS:
         assert f"## tiergate {command}" in cli_md

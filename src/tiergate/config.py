@@ -9,7 +9,7 @@ import ipaddress
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ from tiergate.redact import use_names
 
 LEAK_POLICIES = ("fail", "warn", "off")
 NETWORK_WORDS = ("any", "loopback", "none")
+LEAK_THRESHOLD_KEYS = ("memory", "threads", "processes", "fds", "sockets", "tasks")
 MAX_DURATION = 7 * 24 * 3600.0  # no limit of a test or a tier is longer than a week
 MAX_WORKERS = 512
+MAX_DESCRIPTION = 200  # characters of a tier's one-line description
 _MAX_DIGITS = 18  # a longer run of digits is no sane count (and int() refuses 4300+ digits)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -95,28 +97,338 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+# -- the value each key takes: small parsers, named for what they accept ----------------------
+
+
+class BadValue(Exception):
+    """A value a key does not take. The message says what it does take: the end of the user's
+    one line. *read_as* is the value as the parser had read it when that differs from what was
+    written (``"2"`` read as a count shows as ``2``, a lone path as a list)."""
+
+    def __init__(self, allowed: str, *, read_as: object = None) -> None:
+        super().__init__(allowed)
+        self.read_as = read_as
+
+
+def _duration(raw: object) -> float:
+    try:
+        return parse_duration(raw)
+    except DurationRangeError:
+        raise BadValue(
+            f"a duration must be finite and at most {format_duration(MAX_DURATION)} (7 days)"
+        ) from None
+    except ValueError:
+        raise BadValue("use a duration such as 90, 90s, 5m or 1h") from None
+
+
+def _duration_above_zero(raw: object) -> float:
+    seconds = _duration(raw)
+    if seconds <= 0:
+        raise BadValue("it must be more than zero")
+    return seconds
+
+
+def _true_or_false(raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise BadValue("use true or false")
+    return raw
+
+
+def _marker_expression(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise BadValue('use a pytest -m expression in a string, e.g. "not slow"')
+    if raw.strip():
+        problem = marker_expression_error(raw)
+        if problem:
+            raise BadValue(f"not a pytest -m expression ({problem})")
+    return raw.strip()
+
+
+def _paths(raw: object) -> tuple[str, ...]:
+    paths = [raw] if isinstance(raw, str) else raw  # one path may be written without a list
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise BadValue('use a list of paths relative to the project, e.g. ["tests/unit"]',
+                       read_as=paths)
+    return tuple(paths)
+
+
+def _leak_policy(raw: object) -> str:
+    if raw not in LEAK_POLICIES:
+        raise BadValue(f"use one of {', '.join(LEAK_POLICIES)}")
+    return str(raw)
+
+
+def _workers(raw: object) -> int | str:
+    if raw == "auto" or raw == "logical":
+        return str(raw)
+    count = raw
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS:
+        count = int(raw)  # the command line gives every value as a string
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_WORKERS:
+        raise BadValue(f'use 1 (no xdist), a number of workers up to {MAX_WORKERS}, or "auto"',
+                       read_as=count)
+    return count
+
+
+def _memory_limit(raw: object) -> str:
+    """Kept as written: a share of the machine ("85%") is resolved where the tree is watched."""
+    try:
+        size = parse_size(raw, total=2**40)  # any total: "0.5%" of a small one would be 0
+    except ValueError:
+        raise BadValue(
+            'use a size such as "2GB", "512MiB" or a share of the machine, "85%"'
+        ) from None
+    if size < 1:
+        raise BadValue("it must be more than zero")
+    return str(raw)
+
+
+def _whole_number_above_zero(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise BadValue("use a whole number above zero")
+    return raw
+
+
+def _leak_thresholds(raw: object) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise BadValue(f"use a table with keys among {', '.join(LEAK_THRESHOLD_KEYS)}")
+    out: dict[str, float] = {}
+    for kind, value in raw.items():
+        if kind not in LEAK_THRESHOLD_KEYS:
+            raise BadValue(f"unknown kind {kind!r}: use {', '.join(LEAK_THRESHOLD_KEYS)}")
+        out[kind] = _leak_tolerance(kind, value)
+    return out
+
+
+def _leak_tolerance(kind: str, value: object) -> float:
+    if kind == "memory":
+        try:
+            return float(parse_size(value))
+        except ValueError:
+            raise BadValue('memory needs a size of 0 or more, such as "20MB"') from None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value) if len(value) <= _MAX_DIGITS else -1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadValue(f"{kind} needs a whole number of 0 or more")
+    return float(value)
+
+
+def _one_line(raw: object) -> str:
+    # printable only: the text goes to terminals, where a newline or an escape would forge output
+    if not isinstance(raw, str) or not raw.isprintable() or len(raw) > MAX_DESCRIPTION:
+        raise BadValue(f"use one line of printable text, at most {MAX_DESCRIPTION} characters")
+    return raw.strip()
+
+
+def _network(raw: object) -> str | tuple[str, ...]:
+    allowed = 'use "any", "loopback", "none" or a list of hosts, host:port and CIDRs'
+    if isinstance(raw, str):
+        if raw not in NETWORK_WORDS:
+            raise BadValue(allowed)
+        return raw
+    if isinstance(raw, list) and not raw:
+        raise BadValue('an empty list allows nothing: write "none" for that')
+    if isinstance(raw, list) and all(isinstance(x, str) and x.strip() for x in raw):
+        entries = tuple(x.strip() for x in raw)
+        for entry in entries:
+            problem = _network_entry_error(entry)
+            if problem:
+                raise BadValue(f"{entry!r} {problem}")
+        return entries
+    raise BadValue(allowed)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+
+
+def _network_entry_error(entry: str) -> str | None:
+    """What is wrong with one allow-list entry (a host, host:port, IP, CIDR, ``[v6]:port``), read
+    the way the guard reads it (``_split_host_port`` in boot/site/_tiergate_netguard.py)."""
+    host: str = entry
+    port: str | None = None
+    if entry.startswith("["):
+        host, closed, rest = entry[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            return "is not valid: write an IPv6 address with a port as [::1]:5432"
+        port = rest[1:] if rest else None
+        if not _is_ip_or_network(host) or ":" not in host:
+            return "is not an IPv6 address or network"
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    if port is not None and not (
+        port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
+    ):
+        return "has a bad port: a port is a number from 1 to 65535"
+    if "/" in host or ":" in host:
+        if not _is_ip_or_network(host):
+            return "is not a valid IP network: write a CIDR such as 10.0.0.0/8 or fd00::/8"
+        return None
+    if re.fullmatch(r"[0-9.]+", host):
+        if not _is_ip_or_network(host):
+            return "is not a valid IPv4 address"
+        return None
+    if not host or len(host) > 253 or not _HOST_NAME.fullmatch(host):
+        return "is not a host name, IP address or CIDR"
+    return None
+
+
+def _is_ip_or_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def marker_expression_error(expression: str) -> str | None:
+    """Why *expression* is not a valid ``-m`` expression, or None when it is."""
+    from _pytest.mark.expression import Expression
+
+    try:
+        Expression.compile(expression)
+    except Exception as exc:  # ParseError before pytest 9, SyntaxError since
+        return str(getattr(exc, "msg", None) or exc)
+    return None
+
+# -- the table of keys ---------------------------------------------------------------------
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _word_or_list(value: Any) -> Any:
+    return value if isinstance(value, str) else list(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A key's ``tiergate run --KEY`` option. No *metavar*: an on/off switch. *help* is an
+    argparse help string (so a literal % is written %%)."""
+
+    help: str
+    metavar: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TierKey:
+    """One key of ``[tool.tiergate.tiers.NAME]``. The validator, ``tiergate run``'s options,
+    ``Tier.describe()`` and docs/config.md all read these; nothing else spells a key."""
+
+    name: str  # as the user writes it
+    parse: Callable[[object], Any]  # a TOML or command-line value -> the field's, or BadValue
+    doc: str  # what the key means, in the user's words (docs/config.md)
+    rejects: tuple[object, ...]  # bad values docs/config.md shows with their error lines
+    show: Callable[[Any], Any] = _as_is  # the field's value as a user would write it
+    listed: bool = True  # in Tier.describe(): `tiergate tiers` and the run's recorded settings
+    flag: Flag | None = None
+    field: str = ""  # the Tier attribute, filled in from the class below
+
+    def written(self, tier: Tier) -> Any:
+        return self.show(getattr(tier, self.field))
+
+
+_KEY = "tiergate.key"
+
+
+def tier_key(name: str, parse: Callable[[object], Any], *, default: object = None,
+             factory: Callable[[], object] | None = None, doc: str,
+             rejects: tuple[object, ...], show: Callable[[Any], Any] = _as_is,
+             listed: bool = True, flag: Flag | None = None) -> Any:
+    """A ``Tier`` field that is also a row of the table of keys (see ``TierKey``)."""
+    entry = {_KEY: TierKey(name, parse, doc, rejects, show, listed, flag)}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=entry)
+    return dataclasses.field(default=default, metadata=entry)
+
+
 @dataclasses.dataclass(frozen=True)
 class Tier:
-    """One cadence of the suite: what it selects and how hard it is held."""
+    """One cadence of the suite: what it selects and how hard it is held.
+
+    Every field but ``name`` is a key users write in ``[tool.tiergate.tiers.NAME]``, and its
+    ``tier_key`` is that key's one entry in the table: name, parser (with the range it allows),
+    default, ``tiergate run`` option and the text docs/config.md shows. Adding a key is adding a
+    field here, plus whatever reads the field."""
 
     name: str
-    markers: str = ""
-    paths: tuple[str, ...] = ()
-    test_timeout: float = 60.0
-    budget: float = 900.0
-    grace: float = 10.0
-    network: str | tuple[str, ...] = "any"
-    leaks: str = "warn"
-    workers: int | str = 1
-    memory_limit: str | None = None
-    max_processes: int | None = None
-    max_fds: int | None = None
-    sample_interval: float = 0.5  # seconds between samples of the tree; 0 = off (limits too)
-    leak_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    # Seconds collecting (importing) one test module may take; 0 = no limit. Left out (negative),
-    # it is the tier's test_timeout, resolved here once: the field is always a number of seconds.
-    collect_timeout: float = -1.0
-    allow_no_tests: bool = False  # a tier that selects no tests is not a failure
+    markers: str = tier_key(
+        "markers", _marker_expression, default="", rejects=(42, "not ("),
+        flag=Flag("pytest -m expression for the tier", "EXPR"),
+        doc="which tests the tier runs: a pytest `-m` expression, combined with any `-m` given "
+            "to pytest")
+    paths: tuple[str, ...] = tier_key(
+        "paths", _paths, default=(), show=list, rejects=(3,),
+        doc="only tests under these paths, relative to the project (default: pytest's own "
+            "`testpaths`)")
+    test_timeout: float = tier_key(
+        "test-timeout", _duration_above_zero, default=60.0, show=format_duration,
+        rejects=("5x",), flag=Flag("per-test limit, e.g. 30s (overrides the tier)", "DURATION"),
+        doc="limit per test (setup + call + teardown); a `@pytest.mark.timeout(N)` wins for its "
+            "test. At the limit the process tree is dumped and the test fails; `grace` later the "
+            "supervisor kills and resumes")
+    budget: float = tier_key(
+        "budget", _duration_above_zero, default=900.0, show=format_duration,
+        rejects=("soon", "0"), flag=Flag("the tier's hard limit, e.g. 15m", "DURATION"),
+        doc="hard limit for the whole tier; then SIGTERM to pytest's group, `grace`, SIGKILL, "
+            "and a `job-timeout` finding")
+    grace: float = tier_key(
+        "grace", _duration, default=10.0, show=format_duration, rejects=("soon",),
+        flag=Flag("time between a polite stop and a kill, e.g. 10s", "DURATION"),
+        doc="time between a polite stop (soft timeout, SIGTERM) and a kill")
+    network: str | tuple[str, ...] = tier_key(
+        "network", _network, default="any", show=_word_or_list,
+        rejects=("internet", [], ["db:99999"]),
+        doc="what tests may connect to: `any`, `loopback`, `none`, or a list of hosts, "
+            "`host:port` and CIDRs; anything else raises at once with a `network-blocked` "
+            "finding")
+    leaks: str = tier_key(
+        "leaks", _leak_policy, default="warn", rejects=("maybe",),
+        doc="what a confirmed leak finding does: `fail` the run, `warn`, or `off` (no probes)")
+    workers: int | str = tier_key(
+        "workers", _workers, default=1, rejects=(0,),
+        flag=Flag("xdist workers (1 = no xdist)", "N|auto"),
+        doc="`1` (no xdist), a number of xdist workers, or `auto`")
+    memory_limit: str | None = tier_key(
+        "memory-limit", _memory_limit, default=None, rejects=("lots",),
+        flag=Flag("the process tree's memory limit, e.g. 2GB or 85%%", "SIZE"),
+        doc="the process tree's RSS limit (a size or a share of the machine); at 80 % a warning "
+            "finding, past it a dump, a kill and a `resource-pressure` finding")
+    max_processes: int | None = tier_key(
+        "max-processes", _whole_number_above_zero, default=None, rejects=(0,),
+        doc="limit on the number of processes in pytest's tree")
+    max_fds: int | None = tier_key(
+        "max-fds", _whole_number_above_zero, default=None, rejects=("many",),
+        doc="limit on open file descriptors in pytest's tree")
+    sample_interval: float = tier_key(
+        "sample-interval", _duration, default=0.5, show=format_duration, rejects=("often",),
+        flag=Flag("how often the process tree is sampled (0 turns sampling off)", "DURATION"),
+        doc="seconds between samples of the process tree (RSS, CPU, threads, fds); `0` turns "
+            "sampling and the limits off")
+    # Left out of describe(): a table, and the run's recorded settings keep scalars only.
+    leak_thresholds: Mapping[str, float] = tier_key(
+        "leak-thresholds", _leak_thresholds, factory=dict, show=dict, listed=False,
+        rejects=({"cpu": 1},),
+        doc="per-kind tolerance before a leak is reported, e.g. "
+            '`{ memory = "20MB", threads = 0 }`')
+    # Left out (negative), it is the tier's test_timeout, resolved in __post_init__ once: the
+    # field is always a number of seconds.
+    collect_timeout: float = tier_key(
+        "collect-timeout", _duration, default=-1.0, show=format_duration,
+        rejects=("soon", float("inf")),
+        flag=Flag("limit on collecting (importing) one test module (0 = no limit)", "DURATION"),
+        doc="limit on collecting (importing) one test module (default: the tier's "
+            "`test-timeout`; `0` = no limit); at the limit the tree is dumped and the run "
+            "resumes without that module, with a `collect-timeout` finding")
+    allow_no_tests: bool = tier_key(
+        "allow-no-tests", _true_or_false, default=False, rejects=("yes",),
+        flag=Flag("a tier that selects no tests is not a failure"),
+        doc="`true`: a tier that selects no tests passes instead of failing with exit code 5")
+    description: str = tier_key(
+        "description", _one_line, default="", rejects=("runs\nnightly",),
+        doc="one line that `tiergate tiers` shows beside the tier's name: what the tier is for "
+            "and when it runs")
 
     def __post_init__(self) -> None:
         if self.collect_timeout < 0:
@@ -124,22 +436,7 @@ class Tier:
 
     def describe(self) -> dict[str, Any]:
         """The settings as a user would write them (used by ``tiergate tiers`` and events)."""
-        return {
-            "markers": self.markers,
-            "paths": list(self.paths),
-            "test-timeout": format_duration(self.test_timeout),
-            "budget": format_duration(self.budget),
-            "grace": format_duration(self.grace),
-            "network": self.network if isinstance(self.network, str) else list(self.network),
-            "leaks": self.leaks,
-            "workers": self.workers,
-            "memory-limit": self.memory_limit,
-            "max-processes": self.max_processes,
-            "max-fds": self.max_fds,
-            "sample-interval": format_duration(self.sample_interval),
-            "collect-timeout": format_duration(self.collect_timeout),
-            "allow-no-tests": self.allow_no_tests,
-        }
+        return {key.name: key.written(self) for key in TIER_KEYS.values() if key.listed}
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -159,9 +456,18 @@ class Tier:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+# Every key a user may write in [tool.tiergate.tiers.NAME], in the order docs and errors list them.
+TIER_KEYS: dict[str, TierKey] = {
+    entry.name: dataclasses.replace(entry, field=f.name)
+    for f in dataclasses.fields(Tier)
+    if (entry := f.metadata.get(_KEY)) is not None
+}
+
+
 DEFAULT_TIERS: dict[str, Tier] = {
     "fast": Tier(
         name="fast",
+        description="every pull request: unit tests, no outside services, minutes",
         markers="not (integration or e2e or staging or slow)",
         test_timeout=60.0,
         budget=15 * 60.0,
@@ -172,6 +478,7 @@ DEFAULT_TIERS: dict[str, Tier] = {
     ),
     "nightly": Tier(
         name="nightly",
+        description="every night: integration and slow tests, real infrastructure",
         markers="integration or slow",
         test_timeout=10 * 60.0,
         budget=2 * 3600.0,
@@ -182,6 +489,7 @@ DEFAULT_TIERS: dict[str, Tier] = {
     ),
     "staging": Tier(
         name="staging",
+        description="on demand: end-to-end tests against a staging system",
         markers="e2e or staging",
         test_timeout=5 * 60.0,
         budget=3600.0,
@@ -201,25 +509,6 @@ TIER_MARKERS = {
     "staging": "needs a staging environment (staging tier)",
 }
 
-# Keys a user may write in [tool.tiergate.tiers.NAME], and the Tier field each one sets.
-_TIER_KEYS = {
-    "markers": "markers",
-    "paths": "paths",
-    "test-timeout": "test_timeout",
-    "budget": "budget",
-    "grace": "grace",
-    "network": "network",
-    "leaks": "leaks",
-    "workers": "workers",
-    "memory-limit": "memory_limit",
-    "max-processes": "max_processes",
-    "max-fds": "max_fds",
-    "sample-interval": "sample_interval",
-    "leak-thresholds": "leak_thresholds",
-    "collect-timeout": "collect_timeout",
-    "allow-no-tests": "allow_no_tests",
-}
-LEAK_THRESHOLD_KEYS = ("memory", "threads", "processes", "fds", "sockets", "tasks")
 REDACT_KEY = "redact"  # [tool.tiergate] redact = ["NAME", ...]: more variables holding secrets
 # Every key [tool.tiergate] accepts: the check and its error message both read this one list.
 _TOP_KEYS = ("tiers", REDACT_KEY)
@@ -309,14 +598,19 @@ def parse_tiers(section: object, path: Path) -> dict[str, Tier]:
 def apply_overrides(base: Tier, values: Mapping[str, object], where: str) -> Tier:
     """Validate user-written *values* (keys as in the config file) and merge them over *base*."""
     changes: dict[str, Any] = {}
-    for key, raw in values.items():
+    for name, raw in values.items():
         if raw is None:
             continue
-        if key not in _TIER_KEYS:
+        key = TIER_KEYS.get(name)
+        if key is None:
             raise ConfigError(
-                f"{where} unknown key {key!r}: allowed keys are {', '.join(_TIER_KEYS)}"
+                f"{where} unknown key {name!r}: allowed keys are {', '.join(TIER_KEYS)}"
             )
-        changes[_TIER_KEYS[key]] = _validate(key, raw, where)
+        try:
+            changes[key.field] = key.parse(raw)
+        except BadValue as exc:
+            shown = raw if exc.read_as is None else exc.read_as
+            raise _not_valid(name, shown, exc, where) from None
     # collect-timeout not given follows the tier's test-timeout, also when that is overridden.
     if (
         "test_timeout" in changes
@@ -327,162 +621,11 @@ def apply_overrides(base: Tier, values: Mapping[str, object], where: str) -> Tie
     return dataclasses.replace(base, **changes)
 
 
-def _validate(key: str, raw: object, where: str) -> Any:
-    def bad(allowed: str) -> ConfigError:
-        if where == COMMAND_LINE:
-            return ConfigError(f"--{key} {raw!r} is not valid: {allowed}")
-        return ConfigError(f"{where} {key} = {raw!r} is not valid: {allowed}")
-
-    if key in ("test-timeout", "budget", "grace", "sample-interval", "collect-timeout"):
-        try:
-            seconds = parse_duration(raw)
-        except DurationRangeError:
-            raise bad(
-                f"a duration must be finite and at most {format_duration(MAX_DURATION)} (7 days)"
-            ) from None
-        except ValueError:
-            raise bad("use a duration such as 90, 90s, 5m or 1h") from None
-        if key in ("test-timeout", "budget") and seconds <= 0:
-            raise bad("it must be more than zero")
-        return seconds
-    if key == "allow-no-tests":
-        if not isinstance(raw, bool):
-            raise bad("use true or false")
-        return raw
-    if key == "markers":
-        if not isinstance(raw, str):
-            raise bad('use a pytest -m expression in a string, e.g. "not slow"')
-        if raw.strip():
-            problem = marker_expression_error(raw)
-            if problem:
-                raise bad(f"not a pytest -m expression ({problem})")
-        return raw.strip()
-    if key == "paths":
-        if isinstance(raw, str):
-            raw = [raw]
-        if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
-            raise bad('use a list of paths relative to the project, e.g. ["tests/unit"]')
-        return tuple(raw)
-    if key == "network":
-        return _validate_network(raw, bad)
-    if key == "leaks":
-        if raw not in LEAK_POLICIES:
-            raise bad(f"use one of {', '.join(LEAK_POLICIES)}")
-        return raw
-    if key == "workers":
-        if raw == "auto" or raw == "logical":
-            return raw
-        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS:
-            raw = int(raw)
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_WORKERS:
-            raise bad(f'use 1 (no xdist), a number of workers up to {MAX_WORKERS}, or "auto"')
-        return raw
-    if key == "memory-limit":
-        try:
-            size = parse_size(raw, total=2**40)  # any total: "0.5%" of a small one would be 0
-        except ValueError:
-            raise bad(
-                'use a size such as "2GB", "512MiB" or a share of the machine, "85%"'
-            ) from None
-        if size < 1:
-            raise bad("it must be more than zero")
-        return str(raw)
-    if key in ("max-processes", "max-fds"):
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise bad("use a whole number above zero")
-        return raw
-    if key == "leak-thresholds":
-        if not isinstance(raw, dict):
-            raise bad(f"use a table with keys among {', '.join(LEAK_THRESHOLD_KEYS)}")
-        out: dict[str, float] = {}
-        for kind, value in raw.items():
-            if kind not in LEAK_THRESHOLD_KEYS:
-                raise bad(f"unknown kind {kind!r}: use {', '.join(LEAK_THRESHOLD_KEYS)}")
-            if kind == "memory":
-                try:
-                    out[kind] = float(parse_size(value))
-                except ValueError:
-                    raise bad('memory needs a size of 0 or more, such as "20MB"') from None
-                continue
-            if isinstance(value, str) and value.isascii() and value.isdigit():
-                value = int(value) if len(value) <= _MAX_DIGITS else -1
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise bad(f"{kind} needs a whole number of 0 or more")
-            out[kind] = float(value)
-        return out
-    raise AssertionError(key)  # pragma: no cover - _TIER_KEYS and this function move together
-
-
-def _validate_network(raw: object, bad: Any) -> str | tuple[str, ...]:
-    allowed = 'use "any", "loopback", "none" or a list of hosts, host:port and CIDRs'
-    if isinstance(raw, str):
-        if raw not in NETWORK_WORDS:
-            raise bad(allowed)
-        return raw
-    if isinstance(raw, list) and not raw:
-        raise bad('an empty list allows nothing: write "none" for that')
-    if isinstance(raw, list) and all(isinstance(x, str) and x.strip() for x in raw):
-        entries = tuple(x.strip() for x in raw)
-        for entry in entries:
-            problem = _network_entry_error(entry)
-            if problem:
-                raise bad(f"{entry!r} {problem}")
-        return entries
-    raise bad(allowed)
-
-
-_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
-
-
-def _network_entry_error(entry: str) -> str | None:
-    """What is wrong with one allow-list entry (a host, host:port, IP, CIDR, ``[v6]:port``), read
-    the way the guard reads it (``_split_host_port`` in boot/site/_tiergate_netguard.py)."""
-    host: str = entry
-    port: str | None = None
-    if entry.startswith("["):
-        host, closed, rest = entry[1:].partition("]")
-        if not closed or (rest and not rest.startswith(":")):
-            return "is not valid: write an IPv6 address with a port as [::1]:5432"
-        port = rest[1:] if rest else None
-        if not _is_ip_or_network(host) or ":" not in host:
-            return "is not an IPv6 address or network"
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    if port is not None and not (
-        port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
-    ):
-        return "has a bad port: a port is a number from 1 to 65535"
-    if "/" in host or ":" in host:
-        if not _is_ip_or_network(host):
-            return "is not a valid IP network: write a CIDR such as 10.0.0.0/8 or fd00::/8"
-        return None
-    if re.fullmatch(r"[0-9.]+", host):
-        if not _is_ip_or_network(host):
-            return "is not a valid IPv4 address"
-        return None
-    if not host or len(host) > 253 or not _HOST_NAME.fullmatch(host):
-        return "is not a host name, IP address or CIDR"
-    return None
-
-
-def _is_ip_or_network(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
-    return True
-
-
-def marker_expression_error(expression: str) -> str | None:
-    """Why *expression* is not a valid ``-m`` expression, or None when it is."""
-    from _pytest.mark.expression import Expression
-
-    try:
-        Expression.compile(expression)
-    except Exception as exc:  # ParseError before pytest 9, SyntaxError since
-        return str(getattr(exc, "msg", None) or exc)
-    return None
+def _not_valid(name: str, value: object, problem: BadValue, where: str) -> ConfigError:
+    """The user's one line: where the value was written, the key, the value, what is allowed."""
+    if where == COMMAND_LINE:
+        return ConfigError(f"--{name} {value!r} is not valid: {problem}")
+    return ConfigError(f"{where} {name} = {value!r} is not valid: {problem}")
 
 
 def resolve_tier(config: Config, name: str, overrides: Mapping[str, object] | None = None) -> Tier:

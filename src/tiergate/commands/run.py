@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.commands import add_project_option
-from tiergate.config import load_config, resolve_tier
+from tiergate.config import TIER_KEYS, Flag, TierKey, load_config, resolve_tier
 from tiergate.errors import UsageError
 from tiergate.supervisor import RunPlan, run_plan
 
@@ -26,23 +26,9 @@ def add_parser(sub: Any, name: str) -> None:
         default=None,
         help="where the results go (default .tiergate/TIER in the project)",
     )
-    parser.add_argument(
-        "--test-timeout", metavar="DURATION", help="per-test limit, e.g. 30s (overrides the tier)"
-    )
-    parser.add_argument("--budget", metavar="DURATION", help="the tier's hard limit, e.g. 15m")
-    parser.add_argument(
-        "--grace", metavar="DURATION", help="time between a polite stop and a kill, e.g. 10s"
-    )
-    parser.add_argument("--workers", metavar="N|auto", help="xdist workers (1 = no xdist)")
-    parser.add_argument("--markers", metavar="EXPR", help="pytest -m expression for the tier")
-    parser.add_argument("--memory-limit", metavar="SIZE",
-                        help="the process tree's memory limit, e.g. 2GB or 85%%")
-    parser.add_argument("--sample-interval", metavar="DURATION",
-                        help="how often the process tree is sampled (0 turns sampling off)")
-    parser.add_argument("--collect-timeout", metavar="DURATION",
-                        help="limit on collecting (importing) one test module (0 = no limit)")
-    parser.add_argument("--allow-no-tests", action="store_true", default=None,
-                        help="a tier that selects no tests is not a failure")
+    for key in TIER_KEYS.values():  # the tier keys with a Flag in the table: --KEY overrides it
+        if key.flag:
+            _add_override(parser, key, key.flag)
     parser.add_argument(
         "--shard", metavar="K/N", help="run part K of N, balanced by durations of earlier runs"
     )
@@ -58,22 +44,20 @@ def add_parser(sub: Any, name: str) -> None:
     parser.set_defaults(handler=run)
 
 
+def _add_override(parser: argparse.ArgumentParser, key: TierKey, flag: Flag) -> None:
+    if flag.metavar is None:  # a switch; default None (not given) keeps the tier's own value
+        parser.add_argument(f"--{key.name}", dest=key.field, action="store_true", default=None,
+                            help=flag.help)
+    else:
+        parser.add_argument(f"--{key.name}", dest=key.field, metavar=flag.metavar, help=flag.help)
+
+
 def run(args: argparse.Namespace) -> int:
     project: Path = args.project.resolve()
     if not project.is_dir():
         raise UsageError(f"--project {args.project}: no such directory")
     config = load_config(project)
-    overrides = {
-        "test-timeout": args.test_timeout,
-        "budget": args.budget,
-        "grace": args.grace,
-        "workers": args.workers,
-        "markers": args.markers,
-        "memory-limit": args.memory_limit,
-        "sample-interval": args.sample_interval,
-        "collect-timeout": args.collect_timeout,
-        "allow-no-tests": args.allow_no_tests,
-    }
+    overrides = {key.name: getattr(args, key.field) for key in TIER_KEYS.values() if key.flag}
     tier = resolve_tier(config, args.tier, overrides)
     root = config.root
     # absolute, not resolved: a symlinked results dir must be seen (and refused) as one

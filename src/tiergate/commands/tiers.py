@@ -73,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"tiers from {config.source or 'the defaults (no [tool.tiergate] in pyproject.toml)'}")
     for name, tier in config.tiers.items():
         count = "" if collected is None else f"  {len(collected['tiers'][name])} tests"
-        print(f"\n{name}{count}")
+        about = f" — {tier.description}" if tier.description else ""
+        print(f"\n{name}{count}{about}")
         for key, value in tier.describe().items():
+            if key == "description":
+                continue  # shown beside the name
             if isinstance(value, bool):
                 value = str(value).lower()  # as TOML writes it
             if value not in (None, [], ""):
