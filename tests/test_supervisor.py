@@ -300,3 +300,94 @@ def test_the_test_a_process_inherited_is_read_from_pytest_current_test(
 ) -> None:
     during = StartedDuring.parse(inherited)
     assert (during.test, during.phase) == (test, phase) if during else test is None
+
+
+# -- the exit watch (issue 15): slow is not stuck, daemon threads are never waited for ----------
+
+EXIT_TIER = """
+[tool.tiergate.tiers.fast]
+test-timeout = "30s"
+grace = "2s"
+leaks = "off"
+"""
+
+DAEMON_IN_ACCEPT = """
+    import socket, threading
+
+    def serve(server):
+        server.accept()  # nobody ever connects
+
+    def test_starts_a_daemon_server():
+        server = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=serve, args=(server,), name="daemon-server", daemon=True).start()
+"""
+
+
+def _exit_hangs(project: Path) -> list[dict[str, object]]:
+    return [f for f in findings(project)["findings"] if f["kind"] == "exit-hang"]
+
+
+def test_a_daemon_thread_in_accept_and_a_slow_wrap_up_are_no_exit_hang(tmp_path: Path) -> None:
+    # pytest's wrap-up works for three graces after the session (a big terminal summary on a
+    # loaded machine), while a daemon thread sits in accept: Python exits all the same.
+    project = make_project(tmp_path, {
+        "test_daemon.py": DAEMON_IN_ACCEPT,
+        "conftest.py": """
+            import time
+
+            def pytest_unconfigure(config):
+                end = time.monotonic() + 6
+                while time.monotonic() < end:
+                    pass
+        """,
+    }, EXIT_TIER)
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _exit_hangs(project) == []
+    assert [e["returncode"] for e in events(project) if e["event"] == "pytest-exit"] == [0]
+
+
+def test_a_non_daemon_thread_blocked_forever_is_named_not_the_daemon_one(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {
+        "test_daemon.py": DAEMON_IN_ACCEPT,
+        "test_forever.py": """
+            import threading
+
+            def wait_forever():
+                threading.Event().wait()
+
+            def test_starts_a_worker():
+                threading.Thread(target=wait_forever, name="forever-worker").start()
+        """,
+    }, EXIT_TIER)
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert findings(project)["counts"]["passed"] == 2  # the results stand
+    [hang] = _exit_hangs(project)
+    assert "non-daemon threads: thread 'forever-worker'" in str(hang["message"])
+    assert "daemon-server" not in str(hang["message"]) and "accept" not in str(hang["message"])
+    assert hang["culprit"] == {"path": "test_forever.py", "line": 5, "function": "wait_forever",
+                               "reason": "thread 'forever-worker' is still running"}
+
+
+def test_an_atexit_handler_that_never_returns_is_named(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {
+        "test_daemon.py": DAEMON_IN_ACCEPT,
+        "test_atexit.py": """
+            import atexit, threading
+
+            def flush_forever():
+                threading.Event().wait()
+
+            def test_registers_a_handler():
+                atexit.register(flush_forever)
+        """,
+    }, EXIT_TIER)
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [hang] = _exit_hangs(project)
+    assert "the atexit handler flush_forever (test_atexit.py) has not returned; stuck in " \
+        "flush_forever (test_atexit.py:5)" in str(hang["message"])
+    culprit = hang["culprit"]
+    assert isinstance(culprit, dict)
+    assert (culprit["path"], culprit["function"]) == ("test_atexit.py", "flush_forever")

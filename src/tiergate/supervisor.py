@@ -20,11 +20,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tiergate import events as ev
 from tiergate import outpump
-from tiergate.boot import boot_env
+from tiergate.boot import boot_env, stacks_file
 from tiergate.config import Tier
 from tiergate.findings import Culprit, Finding, Location
 from tiergate.lastwill import LastWill
@@ -49,6 +49,9 @@ from tiergate.results import ORPHANED_PREFIX, RunResult, build
 from tiergate.runspec import RunSpec
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.treewatch import TreeWatch
+
+if TYPE_CHECKING:
+    from tiergate.culprit import CodeFilter, ThreadStack
 
 POLL_SECONDS = 0.05
 CANCEL_STOP_SECONDS = 2.0  # GitHub gives 7.5 s from SIGINT to SIGTERM and 2.5 s more to SIGKILL
@@ -604,28 +607,33 @@ class Supervisor:
             self.ignored.append(module.path)
         self.collecting.pop(module.pid, None)
 
+    _exit_watch: _ExitWatch | None = None  # from pytest's session end to its exit
+
     def _exit_hang(self, proc: subprocess.Popen[bytes], pgid: int) -> bool:
-        """pytest said its session ended but has not exited within the grace: something keeps
-        the interpreter alive (a non-daemon thread, an atexit handler, a child it waits for).
-        The results stand; the hang is a finding, named, and pytest is killed."""
-        if self.session_end is None or time.monotonic() < self.session_end + self.tier.grace:
+        """pytest said its session ended and has not exited: after its own wrap-up (terminal
+        summary, unconfigure, cleanups) the interpreter waits only for non-daemon threads, atexit
+        handlers and the children those wait for. A hang is a whole grace during which pytest's
+        main thread and the non-daemon threads did no work: slow is not stuck (a big terminal
+        summary, a last garbage collection on a busy machine), and daemon threads are never
+        waited for, so they are never the reason. The results stand; the hang is a finding,
+        named, and pytest is killed."""
+        if self.session_end is None:
             return False
-        blocking = self.blocking.get(proc.pid) or []
-        threads = "; ".join(_thread_words(t) for t in blocking if isinstance(t, dict))
+        blocking = [t for t in self.blocking.get(proc.pid) or [] if isinstance(t, dict)]
+        watch = self._exit_watch
+        if watch is None or watch.session_end != self.session_end:
+            watch = self._exit_watch = _ExitWatch(proc.pid, blocking, self.session_end)
+        if not watch.hung(time.monotonic(), self.tier.grace):
+            return False
+        stacks = stacks_file(proc.pid, self.run_dir)
+        offset = _file_size(stacks)
         saved = self._dump(proc.pid, None, "exit-hang",
-                           f"pytest's session ended {self.tier.grace:g}s ago and it has not "
-                           "exited", stuck_pid=proc.pid)
-        why = (f": non-daemon threads block interpreter shutdown: {threads}" if threads
-               else _stuck_words(saved))
-        message = (f"pytest finished its tests but did not exit within {self.tier.grace:g}s"
-                   f"{why}; it was killed (every test result stands)")
-        first = next((t for t in blocking if isinstance(t, dict) and t.get("where")), None)
-        culprit = saved.culprit
-        if first is not None:
-            where = first["where"]
-            culprit = Culprit(path=str(where.get("path")), line=where.get("line"),
-                              function=str(where.get("function")),
-                              reason=f"thread {first.get('name')!r} is still running")
+                           f"pytest's session ended and for {self.tier.grace:g}s it has not "
+                           "exited nor done any work", stuck_pid=proc.pid)
+        main = _main_thread_since(stacks, offset)
+        why, culprit = _exit_blocker(main, watch.waited_threads(), saved, proc.pid, self.plan.root)
+        message = (f"pytest finished its tests but did not exit within {self.tier.grace:g}s "
+                   f"and was idle: {why}; it was killed (every test result stands)")
         self.events.emit(ev.EXIT_HANG, waited=self.tier.grace, blocking=blocking,
                          dump=saved.path)
         self._emit_finding(Finding(kind="exit-hang", test=None, severity="error",
@@ -839,6 +847,145 @@ def _thread_words(thread: dict[str, Any]) -> str:
     at = (f" in {where.get('function')} ({where.get('path')}:{where.get('line')})"
           if where else "")
     return f"thread {thread.get('name')!r}{at}"
+
+
+# -- the exit watch (issue 15) -------------------------------------------------------------
+
+# Below this share of one CPU over a whole grace, the exiting pytest is waiting, not working:
+# a thread that polls (a sleep loop, a timed wait) uses far less; a terminal summary, an import
+# or a garbage collection uses nearly all of it, even on a loaded 2-core runner.
+_WORKING_SHARE = 0.1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_ticks(pid: int, tid: int) -> int | None:
+    """CPU clock ticks (user + system) used by thread *tid* of *pid*; None once it has ended."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class _ExitWatch:
+    """Is pytest, past its session end, still on its way out? Judged over windows of one grace
+    each by what the interpreter really waits for: its main thread (tid = pid) and the non-daemon
+    threads alive at the session end. A window in which they used CPU, or one of the threads
+    ended, is progress and starts the next window."""
+
+    def __init__(self, pid: int, blocking: list[dict[str, Any]], session_end: float) -> None:
+        self.pid = pid
+        self.session_end = session_end
+        self.blocking = blocking
+        tids = [t.get("tid") for t in blocking]
+        self.tids = [pid, *(tid for tid in tids if isinstance(tid, int))]
+        self.since = session_end
+        self.ticks = self._sample()
+
+    def _sample(self) -> dict[int, int | None]:
+        return {tid: _thread_ticks(self.pid, tid) for tid in self.tids}
+
+    def hung(self, now: float, grace: float) -> bool:
+        if now < self.since + grace:
+            return False
+        ticks = self._sample()
+        ended = any(ticks[t] is None and self.ticks[t] is not None for t in self.tids)
+        used = sum((ticks[t] or 0) - (self.ticks[t] or 0) for t in self.tids
+                   if ticks[t] is not None)
+        if ended or used >= _WORKING_SHARE * (now - self.since) * _CLOCK_TICKS:
+            self.since, self.ticks = now, ticks
+            return False
+        return True
+
+    def waited_threads(self) -> list[dict[str, Any]]:
+        """The non-daemon threads still alive (all of them, from a plugin that sent no tids)."""
+        return [t for t in self.blocking if not isinstance(t.get("tid"), int)
+                or _thread_ticks(self.pid, t["tid"]) is not None]
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _main_thread_since(stacks: Path, offset: int) -> ThreadStack | None:
+    """pytest's main thread as the dump just taken saw it: from what pytest's dump handler
+    appended to its stacks file past *offset* (the later sample, when it was sampled twice)."""
+    from tiergate.culprit import parse_faulthandler
+
+    try:
+        with stacks.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return next((t for t in parse_faulthandler(text) if t.main), None)
+
+
+def _exit_blocker(main: ThreadStack | None, threads: list[dict[str, Any]], saved: SavedDump,
+                  pid: int, root: Path) -> tuple[str, Culprit | None]:
+    """What the exit waits for, in words, and its culprit. Read from where the main thread is:
+    in ``threading._shutdown`` the interpreter joins non-daemon threads; in pytest's entry point,
+    pytest's own wrap-up has not returned; anywhere else an atexit handler runs (it is called
+    from C, so it is the outermost frame). Never a daemon thread: nothing waits for those."""
+    from tiergate.culprit import CodeFilter
+
+    outermost = main.frames[-1] if main is not None and main.frames else None
+    joining = (outermost is not None and outermost.path.endswith("threading.py")
+               and outermost.function == "_shutdown")
+    if threads and (joining or outermost is None):
+        first = next((t for t in threads if t.get("where")), None)
+        return (f"the interpreter waits for non-daemon threads: "
+                f"{'; '.join(_thread_words(t) for t in threads)}", _thread_culprit(first))
+    trusted = _dump_culprit_of(main, saved, pid)
+    stuck = _stuck_words(SavedDump(saved.path, trusted)) if trusted else ""
+    if main is None or outermost is None:
+        return f"its stacks could not be read{stuck or _stuck_words(saved)}", trusted
+    code = CodeFilter(root)
+    culprit = trusted or _main_culprit(main, code, pid)
+    if not trusted and culprit is not None:
+        stuck = f"; stuck in {culprit.function} ({culprit.path}:{culprit.line})"
+    if joining:
+        what = "the interpreter waits for a non-daemon thread started after the session ended"
+    elif outermost.function == "<module>":
+        what = "pytest's own wrap-up after the session (terminal summary, unconfigure) is stuck"
+    else:
+        what = (f"the atexit handler {outermost.function} ({code.display(outermost.path)}) "
+                "has not returned")
+    return what + stuck, culprit
+
+
+def _thread_culprit(thread: dict[str, Any] | None) -> Culprit | None:
+    if thread is None:
+        return None
+    where = thread["where"]
+    return Culprit(path=str(where.get("path")), line=where.get("line"),
+                   function=str(where.get("function")),
+                   reason=f"thread {thread.get('name')!r} is still running")
+
+
+def _dump_culprit_of(main: ThreadStack | None, saved: SavedDump, pid: int) -> Culprit | None:
+    """The dump's culprit where it explains the main thread's wait: a child process, or a frame
+    of the main thread itself; not another thread of pytest's (a daemon one, as likely as not)."""
+    culprit = saved.culprit
+    if culprit is None:
+        return None
+    if culprit.pid is not None and culprit.pid != pid:
+        return culprit
+    frames = main.frames if main is not None else ()
+    if any(f.function == culprit.function and f.line == culprit.line for f in frames):
+        return culprit
+    return None
+
+
+def _main_culprit(main: ThreadStack, code: CodeFilter, pid: int) -> Culprit | None:
+    """The main thread's innermost frame of the user's code, else its innermost frame."""
+    frame = next((f for f in main.frames if code.is_user(f.path)), main.frames[0])
+    return Culprit(path=code.display(frame.path), line=frame.line, function=frame.function,
+                   pid=pid)
 
 
 def _step_summary_fallback(run: RunResult) -> None:

@@ -458,7 +458,9 @@ def _relative_path(path: Path, root: Path) -> str:
 def _blocking_threads(root: Path) -> list[dict[str, Any]] | None:
     """The non-daemon threads alive as the session ends: the interpreter waits for each of them
     before it exits, so if pytest then does not exit these are why. Each with where it is now
-    (its innermost frame in the project, else its innermost). None when there are none."""
+    (its innermost frame in the project, else its innermost) and its kernel thread id (``tid``),
+    by which the supervisor's exit watch tells a thread still working from one that waits.
+    Daemon threads are left out: they never keep Python from exiting. None when there are none."""
     import sys
     import threading
 
@@ -481,7 +483,7 @@ def _blocking_threads(root: Path) -> list[dict[str, Any]] | None:
         if frame is not None:
             where = {"path": _relative_path(Path(frame.f_code.co_filename), root),
                      "line": frame.f_lineno, "function": frame.f_code.co_name}
-        out.append({"name": thread.name, "where": where})
+        out.append({"name": thread.name, "where": where, "tid": thread.native_id})
     return out
 
 

@@ -30,13 +30,16 @@ every child when the variable is set.
 from __future__ import annotations
 
 import _socket
+import _thread  # not threading, nor typing: 10 ms of start-up in every child, for one local
 import errno
 import json
 import os
 import sys
-import threading
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same)
+if TYPE_CHECKING:
+    from typing import Any
 
 ENV_NETWORK = "TIERGATE_NETWORK"
 ENV_TIER = "TIERGATE_TIER"
@@ -424,7 +427,7 @@ _tier = ""
 _reporter: Any = None  # callable(finding dict) in the test process; None in children
 _installed = False
 _local: LocalNames | None = None  # read once per process, at the first install
-_busy = threading.local()
+_busy = _thread._local()
 
 
 def local_names() -> LocalNames:
