@@ -58,7 +58,9 @@ class Leftover:
 
 class Probe(Protocol):
     """``diff`` of two equal snapshots must be empty: the watch skips it. ``events``, ``quiet``
-    and ``token`` are optional; a probe without a token is snapshotted at every window."""
+    and ``token`` are optional; a probe without a token is snapshotted at every window. A probe
+    whose diff reports more kinds than its own names them in an optional ``kinds``: ``settle``
+    is given the leftovers of those."""
 
     name: str  # the word users write in @pytest.mark.allow_leak(...) and leak-thresholds
     kind: str
@@ -456,9 +458,13 @@ class FdProbe:
     (os.pipe, os.dup, epoll, eventfd, memfd, openpty, pidfd, C extensions). What neither sees: a
     window that closes an fd opened before it *and* leaks an unaudited one of its own, at a number
     that is not the lowest free. On a kernel that does not report the count, fds are listed at
-    every window, as before."""
+    every window, as before.
+
+    A connection accepted on a socket of this process that is listening names that server
+    (``server_key``): it is the server's, and the watch gives it to whoever owns the server."""
 
     name, kind = "fds", "leak-fd"
+    kinds = frozenset({"leak-fd", "leak-socket"})  # what its diff reports, so what it settles
     events = frozenset({"open", "socket.__new__", "mmap.__new__", "os.scandir", "fcntl.fcntl",
                         "sqlite3.connect", "subprocess.Popen", "os.posix_spawn", "os.fork",
                         "os.forkpty"})
@@ -498,16 +504,55 @@ class FdProbe:
                 out.append(Leftover(self.kind, ("fd", fd, target), f"fd {fd} ({target})",
                                     details={"fd": fd, "target": target}))
         if sockets:
-            addresses = _socket_addresses()
-            for fd, target in sockets:
-                described = addresses.get(fd, {})
-                text = described.get("text", target)
-                out.append(Leftover("leak-socket", ("fd", fd, target), f"socket fd {fd} ({text})",
-                                    details={"fd": fd, **described}))
+            out.extend(_socket_leftovers(sockets))
         return out
 
     def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
-        pass
+        """Sockets that someone else is about to close get the grace: a connection a server
+        accepted, or one whose peer hung up (CLOSE_WAIT), is closed by the thread serving it a
+        moment after the client is done, and the test that was the client ends before that."""
+        waiting = [left for left in leftovers if _owner_closes(left)]
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.005)
+            waiting = [left for left in waiting if _still_open(left)]
+
+
+def _still_open(left: Leftover) -> bool:
+    """Is the fd a leak-fd or leak-socket leftover names still the same open file? False once
+    it was closed, or its number reused for something else."""
+    key = left.key
+    if not (isinstance(key, tuple) and len(key) == 3 and key[0] == "fd"):
+        return True  # not an fd of ours (an event loop): nothing to tell
+    try:
+        return bool(os.readlink(f"/proc/self/fd/{key[1]}") == key[2])
+    except OSError:
+        return False
+
+
+def server_owned(left: Leftover) -> bool:
+    """A connection accepted on a socket of this process that is still listening: the server's,
+    which a window may only have caused, as its client (see ``server_key``)."""
+    return left.kind == "leak-socket" and "server" in left.details
+
+
+def server_key(left: Leftover) -> Hashable | None:
+    """The key of the listening socket a server-owned connection was accepted on, to tell whose
+    it is: a fixture's server (its connections are the fixture's, reported if they outlive its
+    teardown), the window's own (they are its), or one older than the window (not its)."""
+    if not server_owned(left):
+        return None
+    return ("fd", left.details["server_fd"], left.details["server_target"])
+
+
+def client_in_process(left: Leftover) -> bool:
+    """A server-owned connection whose client end is a socket of this process, open: it lives
+    as long as that client, which is judged on its own (a test's leak, a pool's first use)."""
+    return server_owned(left) and "client_fd" in left.details
+
+
+def _owner_closes(left: Leftover) -> bool:
+    return server_owned(left) or (left.kind == "leak-socket"
+                                   and left.details.get("status") == "CLOSE_WAIT")
 
 
 def _singleton_targets() -> set[str]:
@@ -545,29 +590,73 @@ def _singleton_fds() -> set[int]:
     return {fd for fd in fds if isinstance(fd, int)}
 
 
-def _socket_addresses() -> dict[int, dict[str, Any]]:
+def _socket_leftovers(sockets: list[tuple[int, str]]) -> list[Leftover]:
+    """The leak-socket leftovers of new socket fds, described with their addresses; a connection
+    accepted by a server of this process that is still listening says so."""
+    connections = _connections()
+    listening = [conn for conn in connections if conn.status == "LISTEN" and conn.laddr]
+    by_fd = {conn.fd: conn for conn in connections}
+    local_ends = {(conn.family, tuple(conn.laddr)): conn.fd for conn in connections
+                  if conn.laddr and conn.raddr}
+    out = []
+    for fd, target in sockets:
+        conn = by_fd.get(fd)
+        described = _describe(conn) if conn is not None else {}
+        text = described.get("text", target)
+        server = _accepting(conn, listening) if conn is not None else None
+        if conn is not None and server is not None:
+            local = _address(server.laddr)
+            try:
+                listener = os.readlink(f"/proc/self/fd/{server.fd}")
+            except OSError:
+                listener = ""
+            described.update(server=local, server_fd=server.fd, server_target=listener)
+            text += f", accepted by the server on {local} (fd {server.fd})"
+            client = local_ends.get((conn.family, tuple(conn.raddr)))
+            if client is not None:
+                described["client_fd"] = client
+        out.append(Leftover("leak-socket", ("fd", fd, target), f"socket fd {fd} ({text})",
+                            details={"fd": fd, **described}))
+    return out
+
+
+def _connections() -> list[Any]:
     try:
         import psutil
 
-        connections = psutil.Process().net_connections(kind="all")
+        return list(psutil.Process().net_connections(kind="all"))
     except Exception:
-        return {}
-    out: dict[int, dict[str, Any]] = {}
-    for conn in connections:
-        laddr = _address(conn.laddr)
-        raddr = _address(conn.raddr)
-        family = getattr(conn.family, "name", str(conn.family))
-        kind = getattr(conn.type, "name", str(conn.type))
-        parts = [family, kind]
-        if laddr:
-            parts.append(f"local {laddr}")
-        if raddr:
-            parts.append(f"remote {raddr}")
-        if conn.status and conn.status != "NONE":
-            parts.append(conn.status)
-        out[conn.fd] = {"family": family, "type": kind, "local": laddr, "remote": raddr,
-                        "status": conn.status, "text": ", ".join(parts)}
-    return out
+        return []
+
+
+def _accepting(conn: Any, listening: list[Any]) -> Any:
+    """The listening socket that accepted *conn*: a TCP connection whose local address is the
+    listener's (its port, on the listener's address or on one a wildcard listener covers). A
+    client of that server has the listener's address as its remote one, so it is never taken."""
+    if conn.status in ("LISTEN", "NONE") or not conn.laddr or not conn.raddr:
+        return None
+    host, port = conn.laddr[0], conn.laddr[1]
+    for listener in listening:
+        if (listener.family == conn.family and listener.type == conn.type
+                and listener.laddr[1] == port and listener.laddr[0] in (host, "0.0.0.0", "::")):
+            return listener
+    return None
+
+
+def _describe(conn: Any) -> dict[str, Any]:
+    laddr = _address(conn.laddr)
+    raddr = _address(conn.raddr)
+    family = getattr(conn.family, "name", str(conn.family))
+    kind = getattr(conn.type, "name", str(conn.type))
+    parts = [family, kind]
+    if laddr:
+        parts.append(f"local {laddr}")
+    if raddr:
+        parts.append(f"remote {raddr}")
+    if conn.status and conn.status != "NONE":
+        parts.append(conn.status)
+    return {"family": family, "type": kind, "local": laddr, "remote": raddr,
+            "status": conn.status, "text": ", ".join(parts)}
 
 
 def _address(addr: Any) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from _pytest.runner import runtestprotocol
 
-from tiergate.leaks.probes import Leftover
+from tiergate.leaks.probes import Leftover, server_owned
 
 # The kinds a repeat decides. env-changed is not among them: a repeat that sets the same
 # variable again changes nothing, and the change is a finding on its first run.
@@ -56,6 +56,9 @@ def signature(left: Leftover) -> Hashable:
     if left.kind == "leak-process":
         cmdline = str(details.get("cmdline", ""))
         return (left.kind, left.site, None if left.site else cmdline.split(" ", 1)[0])
+    if server_owned(left):
+        # a test's own server's connection: the same server, whatever state it was caught in
+        return (left.kind, "accepted by", details.get("server"))
     if left.kind == "leak-socket":
         return (left.kind, details.get("family"), details.get("type"), details.get("status"))
     if left.kind == "leak-fd" and "target" in details:

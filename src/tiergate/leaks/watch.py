@@ -49,6 +49,7 @@ from tiergate.leaks.probes import (
     KEEP_ALIVE,
     Leftover,
     Probe,
+    client_in_process,
     default_probes,
     held_fds,
     memory_rss,
@@ -497,7 +498,8 @@ class LeakWatch:
     def _servers_own(self, leftovers: list[Leftover]) -> list[Leftover]:
         """A connection a server accepted is the server's. A fixture's server's joins what the
         fixture owns (a finding if it outlives the fixture's teardown); one accepted by a server
-        older than the window is not the window's; the window's own server's stays its own."""
+        older than the window is not the window's; the window's own server's stays its own. One
+        whose client end is open in this process goes with that client, judged on its own."""
         keys = {left.key for left in leftovers}
         out = []
         for left in leftovers:
@@ -505,7 +507,8 @@ class LeakWatch:
             owner = next((window for window in self._fixtures.values()
                           if server in window.owned), None) if server is not None else None
             if owner is not None:
-                owner.owned.add(left.key)
+                if not client_in_process(left):
+                    owner.owned.add(left.key)
             elif server is None or server in keys:
                 out.append(left)
         return out
