@@ -227,7 +227,7 @@ def test_a_package_that_hangs_is_one_finding_and_its_modules_wait_no_more(
 
 def test_finding_the_modules_imports_none_of_them(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from tiergate.commands.audit_imports import discover
+    from tiergate.cli.audit_imports import discover
 
     marker = tmp_path / "imported.txt"
     write_files(tmp_path, {

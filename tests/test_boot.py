@@ -12,14 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.boot import (
-    DUMP_SIGNAL,
-    RUN_DIR_ENV,
-    SITE_DIR,
-    boot_env,
-    is_registered,
-    stacks_file,
-)
+from tiergate.boot import DUMP_SIGNAL, RUN_DIR_ENV, SITE_DIR, boot_env, is_registered, stacks_file
 
 _PATIENCE = 60.0
 

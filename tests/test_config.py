@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.config import (
-    DEFAULT_TIERS,
-    load_config,
-    parse_duration,
-    parse_size,
-    resolve_tier,
-)
+from tiergate.config import DEFAULT_TIERS, load_config, parse_duration, parse_size, resolve_tier
 from tiergate.errors import ConfigError
 
 
@@ -313,7 +307,7 @@ def test_new_keys_in_describe_and_json(tmp_path: Path) -> None:
 def test_run_command_line_has_the_new_options(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from tiergate import cli
-    from tiergate.commands import run as run_command
+    from tiergate.cli import run as run_command
 
     seen = {}
 

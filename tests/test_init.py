@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tiergate.cli import main
-from tiergate.commands.init import TEMPLATES, adapt, template_text
+from tiergate.cli.init import TEMPLATES, adapt, template_text
 from tiergate.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,14 +12,7 @@ import pytest
 
 from tiergate import events as ev
 from tiergate.errors import InputError, UsageError
-from tiergate.shard import (
-    load_durations,
-    main,
-    parse_shard,
-    select_shard,
-    split,
-    write_durations,
-)
+from tiergate.shard import load_durations, main, parse_shard, select_shard, split, write_durations
 
 
 @pytest.mark.parametrize(

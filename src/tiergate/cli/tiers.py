@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tiergate.commands import add_project_option
+from tiergate.cli.options import add_project_option
 from tiergate.config import Config, load_config
 from tiergate.errors import UsageError
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tiergate.commands import add_project_option
+from tiergate.cli.options import add_project_option
 from tiergate.config import Config, format_duration, load_config
 from tiergate.errors import UsageError
 

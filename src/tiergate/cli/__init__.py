@@ -14,12 +14,12 @@ from tiergate.errors import TiergateError
 
 # subcommand name -> module with add_parser() and run()
 COMMANDS = {
-    "run": "tiergate.commands.run",
-    "tiers": "tiergate.commands.tiers",
-    "report": "tiergate.commands.report",
-    "post": "tiergate.commands.post",
-    "audit-imports": "tiergate.commands.audit_imports",
-    "init": "tiergate.commands.init",
+    "run": "tiergate.cli.run",
+    "tiers": "tiergate.cli.tiers",
+    "report": "tiergate.cli.report",
+    "post": "tiergate.cli.post",
+    "audit-imports": "tiergate.cli.audit_imports",
+    "init": "tiergate.cli.init",
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tiergate.commands import add_project_option
+from tiergate.cli.options import add_project_option
 from tiergate.config import TIER_KEYS, Flag, TierKey, load_config, resolve_tier
 from tiergate.errors import UsageError
 from tiergate.supervisor import RunPlan, run_plan
