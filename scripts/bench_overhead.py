@@ -31,7 +31,7 @@ from pathlib import Path
 CONFTEST = """
 import os
 if os.environ.get("BENCH_PROBES") == "1":
-    from tiergate.config import Tier
+    from tiergate.settings.config import Tier
     from tiergate.leaks import LeakWatch, WatchEveryTest
     from tiergate.netguard import install_guard
 

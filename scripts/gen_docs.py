@@ -3,7 +3,7 @@
     python scripts/gen_docs.py          # rewrite the pages
     python scripts/gen_docs.py --check  # exit 1 when a committed page differs (tests/test_docs.py)
 
-The config page comes from ``tiergate.config``: the table of keys a tier may have
+The config page comes from ``tiergate.settings.config``: the table of keys a tier may have
 (``TIER_KEYS``: what each means, and the bad values to show), the default tiers
 (``DEFAULT_TIERS``) and the one-line error each bad value gets, produced by feeding it to the
 validator. The CLI page comes from the argparse parsers that ``tiergate.cli.build_parser()``
@@ -42,8 +42,8 @@ def code(text: object) -> str:
 
 
 def config_error(values: dict[str, object], where: str) -> str:
-    from tiergate.config import Tier, apply_overrides
     from tiergate.errors import ConfigError
+    from tiergate.settings.config import Tier, apply_overrides
 
     try:
         apply_overrides(Tier(name="fast"), values, where)
@@ -53,8 +53,8 @@ def config_error(values: dict[str, object], where: str) -> str:
 
 
 def render_config() -> str:
-    from tiergate import config
     from tiergate.errors import ConfigError
+    from tiergate.settings import config
 
     keys = config.TIER_KEYS
     where = f"{EXAMPLE_FILE}: [tool.tiergate.tiers.fast]"

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.config import DEFAULT_TIERS, load_config, parse_duration, parse_size, resolve_tier
 from tiergate.errors import ConfigError
+from tiergate.settings.config import (
+    DEFAULT_TIERS,
+    load_config,
+    parse_duration,
+    parse_size,
+    resolve_tier,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -254,7 +260,7 @@ def test_edge_values_that_stay_allowed(tmp_path: Path) -> None:
 
 
 def test_collect_timeout_defaults_to_the_tiers_test_timeout(tmp_path: Path) -> None:
-    from tiergate.config import Tier
+    from tiergate.settings.config import Tier
 
     assert Tier(name="x", test_timeout=7.0).collect_timeout == 7.0
     assert DEFAULT_TIERS["nightly"].collect_timeout == DEFAULT_TIERS["nightly"].test_timeout
@@ -289,7 +295,7 @@ def test_allow_no_tests(tmp_path: Path) -> None:
 
 
 def test_new_keys_in_describe_and_json(tmp_path: Path) -> None:
-    from tiergate.config import Tier
+    from tiergate.settings.config import Tier
 
     tier = resolve_tier(load_config(tmp_path), "fast",
                         {"collect-timeout": "90s", "allow-no-tests": True})
@@ -432,7 +438,7 @@ def test_the_longest_description_is_200_characters(tmp_path: Path) -> None:
 
 
 def test_an_unknown_key_lists_every_key_of_the_table(tmp_path: Path) -> None:
-    from tiergate.config import TIER_KEYS
+    from tiergate.settings.config import TIER_KEYS
 
     write(tmp_path, '[tool.tiergate.tiers.fast]\ntimeout = "30s"\n')
     with pytest.raises(ConfigError) as info:
@@ -449,7 +455,7 @@ def test_every_key_of_the_table_is_a_tier_field_that_rejects_its_bad_values() ->
     as rejected are rejected with the one line that names the key."""
     import dataclasses
 
-    from tiergate.config import COMMAND_LINE, TIER_KEYS, Tier, apply_overrides
+    from tiergate.settings.config import COMMAND_LINE, TIER_KEYS, Tier, apply_overrides
 
     fields = [f.name for f in dataclasses.fields(Tier)]
     assert fields == ["name", *(key.field for key in TIER_KEYS.values())]
@@ -464,7 +470,7 @@ def test_tiergate_run_has_an_option_for_each_key_with_a_flag() -> None:
     import argparse
 
     from tiergate.cli import build_parser
-    from tiergate.config import TIER_KEYS
+    from tiergate.settings.config import TIER_KEYS
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = commands.choices["run"]

@@ -24,7 +24,7 @@ def test_committed_page_matches_the_code(page: str) -> None:
 
 def test_every_config_key_and_subcommand_is_documented() -> None:
     from tiergate.cli import COMMANDS
-    from tiergate.config import TIER_KEYS
+    from tiergate.settings.config import TIER_KEYS
 
     config_md = GEN_DOCS.render_config()
     cli_md = GEN_DOCS.render_cli()

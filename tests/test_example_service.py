@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tiergate.config import load_config
+from tiergate.settings.config import load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "startup-service"
 FAST = "not (integration or e2e or staging or slow)"

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from tiergate.config import Tier
 from tiergate.events import (
     COLLECT_FINISH,
     COLLECT_START,
@@ -30,6 +29,7 @@ from tiergate.events import (
     EventWriter,
     OwnedLog,
 )
+from tiergate.settings.config import Tier
 from tiergate.supervisor import RunPlan, Supervisor
 
 GRACE = 1.0

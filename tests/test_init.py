@@ -10,7 +10,7 @@ import yaml
 
 from tiergate.cli import main
 from tiergate.cli.init import TEMPLATES, adapt, template_text
-from tiergate.config import load_config
+from tiergate.settings.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 SHA = "0123456789abcdef0123456789abcdef01234567"

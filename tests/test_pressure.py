@@ -17,11 +17,11 @@ import psutil
 import pytest
 from supervised import events, findings, make_project, processes_running, results, run_tiergate
 
-from tiergate.config import Tier
 from tiergate.highwater import maxrss
 from tiergate.pressure import Gauge, Limits, format_amount
 from tiergate.results import load_results_dir
 from tiergate.sampler import EMPTY, Biggest, Sample, TreeSampler
+from tiergate.settings.config import Tier
 
 HOG = """
     import resource

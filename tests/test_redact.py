@@ -16,9 +16,9 @@ from supervised import make_project, results, tiergate_argv
 
 from tiergate import events as ev
 from tiergate import outpump, redact
-from tiergate.config import load_config
 from tiergate.errors import ConfigError
 from tiergate.redact import Redactor, current, redact_secrets, weak_secret_warnings
+from tiergate.settings.config import load_config
 
 TOKEN = "ghp_" + "FAKEfake0123456789abcdefghijKLMNOPqrst"  # 4 + 36
 AWS = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from tiergate.config import Tier
 from tiergate.events import FINDING, RESOURCE_PRESSURE, SAMPLE
 from tiergate.findings import Culprit
 from tiergate.pressure import Limits
 from tiergate.procs import StartedDuring
 from tiergate.sampler import EMPTY, Biggest, Sample
+from tiergate.settings.config import Tier
 from tiergate.treedumps import SavedDump
 from tiergate.treewatch import OTHER_STOP_SECONDS, Killed, TreeWatch
 

@@ -53,9 +53,9 @@ def _resolve_spec(config: pytest.Config) -> RunSpec | None:
     name = config.getoption("tiergate_tier")
     if not spec_file and not name:
         return None
-    from tiergate.config import load_config
     from tiergate.errors import ConfigError
     from tiergate.runspec import RunSpec
+    from tiergate.settings.config import load_config
 
     if spec_file:
         return RunSpec.read(Path(spec_file))

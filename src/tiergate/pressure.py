@@ -26,9 +26,9 @@ import dataclasses
 import resource as _resource
 from collections.abc import Iterator
 
-from tiergate.config import Tier, parse_size
 from tiergate.events import RESOURCE_PRESSURE
 from tiergate.sampler import Sample
+from tiergate.settings.config import Tier, parse_size
 
 EVENT = RESOURCE_PRESSURE  # supervisor: nodeid, resource, value, limit, dump, message
 WARNING_SHARE = 0.8

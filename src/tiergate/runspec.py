@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tiergate.config import Tier
+from tiergate.settings.config import Tier
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tiergate import events as ev
 from tiergate import outpump
 from tiergate.boot import boot_env, stacks_file
-from tiergate.config import Tier
 from tiergate.findings import Culprit, Finding, Location
 from tiergate.lastwill import LastWill
 from tiergate.procs import (
@@ -47,6 +46,7 @@ from tiergate.resultfiles import (
 )
 from tiergate.results import ORPHANED_PREFIX, RunResult, build
 from tiergate.runspec import RunSpec
+from tiergate.settings.config import Tier
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.treewatch import TreeWatch
 

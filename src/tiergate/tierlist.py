@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from tiergate.config import Tier
 from tiergate.selection import TierSelection
+from tiergate.settings.config import Tier
 
 
 class _Collector:

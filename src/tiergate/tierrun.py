@@ -17,7 +17,6 @@ import pytest
 
 from tiergate import events as ev
 from tiergate import redact
-from tiergate.config import TIER_MARKERS, Tier
 from tiergate.errors import UsageError
 from tiergate.findings import Finding, Location
 from tiergate.highwater import maxrss
@@ -26,6 +25,7 @@ from tiergate.reproduce import Reproductions
 from tiergate.resultfiles import ResultsDirClaim, claim_results_dir
 from tiergate.runspec import RunSpec
 from tiergate.selection import TierSelection
+from tiergate.settings.config import TIER_MARKERS, Tier
 from tiergate.softtimeout import SoftTimer, TestTimeout
 from tiergate.treedumps import dump_name, dump_tree
 

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from tiergate import events as ev
-from tiergate.config import Tier
 from tiergate.findings import Culprit, Finding, Location
 from tiergate.pressure import EVENT, Gauge, Limits, Verdict, format_amount
 from tiergate.sampler import Sample, TreeSampler
+from tiergate.settings.config import Tier
 from tiergate.treedumps import SavedDump
 
 OTHER_STOP_SECONDS = 2.0  # grace for a tree over max-processes / max-fds

@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tiergate.config import parse_duration
 from tiergate.errors import ConfigError, UsageError
 from tiergate.findings import FINDINGS_FILE, SCHEMA, Culprit, Finding, Location, write_findings
 from tiergate.netguard import CORE_PATH, encode_policy
+from tiergate.settings.config import parse_duration
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RESULTS_DIR = Path(".tiergate") / "audit-imports"
@@ -388,7 +388,7 @@ def _network(tier_name: str, override: str | None) -> tuple[str, str]:
         except ValueError:
             raise UsageError(f"audit-imports: --network {override!r} is not a policy: use any, "
                              "loopback, none or comma-separated hosts") from None
-    from tiergate.config import load_config
+    from tiergate.settings.config import load_config
 
     try:
         tier = load_config(Path.cwd()).tier(tier_name)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.cli.options import add_project_option
-from tiergate.config import Config, format_duration, load_config
 from tiergate.errors import UsageError
+from tiergate.settings.config import Config, format_duration, load_config
 
 # template file -> the name it gets in .github/workflows/ (prefixed: users have their own pr.yml)
 TEMPLATES = {

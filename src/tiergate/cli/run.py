@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.cli.options import add_project_option
-from tiergate.config import TIER_KEYS, Flag, TierKey, load_config, resolve_tier
 from tiergate.errors import UsageError
+from tiergate.settings.config import TIER_KEYS, Flag, TierKey, load_config, resolve_tier
 from tiergate.supervisor import RunPlan, run_plan
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.cli.options import add_project_option
-from tiergate.config import Config, load_config
 from tiergate.errors import UsageError
+from tiergate.settings.config import Config, load_config
 
 
 def add_parser(sub: Any, name: str) -> None:

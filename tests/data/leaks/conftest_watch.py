@@ -4,7 +4,7 @@
 import json
 import os
 
-from tiergate.config import Tier
+from tiergate.settings.config import Tier
 from tiergate.leaks import LeakWatch, WatchEveryTest
 from tiergate.netguard import install_guard
 

@@ -1,0 +1,1 @@
+"""Configuration: tiers from [tool.tiergate], validated once. Every process."""
