@@ -15,7 +15,7 @@ import string
 import time
 from collections.abc import Callable
 
-from tiergate.redact import Redactor, _char_forms, _redactor, current
+from tiergate.protocol.redact import Redactor, _char_forms, _redactor, current
 
 TOKEN = "ghp_" + "FAKEfake0123456789abcdefghijKLMNOPqrst"
 ENV = {

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tiergate.events import EventWriter
+from tiergate.protocol.events import EventWriter
 
 
 def timed(argv: list[str], cwd: Path) -> float:

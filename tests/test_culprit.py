@@ -26,7 +26,7 @@ from tiergate.culprit import (
     find_culprit,
     parse_py_spy,
 )
-from tiergate.findings import Culprit
+from tiergate.protocol.findings import Culprit
 
 Spec = tuple[str, int | None, str]
 

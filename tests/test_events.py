@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.events import EventWriter, OwnedLog, parse_events, read_events
+from tiergate.protocol.events import EventWriter, OwnedLog, parse_events, read_events
 
 
 @pytest.fixture
 def still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch also goes out once a second; a stalled machine must not make a test's batch early."""
-    monkeypatch.setattr("tiergate.events.time.monotonic", lambda: 1000.0)
+    monkeypatch.setattr("tiergate.protocol.events.time.monotonic", lambda: 1000.0)
 
 
 def test_flat_events_read_back_as_json_would_write_them(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_batches_go_out_at_least_once_a_second(tmp_path: Path,
     writer = EventWriter(path, live=False)
     writer.emit("early")
     clock = [writer._flushed + EventWriter.BATCH_SECONDS + 0.1]
-    monkeypatch.setattr("tiergate.events.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("tiergate.protocol.events.time.monotonic", lambda: clock[0])
     writer.emit("late")
     assert [e["event"] for e in read_events(path)] == ["early", "late"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tiergate.events import (
+from tiergate.protocol.events import (
     COLLECT_FINISH,
     COLLECT_START,
     COLLECTED,

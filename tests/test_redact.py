@@ -14,10 +14,11 @@ from urllib.parse import quote, quote_plus
 import pytest
 from supervised import make_project, results, tiergate_argv
 
-from tiergate import events as ev
-from tiergate import outpump, redact
+from tiergate import outpump
 from tiergate.errors import ConfigError
-from tiergate.redact import Redactor, current, redact_secrets, weak_secret_warnings
+from tiergate.protocol import events as ev
+from tiergate.protocol import redact
+from tiergate.protocol.redact import Redactor, current, redact_secrets, weak_secret_warnings
 from tiergate.settings.config import load_config
 
 TOKEN = "ghp_" + "FAKEfake0123456789abcdefghijKLMNOPqrst"  # 4 + 36

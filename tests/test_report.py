@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tiergate import cli
-from tiergate.events import EventWriter
+from tiergate.protocol.events import EventWriter
 
 HOSTILE = "boom <script>alert(1)</script> @everyone\n::error::pwned ##[error]x"
 SECRET = "s3cr3t-value-42"

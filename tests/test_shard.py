@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tiergate import events as ev
 from tiergate.errors import InputError, UsageError
+from tiergate.protocol import events as ev
 from tiergate.shard import load_durations, main, parse_shard, select_shard, split, write_durations
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tiergate.findings import Culprit, Finding, Location
+from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.report import fingerprint
 from tiergate.report.summary import COMMENT_LIMIT, STEP_SUMMARY_LIMIT, render_summary
 from tiergate.report.terminal import render_terminal
@@ -188,7 +188,7 @@ def test_terminal_summary() -> None:
 
 
 def test_a_timeout_says_whether_it_was_stuck_or_moving() -> None:
-    from tiergate.findings import Culprit, Finding
+    from tiergate.protocol.findings import Culprit, Finding
     from tiergate.report.summary import slow_or_stuck
     from tiergate.results import RunResult
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from tiergate.events import FINDING, RESOURCE_PRESSURE, SAMPLE
-from tiergate.findings import Culprit
 from tiergate.pressure import Limits
 from tiergate.procs import StartedDuring
+from tiergate.protocol.events import FINDING, RESOURCE_PRESSURE, SAMPLE
+from tiergate.protocol.findings import Culprit
 from tiergate.sampler import EMPTY, Biggest, Sample
 from tiergate.settings.config import Tier
 from tiergate.treedumps import SavedDump

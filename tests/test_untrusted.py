@@ -13,7 +13,7 @@ import pytest
 from test_report import SECRET, actions_env, parse_outputs  # noqa: F401  (actions_env: fixture)
 
 from tiergate import cli
-from tiergate.findings import Finding
+from tiergate.protocol.findings import Finding
 from tiergate.report import inputs, junit_in
 from tiergate.report.inputs import INVALID_TIER, TEXT_LIMIT, ReadNotes, read_event_records
 from tiergate.report.summary import read_dump
@@ -269,7 +269,7 @@ def test_streamed_events_match_a_whole_read(tmp_path: Path,
     """The log is read a chunk at a time: lines across chunk boundaries come out whole."""
     from test_report import leak, write_results_dir
 
-    from tiergate.events import read_events
+    from tiergate.protocol.events import read_events
     from tiergate.results import build
 
     results = write_results_dir(tmp_path / "res", passed=40,

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tiergate.findings import Culprit
+from tiergate.protocol.findings import Culprit
 
 _TIERGATE_DIR = str(Path(__file__).resolve().parent)
 

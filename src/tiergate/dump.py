@@ -39,8 +39,8 @@ from tiergate.culprit import (
     parse_faulthandler,
     parse_py_spy,
 )
-from tiergate.findings import Culprit
-from tiergate.redact import command_line, redact, redact_secrets
+from tiergate.protocol.findings import Culprit
+from tiergate.protocol.redact import command_line, redact, redact_secrets
 
 DUMPS_DIR = "dumps"
 _TIERGATE_DIR = str(Path(__file__).resolve().parent)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tiergate.findings import Finding
+from tiergate.protocol.findings import Finding
 
 CORE_NAME = "_tiergate_netguard"
 CORE_PATH = Path(__file__).resolve().parent / "boot" / "site" / f"{CORE_NAME}.py"

@@ -19,7 +19,7 @@ import select
 import time
 from collections.abc import Mapping
 
-from tiergate import redact
+from tiergate.protocol import redact
 
 SWITCH_ENV = "TIERGATE_REDACT_OUTPUT"
 HOLD_SECONDS = 0.2

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tiergate.runspec import RunSpec
+    from tiergate.protocol.runspec import RunSpec
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,7 +54,7 @@ def _resolve_spec(config: pytest.Config) -> RunSpec | None:
     if not spec_file and not name:
         return None
     from tiergate.errors import ConfigError
-    from tiergate.runspec import RunSpec
+    from tiergate.protocol.runspec import RunSpec
     from tiergate.settings.config import load_config
 
     if spec_file:

@@ -26,7 +26,7 @@ import dataclasses
 import resource as _resource
 from collections.abc import Iterator
 
-from tiergate.events import RESOURCE_PRESSURE
+from tiergate.protocol.events import RESOURCE_PRESSURE
 from tiergate.sampler import Sample
 from tiergate.settings.config import Tier, parse_size
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import psutil
 
-from tiergate.redact import command_line
+from tiergate.protocol.redact import command_line
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tiergate.findings import Finding, Location
 from tiergate.markers import ClosestMarker
+from tiergate.protocol.findings import Finding, Location
 
 MARKER = "reproduces"
 MARKER_HELP = (

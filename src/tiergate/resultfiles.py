@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 from tiergate.errors import UsageError
-from tiergate.events import EVENTS_FILE
-from tiergate.findings import FINDINGS_FILE
 from tiergate.junit import write_junit
+from tiergate.protocol.events import EVENTS_FILE
+from tiergate.protocol.findings import FINDINGS_FILE
 from tiergate.results import RunResult, load_results_dir
 
 JUNIT_FILE = "junit.xml"

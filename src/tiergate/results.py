@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tiergate import events as ev
-from tiergate.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, write_findings
+from tiergate.protocol import events as ev
+from tiergate.protocol.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, write_findings
 
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "timeout", "error")
 FAILING_OUTCOMES = frozenset({"failed", "timeout", "error"})

@@ -28,7 +28,7 @@ import time
 import psutil
 
 from tiergate.procs import StartedDuring, adopted_from
-from tiergate.redact import command_line
+from tiergate.protocol.redact import command_line
 
 _CMDLINE_CHARS = 160
 

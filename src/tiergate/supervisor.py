@@ -22,10 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tiergate import events as ev
 from tiergate import outpump
 from tiergate.boot import boot_env, stacks_file
-from tiergate.findings import Culprit, Finding, Location
 from tiergate.lastwill import LastWill
 from tiergate.procs import (
     become_subreaper,
@@ -36,8 +34,11 @@ from tiergate.procs import (
     signal_on_parent_death,
     stop_group,
 )
-from tiergate.redact import current as redact_current
-from tiergate.redact import export_names, redact_secrets, weak_secret_warnings
+from tiergate.protocol import events as ev
+from tiergate.protocol.findings import Culprit, Finding, Location
+from tiergate.protocol.redact import current as redact_current
+from tiergate.protocol.redact import export_names, redact_secrets, weak_secret_warnings
+from tiergate.protocol.runspec import RunSpec
 from tiergate.resultfiles import (
     ResultsDirClaim,
     claim_results_dir,
@@ -45,7 +46,6 @@ from tiergate.resultfiles import (
     write_result_files,
 )
 from tiergate.results import ORPHANED_PREFIX, RunResult, build
-from tiergate.runspec import RunSpec
 from tiergate.settings.config import Tier
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.treewatch import TreeWatch

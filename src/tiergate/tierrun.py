@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tiergate import events as ev
-from tiergate import redact
 from tiergate.errors import UsageError
-from tiergate.findings import Finding, Location
 from tiergate.highwater import maxrss
 from tiergate.markers import ClosestMarker
+from tiergate.protocol import events as ev
+from tiergate.protocol import redact
+from tiergate.protocol.findings import Finding, Location
+from tiergate.protocol.runspec import RunSpec
 from tiergate.reproduce import Reproductions
 from tiergate.resultfiles import ResultsDirClaim, claim_results_dir
-from tiergate.runspec import RunSpec
 from tiergate.selection import TierSelection
 from tiergate.settings.config import TIER_MARKERS, Tier
 from tiergate.softtimeout import SoftTimer, TestTimeout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tiergate.findings import Culprit
+from tiergate.protocol.findings import Culprit
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from tiergate import events as ev
-from tiergate.findings import Culprit, Finding, Location
 from tiergate.pressure import EVENT, Gauge, Limits, Verdict, format_amount
+from tiergate.protocol import events as ev
+from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.sampler import Sample, TreeSampler
 from tiergate.settings.config import Tier
 from tiergate.treedumps import SavedDump

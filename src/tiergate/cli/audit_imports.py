@@ -35,8 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.errors import ConfigError, UsageError
-from tiergate.findings import FINDINGS_FILE, SCHEMA, Culprit, Finding, Location, write_findings
 from tiergate.netguard import CORE_PATH, encode_policy
+from tiergate.protocol.findings import (
+    FINDINGS_FILE,
+    SCHEMA,
+    Culprit,
+    Finding,
+    Location,
+    write_findings,
+)
 from tiergate.settings.config import parse_duration
 
 DEFAULT_TIMEOUT = 30.0

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tiergate.findings import FINDINGS_FILE
+from tiergate.protocol.findings import FINDINGS_FILE
 from tiergate.report import actions
 from tiergate.report.inputs import load_run, name_tier
 from tiergate.report.summary import render_summary

@@ -29,7 +29,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tiergate.leaks.sites import REGISTRY, Site
-from tiergate.redact import command_line
+from tiergate.protocol.redact import command_line
 
 if TYPE_CHECKING:
     import asyncio

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tiergate.findings import Culprit, Finding, Location
 from tiergate.leaks import audit
 from tiergate.leaks.probes import (
     KEEP_ALIVE,
@@ -57,6 +56,7 @@ from tiergate.leaks.probes import (
     thread_of,
 )
 from tiergate.leaks.sites import REGISTRY, Site
+from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.settings.config import Tier
 
 if TYPE_CHECKING:  # imported where used: the slow path, after a test that left something

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from tiergate.findings import TIMEOUT_KINDS
+from tiergate.protocol.findings import TIMEOUT_KINDS
 from tiergate.report.annotations import Annotation, annotations_for
 from tiergate.report.escape import workflow_command
 from tiergate.report.summary import STEP_SUMMARY_LIMIT

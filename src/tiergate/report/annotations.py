@@ -8,7 +8,7 @@ import dataclasses
 import os
 from pathlib import Path, PurePosixPath
 
-from tiergate.findings import TIMEOUT_KINDS, Finding
+from tiergate.protocol.findings import TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
 from tiergate.report.escape import clean, cut_middle, one_line
 from tiergate.results import RunResult, TestResult

@@ -1,7 +1,7 @@
 """Untrusted text stays text. Test names, messages, tracebacks and dumps come from the code under
 test; before they reach Markdown, HTML or a workflow command they pass through one of these.
 
-Every function here redacts secrets first (:func:`tiergate.redact.redact`), so a caller cannot
+Every function here redacts secrets first (:func:`tiergate.protocol.redact.redact`), so a caller cannot
 forget to."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 
-from tiergate.redact import redact
+from tiergate.protocol.redact import redact
 
 ZWSP = "\u200b"
 # ANSI escapes and C0/C1 controls but tab and newline: terminals act on them, GitHub shows junk.

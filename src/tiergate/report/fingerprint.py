@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tiergate.findings import Finding
+from tiergate.protocol.findings import Finding
 from tiergate.results import RunResult, TestResult
 
 LENGTH = 12  # hex digits: 48 bits, no collisions to speak of among a few thousand findings

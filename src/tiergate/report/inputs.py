@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.errors import InputError, UsageError
-from tiergate.events import EVENTS_FILE, RUN_START, parse_events
-from tiergate.findings import Finding
+from tiergate.protocol.events import EVENTS_FILE, RUN_START, parse_events
+from tiergate.protocol.findings import Finding
 from tiergate.resultfiles import JUNIT_FILE
 from tiergate.results import OUTCOMES, RunResult, build, merge
 

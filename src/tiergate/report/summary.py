@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
-from tiergate.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
+from tiergate.protocol.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
 from tiergate.report.chart import memory_chart
 from tiergate.report.escape import html_pre, md_code, md_text

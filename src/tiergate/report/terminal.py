@@ -4,7 +4,7 @@ line so that a CI log cannot read it as a workflow command."""
 
 from __future__ import annotations
 
-from tiergate.findings import TIMEOUT_KINDS, Finding
+from tiergate.protocol.findings import TIMEOUT_KINDS, Finding
 from tiergate.report.escape import terminal_text
 from tiergate.report.leakchecks import leak_checks
 from tiergate.results import RunResult

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.errors import ConfigError
-from tiergate.redact import use_names
+from tiergate.protocol.redact import use_names
 
 LEAK_POLICIES = ("fail", "warn", "off")
 NETWORK_WORDS = ("any", "loopback", "none")

@@ -19,7 +19,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
-from tiergate import redact
+from tiergate.protocol import redact
 
 EVENTS_FILE = "events.jsonl"
 

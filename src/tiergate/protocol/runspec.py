@@ -31,7 +31,7 @@ class RunSpec:
     def events_file(self) -> Path:
         """The event log to append to: under the supervisor, the descriptor it holds (so a
         deleted or replaced file name loses nothing), else the file in the results dir."""
-        from tiergate.events import EVENTS_FILE
+        from tiergate.protocol.events import EVENTS_FILE
 
         return self.events_path or self.results_dir / EVENTS_FILE
 

@@ -1,0 +1,1 @@
+"""What crosses process boundaries: events, findings, the run spec, redaction."""
