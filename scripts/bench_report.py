@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-READ_TIERGATE = "from pathlib import Path; import sys; from tiergate.report.junit_in import " \
+READ_TIERGATE = "from pathlib import Path; import sys; from tiergate.results.junit_in import " \
                 "read_junit; r = read_junit(Path(sys.argv[1])); print(len(r.tests))"
 READ_JUNITPARSER = "import sys; from junitparser import JUnitXml; x = JUnitXml.fromfile(" \
                    "sys.argv[1]); print(sum(1 for s in x for c in s for _ in c.result))"

@@ -51,7 +51,7 @@ import pytest
 from ghapi import GhApi
 
 from tiergate.cli import main as tiergate_main
-from tiergate.results import load_results_dir
+from tiergate.results.model import load_results_dir
 
 pytestmark = pytest.mark.act
 

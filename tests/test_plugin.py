@@ -370,7 +370,7 @@ def test_modules_skipped_at_collection_count_as_pytest_counts_them(
         "could not import 'nonexistent_module_xyz': No module named 'nonexistent_module_xyz'")
     assert skips["test_module_skip.py"]["line"] == 2
     # read back (`tiergate report --junit`), from our JUnit and from pytest's own
-    from tiergate.report.junit_in import read_junit
+    from tiergate.results.junit_in import read_junit
 
     for path, nodeid in ((results / "junit.xml", "test_module_skip.py"),
                          (pytester.path / "pytest.xml", "test_module_skip")):

@@ -15,7 +15,7 @@ from tiergate.github.client import GitHubClient, GitHubError
 from tiergate.github.comment import marker
 from tiergate.github.known import marker as known_marker
 from tiergate.report import fingerprint
-from tiergate.report.inputs import load_run
+from tiergate.results.inputs import load_run
 
 SECRET = "gh-secret-0123456789"
 HEAD, BASE = "a" * 40, "b" * 40

@@ -19,7 +19,7 @@ from supervised import events, findings, make_project, processes_running, result
 
 from tiergate.highwater import maxrss
 from tiergate.pressure import Gauge, Limits, format_amount
-from tiergate.results import load_results_dir
+from tiergate.results.model import load_results_dir
 from tiergate.sampler import EMPTY, Biggest, Sample, TreeSampler
 from tiergate.settings.config import Tier
 

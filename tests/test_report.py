@@ -305,9 +305,9 @@ def test_our_junit_carries_hostile_text_to_any_reader(tmp_path: Path) -> None:
 
     from junitparser import JUnitXml
 
-    from tiergate.junit import write_junit
-    from tiergate.report.junit_in import read_junit
-    from tiergate.results import RunResult, TestResult
+    from tiergate.results.junit_in import read_junit
+    from tiergate.results.junit_out import write_junit
+    from tiergate.results.model import RunResult, TestResult
 
     nasty = 'a <b> & "c"\nline two\x00\x1b[31m\udcff end'
     run = RunResult(tier="fast")
@@ -345,7 +345,7 @@ def test_a_test_finish_event_fills_every_field_of_its_result() -> None:
     moved in TestResult must be read from the event under its own name."""
     import dataclasses
 
-    from tiergate.results import TestResult, build
+    from tiergate.results.model import TestResult, build
 
     values: dict[str, Any] = {}
     for number, field in enumerate(dataclasses.fields(TestResult)):
@@ -357,8 +357,8 @@ def test_a_test_finish_event_fills_every_field_of_its_result() -> None:
 def test_junit_class_names_per_module_and_class(tmp_path: Path) -> None:
     import xml.etree.ElementTree as ET
 
-    from tiergate.junit import write_junit
-    from tiergate.results import RunResult, TestResult
+    from tiergate.results.junit_out import write_junit
+    from tiergate.results.model import RunResult, TestResult
 
     run = RunResult(tier="fast")
     for nodeid in ["a/test_one.py::test_x", "a/test_one.py::TestK::test_x", "b/test_two.py::test_x",
@@ -383,9 +383,9 @@ def test_junit_names_with_odd_parameter_ids_round_trip(tmp_path: Path) -> None:
     JUnit names them, and read back (``tiergate report --junit``) as the same node ids."""
     import xml.etree.ElementTree as ET
 
-    from tiergate.junit import write_junit
-    from tiergate.report.junit_in import read_junit
-    from tiergate.results import RunResult, TestResult
+    from tiergate.results.junit_in import read_junit
+    from tiergate.results.junit_out import write_junit
+    from tiergate.results.model import RunResult, TestResult
 
     run = RunResult(tier="fast")
     nodeids = [f"tests/sub/test_p.py::test_x[{i}]" for i in IDS]
@@ -406,7 +406,7 @@ def test_junit_names_with_odd_parameter_ids_round_trip(tmp_path: Path) -> None:
 def test_junit_time_that_is_no_duration_counts_as_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, time: str
 ) -> None:
-    from tiergate.report.junit_in import read_junit
+    from tiergate.results.junit_in import read_junit
 
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     path = tmp_path / "junit.xml"
@@ -428,7 +428,7 @@ def test_junit_time_that_is_no_duration_counts_as_zero(
 
 
 def test_malformed_event_records_are_skipped() -> None:
-    from tiergate.results import build
+    from tiergate.results.model import build
 
     good = [
         {"event": "run-start", "t": 1.0, "tier": "fast", "settings": {}},

@@ -10,7 +10,7 @@ from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.report import fingerprint
 from tiergate.report.summary import COMMENT_LIMIT, STEP_SUMMARY_LIMIT, render_summary
 from tiergate.report.terminal import render_terminal
-from tiergate.results import RunResult, TestResult
+from tiergate.results.model import RunResult, TestResult
 
 DUMP = "Process 41 (pytest)\n  Thread MainThread\n    File src/app/db.py, line 88, in connect\n"
 
@@ -190,7 +190,7 @@ def test_terminal_summary() -> None:
 def test_a_timeout_says_whether_it_was_stuck_or_moving() -> None:
     from tiergate.protocol.findings import Culprit, Finding
     from tiergate.report.summary import slow_or_stuck
-    from tiergate.results import RunResult
+    from tiergate.results.model import RunResult
 
     stuck_at = Culprit(path="app/db.py", line=63, function="read", reason="recv")
     timeout = Finding(
@@ -215,7 +215,7 @@ def test_a_timeout_says_whether_it_was_stuck_or_moving() -> None:
 
 def test_heaviest_tests_and_reproductions_are_listed() -> None:
     from tiergate.report.summary import render_summary
-    from tiergate.results import RunResult, TestResult
+    from tiergate.results.model import RunResult, TestResult
 
     run = RunResult(tier="nightly")
     run.tests["t::hog"] = TestResult("t::hog", outcome="passed", duration=2.0, peak_rss=900 * 2**20)

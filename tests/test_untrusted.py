@@ -14,9 +14,9 @@ from test_report import SECRET, actions_env, parse_outputs  # noqa: F401  (actio
 
 from tiergate import cli
 from tiergate.protocol.findings import Finding
-from tiergate.report import inputs, junit_in
-from tiergate.report.inputs import INVALID_TIER, TEXT_LIMIT, ReadNotes, read_event_records
 from tiergate.report.summary import read_dump
+from tiergate.results import inputs, junit_in
+from tiergate.results.inputs import INVALID_TIER, TEXT_LIMIT, ReadNotes, read_event_records
 
 INJECT = "\n::error::pwned\n::add-mask::x\n::set-output name=a::b\n##[error]old\r::warning::cr"
 # The commands `tiergate report` means to emit, with their properties.
@@ -270,7 +270,7 @@ def test_streamed_events_match_a_whole_read(tmp_path: Path,
     from test_report import leak, write_results_dir
 
     from tiergate.protocol.events import read_events
-    from tiergate.results import build
+    from tiergate.results.model import build
 
     results = write_results_dir(tmp_path / "res", passed=40,
                                 failures=[("t.py::test_bad", "x" * 3000)],

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from tiergate.errors import InputError, UsageError
-from tiergate.results import load_results_dir
+from tiergate.results.model import load_results_dir
 
 _SHARD = re.compile(r"^\s*([0-9]+)\s*/\s*([0-9]+)\s*$")
 MAX_SHARDS = 1000  # more would be a typo; the split builds one list per shard

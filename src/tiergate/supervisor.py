@@ -39,13 +39,13 @@ from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.protocol.redact import current as redact_current
 from tiergate.protocol.redact import export_names, redact_secrets, weak_secret_warnings
 from tiergate.protocol.runspec import RunSpec
-from tiergate.resultfiles import (
+from tiergate.results.files import (
     ResultsDirClaim,
     claim_results_dir,
     describe_os_error,
     write_result_files,
 )
-from tiergate.results import ORPHANED_PREFIX, RunResult, build
+from tiergate.results.model import ORPHANED_PREFIX, RunResult, build
 from tiergate.settings.config import Tier
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.treewatch import TreeWatch

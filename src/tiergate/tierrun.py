@@ -23,7 +23,7 @@ from tiergate.protocol import redact
 from tiergate.protocol.findings import Finding, Location
 from tiergate.protocol.runspec import RunSpec
 from tiergate.reproduce import Reproductions
-from tiergate.resultfiles import ResultsDirClaim, claim_results_dir
+from tiergate.results.files import ResultsDirClaim, claim_results_dir
 from tiergate.selection import TierSelection
 from tiergate.settings.config import TIER_MARKERS, Tier
 from tiergate.softtimeout import SoftTimer, TestTimeout
@@ -180,7 +180,7 @@ class TierRun:
         if (self.spec.supervised or self.worker is not None or session.exitstatus not in (0, 5)
                 or self.config.option.collectonly):
             return result
-        from tiergate.results import build
+        from tiergate.results.model import build
 
         run = build(ev.read_events(self.spec.events_file))
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
@@ -222,7 +222,7 @@ class TierRun:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.timer.close()
         if not self.spec.supervised and self.worker is None:
-            from tiergate.resultfiles import write_result_files
+            from tiergate.results.files import write_result_files
 
             self.events.emit(ev.RUN_FINISH, exit_code=None)
             self.events.flush()

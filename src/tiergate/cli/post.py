@@ -23,9 +23,9 @@ from tiergate.github.context import Context, load_context
 from tiergate.github.known import known_on_base
 from tiergate.report import fingerprint
 from tiergate.report.escape import terminal_text, workflow_command
-from tiergate.report.inputs import load_run, name_tier
 from tiergate.report.summary import CHECK_RUN_LIMIT, COMMENT_LIMIT, render_summary
-from tiergate.results import RunResult
+from tiergate.results.inputs import load_run, name_tier
+from tiergate.results.model import RunResult
 
 _MARKER_ROOM = 200
 

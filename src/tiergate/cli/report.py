@@ -13,10 +13,10 @@ from typing import Any
 
 from tiergate.protocol.findings import FINDINGS_FILE
 from tiergate.report import actions
-from tiergate.report.inputs import load_run, name_tier
 from tiergate.report.summary import render_summary
 from tiergate.report.terminal import render_terminal
-from tiergate.resultfiles import SUMMARY_FILE
+from tiergate.results.files import SUMMARY_FILE
+from tiergate.results.inputs import load_run, name_tier
 
 
 def add_parser(sub: Any, name: str) -> None:

@@ -11,7 +11,7 @@ from tiergate.github.known import marker
 from tiergate.report.annotations import Annotation, annotations_for
 from tiergate.report.escape import one_line
 from tiergate.report.summary import verdict_words
-from tiergate.results import RunResult
+from tiergate.results.model import RunResult
 
 CHUNK = 50
 MAX_ANNOTATIONS = 1000  # 20 requests; past that the summary has the rest

@@ -12,7 +12,7 @@ from tiergate.protocol.findings import TIMEOUT_KINDS
 from tiergate.report.annotations import Annotation, annotations_for
 from tiergate.report.escape import workflow_command
 from tiergate.report.summary import STEP_SUMMARY_LIMIT
-from tiergate.results import RunResult
+from tiergate.results.model import RunResult
 
 PER_LEVEL = 10  # GitHub shows at most 10 error and 10 warning annotations per step
 _MARGIN = 4096  # room left in the step summary for whatever a later step appends

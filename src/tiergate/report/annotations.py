@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from tiergate.protocol.findings import TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
 from tiergate.report.escape import clean, cut_middle, one_line
-from tiergate.results import RunResult, TestResult
+from tiergate.results.model import RunResult, TestResult
 
 MESSAGE_LIMIT = 2000
 DETAILS_LIMIT = 60_000  # a check-run annotation's raw_details holds 64 KB

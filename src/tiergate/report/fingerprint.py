@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 
 from tiergate.protocol.findings import Finding
-from tiergate.results import RunResult, TestResult
+from tiergate.results.model import RunResult, TestResult
 
 LENGTH = 12  # hex digits: 48 bits, no collisions to speak of among a few thousand findings
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tiergate.results import RunResult
+from tiergate.results.model import RunResult
 
 # What a test's confirmation runs came to, in the reader's words, strongest first: one leak
 # among a test's checks (a resumed or sharded run may check it twice) makes it a leak.

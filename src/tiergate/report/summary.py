@@ -17,9 +17,9 @@ from tiergate.protocol.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
 from tiergate.report.chart import memory_chart
 from tiergate.report.escape import html_pre, md_code, md_text
-from tiergate.report.inputs import DUMP_LIMIT
 from tiergate.report.leakchecks import leak_checks
-from tiergate.results import RunResult, TestResult
+from tiergate.results.inputs import DUMP_LIMIT
+from tiergate.results.model import RunResult, TestResult
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
 COMMENT_LIMIT = 65_536  # characters in an issue or PR comment body

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tiergate.protocol.findings import TIMEOUT_KINDS, Finding
 from tiergate.report.escape import terminal_text
 from tiergate.report.leakchecks import leak_checks
-from tiergate.results import RunResult
+from tiergate.results.model import RunResult
 
 MAX_FINDINGS = 30
 MAX_FAILURES = 20

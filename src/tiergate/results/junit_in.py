@@ -30,8 +30,7 @@ from xml.parsers import expat
 from junitparser import Error, Failure, Skipped, TestCase
 
 from tiergate.errors import InputError
-from tiergate.junit import dotted_module
-from tiergate.report.inputs import (
+from tiergate.results.inputs import (
     JUNIT_LIMIT,
     MAX_CASE_CHILDREN,
     MAX_TESTS,
@@ -43,7 +42,8 @@ from tiergate.report.inputs import (
     cut_text,
     size_text,
 )
-from tiergate.results import RunResult, TestResult
+from tiergate.results.junit_out import dotted_module
+from tiergate.results.model import RunResult, TestResult
 
 _ROOTS = ("testsuites", "testsuite")
 _CHUNK = 1 << 20
@@ -236,7 +236,7 @@ def _local(tag: str) -> str:
 
 def nodeid_of(classname: str, name: str, file: str | None) -> str:
     """The test's id from its JUnit names. A pytest case whose file is known gets its pytest node
-    id back (the inverse of ``tiergate.junit.split_nodeid``, so ``tests/a.py::TestX::test_y[p::q]``
+    id back (the inverse of ``tiergate.results.junit_out.split_nodeid``, so ``tests/a.py::TestX::test_y[p::q]``
     survives the round trip: class names hold no dots, the parameter id is kept whole in the
     name); any other case is ``classname::name``."""
     if file:

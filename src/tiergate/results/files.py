@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 from tiergate.errors import UsageError
-from tiergate.junit import write_junit
 from tiergate.protocol.events import EVENTS_FILE
 from tiergate.protocol.findings import FINDINGS_FILE
-from tiergate.results import RunResult, load_results_dir
+from tiergate.results.junit_out import write_junit
+from tiergate.results.model import RunResult, load_results_dir
 
 JUNIT_FILE = "junit.xml"
 SUMMARY_FILE = "summary.md"

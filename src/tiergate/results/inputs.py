@@ -44,8 +44,8 @@ from typing import Any
 from tiergate.errors import InputError, UsageError
 from tiergate.protocol.events import EVENTS_FILE, RUN_START, parse_events
 from tiergate.protocol.findings import Finding
-from tiergate.resultfiles import JUNIT_FILE
-from tiergate.results import OUTCOMES, RunResult, build, merge
+from tiergate.results.files import JUNIT_FILE
+from tiergate.results.model import OUTCOMES, RunResult, build, merge
 
 DEFAULT_ROOT = Path(".tiergate")
 
@@ -495,7 +495,7 @@ def default_results_dirs(root: Path = DEFAULT_ROOT) -> list[Path]:
 
 
 def load_results(results_dir: Path) -> RunResult:
-    from tiergate.report.junit_in import read_junit  # junit_in imports this module's limits
+    from tiergate.results.junit_in import read_junit  # junit_in imports this module's limits
 
     if not results_dir.is_dir():
         raise InputError(f"{results_dir}: no such results directory")
@@ -532,7 +532,7 @@ def load_events(results_dir: Path) -> RunResult:
 
 
 def load_run(results_dirs: Sequence[Path], junit_files: Sequence[Path] = ()) -> RunResult:
-    from tiergate.report.junit_in import read_junit
+    from tiergate.results.junit_in import read_junit
 
     dirs = list(results_dirs)
     if not dirs and not junit_files:

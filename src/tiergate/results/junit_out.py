@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tiergate.results import RunResult, TestResult
+from tiergate.results.model import RunResult, TestResult
 
 # What XML 1.0 cannot carry (it allows tab, newline, carriage return, U+0020-U+D7FF,
 # U+E000-U+FFFD and U+10000 up); each becomes \xNN.
