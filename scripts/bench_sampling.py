@@ -72,7 +72,7 @@ def timed(root: Path, tier: str) -> tuple[float, float, int]:
 
 def one_sample_cost(count: int = 300) -> float:
     """Seconds per TreeSampler.sample() on a pytest-sized tree (one Python process, one child)."""
-    from tiergate.sampler import TreeSampler
+    from tiergate.supervisor.sampler import TreeSampler
 
     child = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys, time; "

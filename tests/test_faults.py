@@ -319,7 +319,7 @@ def test_pytest_dies_with_a_killed_supervisor_and_the_report_names_the_test(
 
 def test_a_signal_after_the_tests_waits_for_the_result_files(tmp_path: Path) -> None:
     from tiergate.settings.config import load_config
-    from tiergate.supervisor import RunPlan, Supervisor
+    from tiergate.supervisor.supervise import RunPlan, Supervisor
 
     make_project(tmp_path, {})
     tier = load_config(tmp_path).tier("fast")

@@ -30,7 +30,7 @@ from tiergate.protocol.events import (
     OwnedLog,
 )
 from tiergate.settings.config import Tier
-from tiergate.supervisor import RunPlan, Supervisor
+from tiergate.supervisor.supervise import RunPlan, Supervisor
 
 GRACE = 1.0
 A, B, C = "tests/test_a.py::test_one", "tests/test_b.py::test_two", "tests/test_c.py::test_three"

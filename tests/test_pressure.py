@@ -18,10 +18,10 @@ import pytest
 from supervised import events, findings, make_project, processes_running, results, run_tiergate
 
 from tiergate.highwater import maxrss
-from tiergate.pressure import Gauge, Limits, format_amount
 from tiergate.results.model import load_results_dir
-from tiergate.sampler import EMPTY, Biggest, Sample, TreeSampler
 from tiergate.settings.config import Tier
+from tiergate.supervisor.pressure import Gauge, Limits, format_amount
+from tiergate.supervisor.sampler import EMPTY, Biggest, Sample, TreeSampler
 
 HOG = """
     import resource

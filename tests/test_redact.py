@@ -14,12 +14,12 @@ from urllib.parse import quote, quote_plus
 import pytest
 from supervised import make_project, results, tiergate_argv
 
-from tiergate import outpump
 from tiergate.errors import ConfigError
 from tiergate.protocol import events as ev
 from tiergate.protocol import redact
 from tiergate.protocol.redact import Redactor, current, redact_secrets, weak_secret_warnings
 from tiergate.settings.config import load_config
+from tiergate.supervisor import outpump
 
 TOKEN = "ghp_" + "FAKEfake0123456789abcdefghijKLMNOPqrst"  # 4 + 36
 AWS = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
@@ -452,7 +452,7 @@ def test_the_supervisors_own_findings_pass_the_same_redaction(
     # text) goes into findings.json, junit.xml and its terminal line without the event writer.
     import io
 
-    from tiergate.supervisor import RunPlan, Supervisor
+    from tiergate.supervisor.supervise import RunPlan, Supervisor
 
     project = make_project(tmp_path / "app", {"test_one.py": "def test_a():\n    pass\n"})
     for name, value in SECRETS.items():

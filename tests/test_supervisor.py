@@ -21,7 +21,7 @@ from supervised import (
     wait_for_event,
 )
 
-from tiergate.procs import StartedDuring
+from tiergate.supervisor.procs import StartedDuring
 
 TEN_TESTS_ONE_KILLED = """
 import os, signal, time

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from tiergate.pressure import Limits
-from tiergate.procs import StartedDuring
 from tiergate.protocol.events import FINDING, RESOURCE_PRESSURE, SAMPLE
 from tiergate.protocol.findings import Culprit
-from tiergate.sampler import EMPTY, Biggest, Sample
 from tiergate.settings.config import Tier
+from tiergate.supervisor.pressure import Limits
+from tiergate.supervisor.procs import StartedDuring
+from tiergate.supervisor.sampler import EMPTY, Biggest, Sample
+from tiergate.supervisor.treewatch import OTHER_STOP_SECONDS, Killed, TreeWatch
 from tiergate.treedumps import SavedDump
-from tiergate.treewatch import OTHER_STOP_SECONDS, Killed, TreeWatch
 
 GB = 10**9
 PYTEST_PID = 100

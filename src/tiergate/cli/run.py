@@ -9,7 +9,7 @@ from typing import Any
 from tiergate.cli.options import add_project_option
 from tiergate.errors import UsageError
 from tiergate.settings.config import TIER_KEYS, Flag, TierKey, load_config, resolve_tier
-from tiergate.supervisor import RunPlan, run_plan
+from tiergate.supervisor.supervise import RunPlan, run_plan
 
 
 def add_parser(sub: Any, name: str) -> None:

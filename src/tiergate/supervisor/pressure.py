@@ -27,8 +27,8 @@ import resource as _resource
 from collections.abc import Iterator
 
 from tiergate.protocol.events import RESOURCE_PRESSURE
-from tiergate.sampler import Sample
 from tiergate.settings.config import Tier, parse_size
+from tiergate.supervisor.sampler import Sample
 
 EVENT = RESOURCE_PRESSURE  # supervisor: nodeid, resource, value, limit, dump, message
 WARNING_SHARE = 0.8

@@ -22,18 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tiergate import outpump
 from tiergate.boot import boot_env, stacks_file
-from tiergate.lastwill import LastWill
-from tiergate.procs import (
-    become_subreaper,
-    die_with_parent,
-    kill_leftovers,
-    pump_while_waiting,
-    reap_zombies,
-    signal_on_parent_death,
-    stop_group,
-)
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.protocol.redact import current as redact_current
@@ -47,8 +36,19 @@ from tiergate.results.files import (
 )
 from tiergate.results.model import ORPHANED_PREFIX, RunResult, build
 from tiergate.settings.config import Tier
+from tiergate.supervisor import outpump
+from tiergate.supervisor.lastwill import LastWill
+from tiergate.supervisor.procs import (
+    become_subreaper,
+    die_with_parent,
+    kill_leftovers,
+    pump_while_waiting,
+    reap_zombies,
+    signal_on_parent_death,
+    stop_group,
+)
+from tiergate.supervisor.treewatch import TreeWatch
 from tiergate.treedumps import SavedDump, dump_name, dump_tree
-from tiergate.treewatch import TreeWatch
 
 if TYPE_CHECKING:
     from tiergate.culprit import CodeFilter, ThreadStack
@@ -716,7 +716,7 @@ class Supervisor:
             )
         return [t.nodeid for t in tests if t is not None]
 
-    # -- resource pressure (issue 8; the logic lives in tiergate.treewatch) -------------------
+    # -- resource pressure (issue 8; the logic lives in tiergate.supervisor.treewatch) -------------------
 
     def _watch_tree(self, proc: subprocess.Popen[bytes], pgid: int) -> TreeWatch | None:
         if not self.tier.sample_interval:

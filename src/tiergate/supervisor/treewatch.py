@@ -1,5 +1,5 @@
 """The supervisor's eye on resources: samples of pytest's tree into the event log, and the rung of
-the ladder for a tree that outgrows its tier's limits (``tiergate.pressure``).
+the ladder for a tree that outgrows its tier's limits (``tiergate.supervisor.pressure``).
 
 One ``TreeWatch`` per pytest process. The supervisor calls ``poll()`` from its loop; the watch
 decides when a sample is due (the tier's ``sample-interval``, or every poll near a limit), writes
@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from tiergate.pressure import EVENT, Gauge, Limits, Verdict, format_amount
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Culprit, Finding, Location
-from tiergate.sampler import Sample, TreeSampler
 from tiergate.settings.config import Tier
+from tiergate.supervisor.pressure import EVENT, Gauge, Limits, Verdict, format_amount
+from tiergate.supervisor.sampler import Sample, TreeSampler
 from tiergate.treedumps import SavedDump
 
 OTHER_STOP_SECONDS = 2.0  # grace for a tree over max-processes / max-fds

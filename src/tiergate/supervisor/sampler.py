@@ -27,8 +27,8 @@ import time
 
 import psutil
 
-from tiergate.procs import StartedDuring, adopted_from
 from tiergate.protocol.redact import command_line
+from tiergate.supervisor.procs import StartedDuring, adopted_from
 
 _CMDLINE_CHARS = 160
 

@@ -1,0 +1,1 @@
+"""`tiergate run`: the supervisor process and what it controls."""
