@@ -574,7 +574,7 @@ def bench_dumps(repeat: int) -> dict[int, dict[str, float | None]]:
     """size -> {"py-spy": median seconds, "no py-spy": median seconds}."""
     from unittest import mock
 
-    from tiergate.dump import take_tree_dump
+    from tiergate.diagnose.dump import take_tree_dump
 
     tool = load_script("bench_dump")
     out: dict[int, dict[str, float | None]] = {}
@@ -588,7 +588,7 @@ def bench_dumps(repeat: int) -> dict[int, dict[str, float | None]]:
                 for label in ("py-spy", "no py-spy"):
                     times = []
                     for _ in range(repeat):
-                        patch = mock.patch("tiergate.dump._py_spy", lambda: None) \
+                        patch = mock.patch("tiergate.diagnose.dump._py_spy", lambda: None) \
                             if label == "no py-spy" else contextlib.nullcontext()
                         with patch:
                             dump = take_tree_dump(root.pid, run_dir=run_dir,

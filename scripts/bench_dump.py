@@ -23,7 +23,7 @@ from pathlib import Path
 from unittest import mock
 
 from tiergate.boot import RUN_DIR_ENV, boot_env, is_registered
-from tiergate.dump import take_tree_dump
+from tiergate.diagnose.dump import take_tree_dump
 
 CHILD = """
 import threading, time
@@ -90,7 +90,7 @@ def bench_dumps(repeat: int) -> list[str]:
                 for py_spy in (True, False):
                     times = []
                     for _ in range(repeat):
-                        without = mock.patch("tiergate.dump._py_spy", lambda: None)
+                        without = mock.patch("tiergate.diagnose.dump._py_spy", lambda: None)
                         with contextlib.nullcontext() if py_spy else without:
                             dump = take_tree_dump(root.pid, run_dir=run_dir,
                                                   project_root=run_dir, reason="benchmark")

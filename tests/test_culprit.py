@@ -1,6 +1,6 @@
 """The culprit rules on their own: which frame of a stuck process tree is to blame, and why.
 
-The inputs are the ``ProcessView`` values ``tiergate.dump`` builds from a real tree (stacks,
+The inputs are the ``ProcessView`` values ``tiergate.diagnose.dump`` builds from a real tree (stacks,
 kernel state, sockets, children), written here as data: a frame is ``(where, line, function)``
 with ``where`` one of ``project:<path>``, ``stdlib:<path>``, ``site:<path>``, ``tiergate:<path>``
 or a literal path (``<string>``, ``/opt/...``). The project's source lines are real files, since
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import tiergate
-from tiergate.culprit import (
+from tiergate.diagnose.culprit import (
     SYSCALLS_KNOWN,
     CodeFilter,
     Frame,

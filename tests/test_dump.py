@@ -22,10 +22,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tiergate import dump as dump_module
 from tiergate.boot import boot_env, is_registered, stacks_file
-from tiergate.culprit import Socket
-from tiergate.dump import TreeDump, _py_spy, save_dump, take_tree_dump
+from tiergate.diagnose import dump as dump_module
+from tiergate.diagnose.culprit import Socket
+from tiergate.diagnose.dump import TreeDump, _py_spy, save_dump, take_tree_dump
 
 _PATIENCE = 60.0  # seconds; generous, never an assertion about speed
 
@@ -412,7 +412,7 @@ def test_busy_in_c_holding_the_gil(processes: Processes) -> None:
 
 SOFT_TIMEOUT = """
     import json, os, pathlib, signal, socket, subprocess, sys, time
-    from tiergate.dump import take_tree_dump
+    from tiergate.diagnose.dump import take_tree_dump
 
     out = pathlib.Path(sys.argv[2])
 
@@ -599,7 +599,7 @@ def test_secrets_on_the_command_line_are_redacted(processes: Processes, tmp_path
 def test_without_py_spy_the_dump_says_what_is_missing(processes: Processes,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     proc, _ = processes.start("plain", REDACT)
-    monkeypatch.setattr("tiergate.dump._py_spy", lambda: None)
+    monkeypatch.setattr("tiergate.diagnose.dump._py_spy", lambda: None)
 
     dump = dump_of(processes, proc.pid)
 
@@ -619,7 +619,7 @@ Current thread 0x00007f0000000001 (most recent call first):
 
 
 def test_faulthandler_text_is_read_with_its_main_thread() -> None:
-    from tiergate.culprit import CodeFilter, Frame, parse_faulthandler
+    from tiergate.diagnose.culprit import CodeFilter, Frame, parse_faulthandler
 
     threads = parse_faulthandler(FAULTHANDLER_TEXT)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tiergate.diagnose.treedumps import SavedDump
 from tiergate.protocol.events import FINDING, RESOURCE_PRESSURE, SAMPLE
 from tiergate.protocol.findings import Culprit
 from tiergate.settings.config import Tier
@@ -26,7 +27,6 @@ from tiergate.supervisor.pressure import Limits
 from tiergate.supervisor.procs import StartedDuring
 from tiergate.supervisor.sampler import EMPTY, Biggest, Sample
 from tiergate.supervisor.treewatch import OTHER_STOP_SECONDS, Killed, TreeWatch
-from tiergate.treedumps import SavedDump
 
 GB = 10**9
 PYTEST_PID = 100

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tiergate.diagnose.treedumps import dump_name, dump_tree
 from tiergate.errors import UsageError
 from tiergate.highwater import maxrss
 from tiergate.markers import ClosestMarker
@@ -27,7 +28,6 @@ from tiergate.results.files import ResultsDirClaim, claim_results_dir
 from tiergate.selection import TierSelection
 from tiergate.settings.config import TIER_MARKERS, Tier
 from tiergate.softtimeout import SoftTimer, TestTimeout
-from tiergate.treedumps import dump_name, dump_tree
 
 if TYPE_CHECKING:
     from tiergate.leaks import LeakWatch

@@ -5,7 +5,7 @@ Import-time work is the failure the brief opens with: a module that starts threa
 a database when imported hangs the first test that imports it, and every test after. Each module
 is imported alone (``tiergate/leaks/import_probe.py`` runs in the child), so an effect is charged
 to the module that has it, not to whichever imported it first. A module that hangs past the
-timeout gets a ``timeout`` finding with the process-tree dump of the child (``tiergate.dump``),
+timeout gets a ``timeout`` finding with the process-tree dump of the child (``tiergate.diagnose.dump``),
 or, if that cannot be taken, the child's own faulthandler stacks.
 
 One root cause is one finding, however many imports it hits: importing ``pkg.a`` runs
@@ -325,7 +325,7 @@ def _reason(error: str) -> str:
 
 def _timed_out(module: str, pid: int, timeout: float, run_dir: Path, fallback: Path,
                results_dir: Path) -> Finding:
-    from tiergate.treedumps import dump_tree
+    from tiergate.diagnose.treedumps import dump_tree
 
     name = "import-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in module)
     saved = dump_tree(pid, results_dir=results_dir, run_dir=run_dir, project_root=Path.cwd(),

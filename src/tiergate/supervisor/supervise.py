@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tiergate.boot import boot_env, stacks_file
+from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.protocol.redact import current as redact_current
@@ -48,10 +49,9 @@ from tiergate.supervisor.procs import (
     stop_group,
 )
 from tiergate.supervisor.treewatch import TreeWatch
-from tiergate.treedumps import SavedDump, dump_name, dump_tree
 
 if TYPE_CHECKING:
-    from tiergate.culprit import CodeFilter, ThreadStack
+    from tiergate.diagnose.culprit import CodeFilter, ThreadStack
 
 POLL_SECONDS = 0.05
 CANCEL_STOP_SECONDS = 2.0  # GitHub gives 7.5 s from SIGINT to SIGTERM and 2.5 s more to SIGKILL
@@ -914,7 +914,7 @@ def _file_size(path: Path) -> int:
 def _main_thread_since(stacks: Path, offset: int) -> ThreadStack | None:
     """pytest's main thread as the dump just taken saw it: from what pytest's dump handler
     appended to its stacks file past *offset* (the later sample, when it was sampled twice)."""
-    from tiergate.culprit import parse_faulthandler
+    from tiergate.diagnose.culprit import parse_faulthandler
 
     try:
         with stacks.open("rb") as handle:
@@ -931,7 +931,7 @@ def _exit_blocker(main: ThreadStack | None, threads: list[dict[str, Any]], saved
     in ``threading._shutdown`` the interpreter joins non-daemon threads; in pytest's entry point,
     pytest's own wrap-up has not returned; anywhere else an atexit handler runs (it is called
     from C, so it is the outermost frame). Never a daemon thread: nothing waits for those."""
-    from tiergate.culprit import CodeFilter
+    from tiergate.diagnose.culprit import CodeFilter
 
     outermost = main.frames[-1] if main is not None and main.frames else None
     joining = (outermost is not None and outermost.path.endswith("threading.py")

@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from tiergate.diagnose.treedumps import SavedDump
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.settings.config import Tier
 from tiergate.supervisor.pressure import EVENT, Gauge, Limits, Verdict, format_amount
 from tiergate.supervisor.sampler import Sample, TreeSampler
-from tiergate.treedumps import SavedDump
 
 OTHER_STOP_SECONDS = 2.0  # grace for a tree over max-processes / max-fds
 DUMP_WAIT_SECONDS = 5.0

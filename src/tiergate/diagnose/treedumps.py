@@ -1,5 +1,5 @@
 """Taking a process-tree dump on behalf of the supervisor and turning it into a dump file and a
-culprit. The dump itself lives in ``tiergate.dump``; this is the one place the supervisor asks."""
+culprit. The dump itself lives in ``tiergate.diagnose.dump``; this is the one place the supervisor asks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def dump_tree(
     stuck_pid: int | None = None,
 ) -> SavedDump:
     try:
-        from tiergate.dump import save_dump, take_tree_dump
+        from tiergate.diagnose.dump import save_dump, take_tree_dump
 
         dump = take_tree_dump(
             root_pid, run_dir=run_dir, project_root=project_root, reason=reason, stuck_pid=stuck_pid

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tiergate.protocol.findings import Culprit
 
-_TIERGATE_DIR = str(Path(__file__).resolve().parent)
+_TIERGATE_DIR = str(Path(__file__).resolve().parents[1])
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from types import FrameType
 import psutil
 
 from tiergate.boot import DUMP_SIGNAL, is_registered, stacks_dir, stacks_file
-from tiergate.culprit import (
+from tiergate.diagnose.culprit import (
     SYSCALLS_KNOWN,
     CodeFilter,
     Frame,
@@ -43,7 +43,7 @@ from tiergate.protocol.findings import Culprit
 from tiergate.protocol.redact import command_line, redact, redact_secrets
 
 DUMPS_DIR = "dumps"
-_TIERGATE_DIR = str(Path(__file__).resolve().parent)
+_TIERGATE_DIR = str(Path(__file__).resolve().parents[1])
 _HIDDEN_MODULES = ("pytest_timeout.py",)  # a timeout handler's own frames, above the test's
 _SETTLE = 0.05  # a stacks file that has not grown for this long is complete (CI is busy)
 _BUSY_WINDOW = 0.15  # wall time over which a busy process's CPU share is measured
