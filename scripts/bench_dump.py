@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from tiergate.boot import RUN_DIR_ENV, boot_env, is_registered
+from tiergate.child import RUN_DIR_ENV, boot_env, is_registered
 from tiergate.diagnose.dump import take_tree_dump
 
 CHILD = """

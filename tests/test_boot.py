@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.boot import DUMP_SIGNAL, RUN_DIR_ENV, SITE_DIR, boot_env, is_registered, stacks_file
+from tiergate.child import DUMP_SIGNAL, RUN_DIR_ENV, SITE_DIR, boot_env, is_registered, stacks_file
 
 _PATIENCE = 60.0
 
@@ -73,7 +73,7 @@ def test_a_process_under_a_run_registers_and_survives_the_signal(
 
 def test_without_a_run_dir_the_hook_does_nothing(tmp_path: Path) -> None:
     env = {**clean_env(), "PYTHONPATH": str(SITE_DIR)}
-    code = f"import os, tiergate.boot as b; print(b.catches_signal(os.getpid(), {DUMP_SIGNAL}))"
+    code = f"import os, tiergate.child as b; print(b.catches_signal(os.getpid(), {DUMP_SIGNAL}))"
 
     result = run_python(code, env)
 

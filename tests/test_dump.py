@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tiergate.boot import boot_env, is_registered, stacks_file
+from tiergate.child import boot_env, is_registered, stacks_file
 from tiergate.diagnose import dump as dump_module
 from tiergate.diagnose.culprit import Socket
 from tiergate.diagnose.dump import TreeDump, _py_spy, save_dump, take_tree_dump

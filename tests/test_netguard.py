@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tiergate import netguard
-from tiergate.boot import SITE_DIR
+from tiergate.child import SITE_DIR
 
 CORE = netguard.core()
 Policy = CORE.Policy

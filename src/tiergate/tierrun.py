@@ -79,7 +79,7 @@ class TierRun:
         from tiergate.netguard import guard_env, install_guard
 
         if not self.spec.supervised:
-            from tiergate.boot import boot_env
+            from tiergate.child import boot_env
 
             os.environ.update(boot_env(self.spec.run_dir, os.environ))
         os.environ["TIERGATE_EVENTS"] = str(self.events.path)

@@ -174,7 +174,7 @@ def _package_root(package: str) -> str:
 
 def audit_module(module: str, *, timeout: float, network: str, tier: str, root: str,
                  results_dir: Path) -> tuple[dict[str, Any], list[Finding]]:
-    from tiergate.boot import boot_env
+    from tiergate.child import boot_env
 
     with tempfile.TemporaryDirectory(prefix="tiergate-audit-") as scratch:
         result_path = Path(scratch) / "result.json"

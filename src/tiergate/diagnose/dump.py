@@ -1,7 +1,7 @@
 """The process-tree dump: what every process under a hang was doing, culprit first.
 
 For the root and every descendant: the Python stacks of all threads (from the process itself, on
-``tiergate.boot.DUMP_SIGNAL``, only if it registered; from ``sys._current_frames`` when the dumping
+``tiergate.child.DUMP_SIGNAL``, only if it registered; from ``sys._current_frames`` when the dumping
 process is in the tree, as in the soft timeout's SIGALRM handler), native frames and the stacks of
 Python processes that did not register (py-spy, when installed), and what the kernel says: state,
 wait channel, CPU, memory, sockets, open files, age.
@@ -27,7 +27,7 @@ from types import FrameType
 
 import psutil
 
-from tiergate.boot import DUMP_SIGNAL, is_registered, stacks_dir, stacks_file
+from tiergate.child import DUMP_SIGNAL, is_registered, stacks_dir, stacks_file
 from tiergate.diagnose.culprit import (
     SYSCALLS_KNOWN,
     CodeFilter,

@@ -719,7 +719,7 @@ def _drop_last_failure() -> None:
 def _guard_claimed_fds() -> set[int]:
     """Sockets the network guard refused belong to the network-blocked finding, not to leaks."""
     guard = sys.modules.get("_tiergate_netguard") or sys.modules.get(
-        "tiergate.boot.site._tiergate_netguard")
+        "tiergate.child.site._tiergate_netguard")
     if guard is None:
         return set()
     fds: set[int] = set()

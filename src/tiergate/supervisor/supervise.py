@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tiergate.boot import boot_env, stacks_file
+from tiergate.child import boot_env, stacks_file
 from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Culprit, Finding, Location

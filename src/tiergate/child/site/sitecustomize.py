@@ -1,6 +1,6 @@
 """tiergate's start-up hook, run by every Python process started under a tiergate run.
 
-``tiergate.boot.boot_env`` puts this directory first on PYTHONPATH, so ``site`` imports this file
+``tiergate.child.boot_env`` puts this directory first on PYTHONPATH, so ``site`` imports this file
 in every Python process of the run however it was started (subprocess, multiprocessing
 spawn/forkserver, a shell script that runs python); forked children are covered by an at-fork
 hook. Like coverage.py's ``process_startup`` it is switched on by an environment variable
@@ -20,7 +20,7 @@ next to nothing.
 import _signal  # type: ignore[import-not-found]  # no stubs; cheaper than signal
 import os
 
-# Keep in sync with tiergate.boot.DUMP_SIGNAL (a test checks). Not SIGUSR1/2: users take those.
+# Keep in sync with tiergate.child.DUMP_SIGNAL (a test checks). Not SIGUSR1/2: users take those.
 DUMP_SIGNAL = _signal.SIGRTMIN + 3
 _RUN_DIR_ENV = "TIERGATE_RUN_DIR"
 _HEADER = "tiergate-stacks pid=%d start=%d signal=%d\n"
@@ -101,7 +101,7 @@ if os.environ.get(_RUN_DIR_ENV):
     os.register_at_fork(after_in_child=_register_quietly)
 _chain_to_next_sitecustomize()
 
-# --- extension point: the network guard (tiergate.boot.site._tiergate_netguard) ---------------
+# --- extension point: the network guard (tiergate.child.site._tiergate_netguard) ---------------
 if os.environ.get("TIERGATE_NETWORK"):
     try:
         __import__("_tiergate_netguard").install_from_env()
