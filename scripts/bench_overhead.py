@@ -32,8 +32,8 @@ CONFTEST = """
 import os
 if os.environ.get("BENCH_PROBES") == "1":
     from tiergate.settings.config import Tier
-    from tiergate.leaks import LeakWatch, WatchEveryTest
-    from tiergate.netguard import install_guard
+    from tiergate.plugin.leaks import LeakWatch, WatchEveryTest
+    from tiergate.plugin.netguard import install_guard
 
     FOUND = []
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tiergate import netguard
 from tiergate.child import SITE_DIR
+from tiergate.plugin import netguard
 
 CORE = netguard.core()
 Policy = CORE.Policy
@@ -125,7 +125,7 @@ def run_guarded(code: str, env: dict[str, str] | None = None) -> subprocess.Comp
 def test_in_process_guard_refuses_before_sending_and_reports_the_test() -> None:
     result = run_guarded("""
         import json, os, socket, time
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         found = []
         netguard.install_guard("loopback", tier_name="fast", emit=found.append)
         BELT
@@ -164,7 +164,7 @@ def test_allow_list_lets_listed_loopback_through_and_refuses_the_rest(
 ) -> None:
     result = run_guarded(f"""
         import socket
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         netguard.install_guard(["127.0.0.2"], tier_name="fast")
         BELT
         socket.create_connection(("127.0.0.2", {listeners["127.0.0.2"]}), timeout=0.2).close()
@@ -343,7 +343,7 @@ def test_an_offline_probe_at_import_lets_the_module_import_and_its_tests_run(
 def test_every_resolver_entry_point_is_guarded_and_fails_as_offline() -> None:
     result = run_guarded("""
         import json, os, socket
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         found = []
         netguard.install_guard("loopback", tier_name="fast", emit=found.append)
         BELT
@@ -415,7 +415,7 @@ def test_refused_lookups_in_children_are_findings_naming_the_test(tmp_path: Path
 def test_unreachable_by_definition_is_refused_as_offline_without_a_finding() -> None:
     result = run_guarded("""
         import json, socket
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         found = []
         netguard.install_guard("loopback", tier_name="fast", emit=found.append)
         BELT
@@ -482,7 +482,7 @@ def test_destinations_no_network_reaches(operation: str, host: str, never: bool)
 def test_a_monkeypatched_getaddrinfo_does_not_break_the_allow_list() -> None:
     result = run_guarded("""
         import json, os, socket
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -524,7 +524,7 @@ def test_children_use_the_addresses_resolved_at_start_up(listeners: dict[str, in
     # TIERGATE_NETWORK_ADDRESSES, and a tripwire stands in for the real resolver.
     result = run_guarded(f"""
         import json, os
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         core = netguard.core()
         def tripwire(*args):
             print("the guard resolved", args, flush=True)
@@ -549,7 +549,7 @@ def test_children_use_the_addresses_resolved_at_start_up(listeners: dict[str, in
 def test_bytes_and_odd_hosts_never_crash_the_guard() -> None:
     result = run_guarded("""
         import json, socket
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
@@ -592,7 +592,7 @@ def test_bytes_and_odd_hosts_never_crash_the_guard() -> None:
 def test_the_wildcard_addresses_mean_this_machine() -> None:
     result = run_guarded("""
         import socket
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         v4 = socket.socket()
         v4.bind(("127.0.0.1", 0))
         v4.listen()
@@ -685,7 +685,7 @@ def test_the_host_name_is_local_only_when_the_machine_answers_it(
 def test_this_machines_own_names_resolve_under_the_guard() -> None:
     result = run_guarded("""
         import json, socket
-        from tiergate import netguard
+        from tiergate.plugin import netguard
         netguard.install_guard("loopback", tier_name="fast")
         BELT
         out = {"hostname": socket.gethostname(), "names": {}}

@@ -258,8 +258,8 @@ def test_events_are_valid_json_lines(pytester: pytest.Pytester) -> None:
 
 
 def test_finding_paths_are_made_project_relative(tmp_path: Path) -> None:
+    from tiergate.plugin.tierrun import project_relative
     from tiergate.protocol.findings import Culprit, Finding, Location
-    from tiergate.tierrun import project_relative
 
     finding = Finding(
         kind="leak-thread",

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from supervised import events, findings, make_project, processes_running, results, run_tiergate
 
-from tiergate.highwater import maxrss
+from tiergate.plugin.highwater import maxrss
 from tiergate.results.model import load_results_dir
 from tiergate.settings.config import Tier
 from tiergate.supervisor.pressure import Gauge, Limits, format_amount

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tiergate.selection import MarkerExpression, TierSelection
+from tiergate.plugin.selection import MarkerExpression, TierSelection
 
 SUITE = {
     "test_a": """

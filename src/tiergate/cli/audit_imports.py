@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.errors import ConfigError, UsageError
-from tiergate.netguard import CORE_PATH, encode_policy
+from tiergate.plugin.netguard import CORE_PATH, encode_policy
 from tiergate.protocol.findings import (
     FINDINGS_FILE,
     SCHEMA,
@@ -49,7 +49,7 @@ from tiergate.settings.config import parse_duration
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RESULTS_DIR = Path(".tiergate") / "audit-imports"
 # Run as a script in each child (it executes on import, so it is read, never imported here).
-PROBE = Path(__file__).resolve().parent.parent / "leaks" / "import_probe.py"
+PROBE = Path(__file__).resolve().parents[1] / "plugin" / "leaks" / "import_probe.py"
 
 
 def add_parser(sub: Any, name: str) -> None:

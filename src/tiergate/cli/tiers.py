@@ -36,7 +36,7 @@ def collect(config: Config, pytest_args: list[str]) -> dict[str, Any]:
         out = Path(tmp) / "out.json"
         spec.write_text(json.dumps([t.to_json() for t in config.tiers.values()]))
         proc = subprocess.run(
-            [sys.executable, "-m", "tiergate.tierlist", str(spec), str(out), *pytest_args],
+            [sys.executable, "-m", "tiergate.plugin.tierlist", str(spec), str(out), *pytest_args],
             cwd=config.root,
             capture_output=True,
             text=True,

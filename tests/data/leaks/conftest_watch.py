@@ -5,8 +5,8 @@ import json
 import os
 
 from tiergate.settings.config import Tier
-from tiergate.leaks import LeakWatch, WatchEveryTest
-from tiergate.netguard import install_guard
+from tiergate.plugin.leaks import LeakWatch, WatchEveryTest
+from tiergate.plugin.netguard import install_guard
 
 
 def _append(path, record):

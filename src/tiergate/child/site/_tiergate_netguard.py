@@ -1,6 +1,6 @@
 """tiergate's network guard: a PEP 578 audit hook that refuses network use the tier does not allow.
 
-Runs in the test process (``tiergate.netguard.install_guard``) and, through ``sitecustomize``, in
+Runs in the test process (``tiergate.plugin.netguard.install_guard``) and, through ``sitecustomize``, in
 every Python child of a run (``install_from_env``, switched on by ``TIERGATE_NETWORK``). The hook
 sees ``socket.connect`` (also ``connect_ex``), ``socket.sendto``/``sendmsg`` and every resolver
 entry point that raises an audit event (``getaddrinfo``, ``gethostbyname``/``_ex``,

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tiergate.leaks import audit
-from tiergate.leaks.probes import (
+from tiergate.plugin.leaks import audit
+from tiergate.plugin.leaks.probes import (
     KEEP_ALIVE,
     Leftover,
     Probe,
@@ -55,12 +55,12 @@ from tiergate.leaks.probes import (
     server_key,
     thread_of,
 )
-from tiergate.leaks.sites import REGISTRY, Site
+from tiergate.plugin.leaks.sites import REGISTRY, Site
 from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.settings.config import Tier
 
 if TYPE_CHECKING:  # imported where used: the slow path, after a test that left something
-    from tiergate.leaks import quiet, repeat
+    from tiergate.plugin.leaks import quiet, repeat
 
 GRACE = 0.1  # seconds a suspect thread or child gets to finish before it is called leaked
 DEFAULT_MEMORY_THRESHOLD = 10 * 2**20
@@ -257,7 +257,7 @@ class LeakWatch:
 
     def _after_test(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
                     grew: int, reports: Sequence[pytest.TestReport]) -> None:
-        from tiergate.leaks import repeat
+        from tiergate.plugin.leaks import repeat
 
         location = _item_location(item)
         leftovers = _merge_held(self._still_there(window, owned=True, test=item.nodeid,
@@ -304,7 +304,7 @@ class LeakWatch:
         """Run the suspect test again, quietly: once for what it left behind (a leak leaves it
         again, first use does not), ``memory.CONFIRM_RUNS`` times under tracemalloc for memory.
         The check is recorded whatever it comes to."""
-        from tiergate.leaks import memory, quiet, repeat
+        from tiergate.plugin.leaks import memory, quiet, repeat
 
         check = repeat.Check(item.nodeid, suspects, memory_suspect, grew)
         if not suspects:
@@ -384,7 +384,7 @@ class LeakWatch:
         if not (issubclass(category, ResourceWarning)
                 or issubclass(category, pytest.PytestUnraisableExceptionWarning)):
             return
-        from tiergate.leaks import quiet
+        from tiergate.plugin.leaks import quiet
 
         self.emit(resource_warning(
             category.__name__, str(warning_message.message), test=nodeid or None,
@@ -452,7 +452,7 @@ class LeakWatch:
         leftovers = self._compare(window, owned)
         if not leftovers:
             return []
-        from tiergate.leaks import quiet
+        from tiergate.plugin.leaks import quiet
 
         with quiet.caught() as caught:
             _drop_last_failure()
@@ -649,7 +649,7 @@ def _group(leftovers: Iterable[Leftover]) -> dict[str, list[Leftover]]:
 
 
 def _signature(left: Leftover) -> Any:
-    from tiergate.leaks import repeat
+    from tiergate.plugin.leaks import repeat
 
     return repeat.signature(left)
 
@@ -790,7 +790,7 @@ def _kill_leaked(leftovers: list[Leftover]) -> None:
 
 
 def _same_start(left: Leftover) -> bool:
-    from tiergate.leaks.probes import _proc_stat
+    from tiergate.plugin.leaks.probes import _proc_stat
 
     stat = _proc_stat(left.details["pid"])
     return stat is not None and stat[1] == left.details.get("start") and stat[0] not in "ZX"

@@ -1,4 +1,4 @@
-"""Which tests each tier selects, from one collection (``python -m tiergate.tierlist``).
+"""Which tests each tier selects, from one collection (``python -m tiergate.plugin.tierlist``).
 
 Run in a subprocess by ``tiergate tiers`` so the project's conftest and test modules are imported
 by a pytest of their own, never by the CLI. It evaluates each tier's marker expression the way
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tiergate.selection import TierSelection
+from tiergate.plugin.selection import TierSelection
 from tiergate.settings.config import Tier
 
 

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from tiergate.leaks.sites import REGISTRY, Site, site_of_traceback
+from tiergate.plugin.leaks.sites import REGISTRY, Site, site_of_traceback
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Inert unless pytest is given ``--tier NAME`` or runs under ``tiergate run`` (``--tiergate-run``):
 plain ``pytest`` behaves as if tiergate were not installed, and ``-p no:tiergate`` removes it.
-When active, one ``TierRun`` object (``tiergate.tierrun``) is registered and does the work. This
+When active, one ``TierRun`` object (``tiergate.plugin.tierrun``) is registered and does the work. This
 module imports nothing of tiergate's until then: every ``pytest`` run of a project that has
 tiergate installed loads it.
 """
@@ -43,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     spec = _resolve_spec(config)
     if spec is None:
         return
-    from tiergate.tierrun import TierRun
+    from tiergate.plugin.tierrun import TierRun
 
     config.pluginmanager.register(TierRun(config, spec), "tiergate-run")
 

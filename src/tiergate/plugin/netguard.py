@@ -21,7 +21,7 @@ from typing import Any
 from tiergate.protocol.findings import Finding
 
 CORE_NAME = "_tiergate_netguard"
-CORE_PATH = Path(__file__).resolve().parent / "child" / "site" / f"{CORE_NAME}.py"
+CORE_PATH = Path(__file__).resolve().parents[1] / "child" / "site" / f"{CORE_NAME}.py"
 
 
 def core() -> ModuleType:

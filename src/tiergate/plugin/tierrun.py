@@ -17,20 +17,20 @@ import pytest
 
 from tiergate.diagnose.treedumps import dump_name, dump_tree
 from tiergate.errors import UsageError
-from tiergate.highwater import maxrss
-from tiergate.markers import ClosestMarker
+from tiergate.plugin.highwater import maxrss
+from tiergate.plugin.markers import ClosestMarker
+from tiergate.plugin.reproduce import Reproductions
+from tiergate.plugin.selection import TierSelection
+from tiergate.plugin.softtimeout import SoftTimer, TestTimeout
 from tiergate.protocol import events as ev
 from tiergate.protocol import redact
 from tiergate.protocol.findings import Finding, Location
 from tiergate.protocol.runspec import RunSpec
-from tiergate.reproduce import Reproductions
 from tiergate.results.files import ResultsDirClaim, claim_results_dir
-from tiergate.selection import TierSelection
 from tiergate.settings.config import TIER_MARKERS, Tier
-from tiergate.softtimeout import SoftTimer, TestTimeout
 
 if TYPE_CHECKING:
-    from tiergate.leaks import LeakWatch
+    from tiergate.plugin.leaks import LeakWatch
 
 _TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
 
@@ -76,7 +76,7 @@ class TierRun:
 
     def _guard(self, config: pytest.Config) -> None:
         """Leak probes and the network guard, in the processes that run tests."""
-        from tiergate.netguard import guard_env, install_guard
+        from tiergate.plugin.netguard import guard_env, install_guard
 
         if not self.spec.supervised:
             from tiergate.child import boot_env
@@ -87,7 +87,7 @@ class TierRun:
             os.environ.update(guard_env(self.tier.network, self.tier.name))
             install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
         if self.tier.leaks != "off":
-            from tiergate.leaks import LeakWatch
+            from tiergate.plugin.leaks import LeakWatch
 
             self.leaks = LeakWatch(
                 tier=self.tier, emit=self.emit_finding,

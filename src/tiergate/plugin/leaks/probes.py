@@ -28,7 +28,7 @@ import time
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tiergate.leaks.sites import REGISTRY, Site
+from tiergate.plugin.leaks.sites import REGISTRY, Site
 from tiergate.protocol.redact import command_line
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from _pytest.runner import runtestprotocol
 
-from tiergate.leaks.probes import Leftover, server_owned
+from tiergate.plugin.leaks.probes import Leftover, server_owned
 
 # The kinds a repeat decides. env-changed is not among them: a repeat that sets the same
 # variable again changes nothing, and the change is a finding on its first run.

@@ -20,7 +20,7 @@ import os
 from types import TracebackType
 from typing import Any
 
-from tiergate.leaks.sites import Site, function_at
+from tiergate.plugin.leaks.sites import Site, function_at
 
 CONFIRM_RUNS = 2  # repeats that must each retain at least half the threshold
 TOP_SITES = 5

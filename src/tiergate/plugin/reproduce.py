@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tiergate.markers import ClosestMarker
+from tiergate.plugin.markers import ClosestMarker
 from tiergate.protocol.findings import Finding, Location
 
 MARKER = "reproduces"
