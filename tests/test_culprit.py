@@ -1,10 +1,10 @@
 """The culprit rules on their own: which frame of a stuck process tree is to blame, and why.
 
-The inputs are the ``ProcessView`` values ``tiergate.diagnose.dump`` builds from a real tree (stacks,
-kernel state, sockets, children), written here as data: a frame is ``(where, line, function)``
-with ``where`` one of ``project:<path>``, ``stdlib:<path>``, ``site:<path>``, ``tiergate:<path>``
-or a literal path (``<string>``, ``/opt/...``). The project's source lines are real files, since
-the rules read them (Python shows no frame for a C call such as ``sock.recv``)."""
+The inputs are the ``ProcessView`` values ``tiergate.diagnose.dump`` builds from a real tree
+(stacks, kernel state, sockets, children), written here as data: a frame is ``(where, line,
+function)`` with ``where`` one of ``project:<path>``, ``stdlib:<path>``, ``site:<path>``,
+``tiergate:<path>`` or a literal path (``<string>``, ``/opt/...``). The project's source lines are
+real files, since the rules read them (Python shows no frame for a C call such as ``sock.recv``)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """``tiergate audit-imports PACKAGE``: import every module of a package, each in a fresh interpreter
 under the network guard, and report what importing it did.
 
-Import-time work is the failure the brief opens with: a module that starts threads or connects to
-a database when imported hangs the first test that imports it, and every test after. Each module
-is imported alone (``tiergate/leaks/import_probe.py`` runs in the child), so an effect is charged
-to the module that has it, not to whichever imported it first. A module that hangs past the
-timeout gets a ``timeout`` finding with the process-tree dump of the child (``tiergate.diagnose.dump``),
-or, if that cannot be taken, the child's own faulthandler stacks.
+Import-time work is the failure the brief opens with: a module that starts threads or connects to a
+database when imported hangs the first test that imports it, and every test after. Each module is
+imported alone (``tiergate/plugin/leaks/import_probe.py`` runs in the child), so an effect is
+charged to the module that has it, not to whichever imported it first. A module that hangs past the
+timeout gets a ``timeout`` finding with the process-tree dump of the child
+(``tiergate.diagnose.dump``), or, if that cannot be taken, the child's own faulthandler stacks.
 
 One root cause is one finding, however many imports it hits: importing ``pkg.a`` runs
 ``pkg/__init__.py`` first, so a package that connects to a database when imported shows that

@@ -1,5 +1,6 @@
 """Taking a process-tree dump on behalf of the supervisor and turning it into a dump file and a
-culprit. The dump itself lives in ``tiergate.diagnose.dump``; this is the one place the supervisor asks."""
+culprit. The dump itself lives in ``tiergate.diagnose.dump``; this is the one place the
+supervisor asks."""
 
 from __future__ import annotations
 

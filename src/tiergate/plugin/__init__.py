@@ -1,10 +1,10 @@
 """The tiergate pytest plugin (entry point ``pytest11: tiergate``).
 
 Inert unless pytest is given ``--tier NAME`` or runs under ``tiergate run`` (``--tiergate-run``):
-plain ``pytest`` behaves as if tiergate were not installed, and ``-p no:tiergate`` removes it.
-When active, one ``TierRun`` object (``tiergate.plugin.tierrun``) is registered and does the work. This
-module imports nothing of tiergate's until then: every ``pytest`` run of a project that has
-tiergate installed loads it.
+plain ``pytest`` behaves as if tiergate were not installed, and ``-p no:tiergate`` removes it. When
+active, one ``TierRun`` object (``tiergate.plugin.tierrun``) is registered and does the work. This
+module imports nothing of tiergate's until then: every ``pytest`` run of a project that has tiergate
+installed loads it.
 """
 
 from __future__ import annotations

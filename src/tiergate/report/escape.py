@@ -1,8 +1,8 @@
 """Untrusted text stays text. Test names, messages, tracebacks and dumps come from the code under
 test; before they reach Markdown, HTML or a workflow command they pass through one of these.
 
-Every function here redacts secrets first (:func:`tiergate.protocol.redact.redact`), so a caller cannot
-forget to."""
+Every function here redacts secrets first (:func:`tiergate.protocol.redact.redact`), so a
+caller cannot forget to."""
 
 from __future__ import annotations
 

@@ -236,9 +236,9 @@ def _local(tag: str) -> str:
 
 def nodeid_of(classname: str, name: str, file: str | None) -> str:
     """The test's id from its JUnit names. A pytest case whose file is known gets its pytest node
-    id back (the inverse of ``tiergate.results.junit_out.split_nodeid``, so ``tests/a.py::TestX::test_y[p::q]``
-    survives the round trip: class names hold no dots, the parameter id is kept whole in the
-    name); any other case is ``classname::name``."""
+    id back (the inverse of ``tiergate.results.junit_out.split_nodeid``, so
+    ``tests/a.py::TestX::test_y[p::q]`` survives the round trip: class names hold no dots, the
+    parameter id is kept whole in the name); any other case is ``classname::name``."""
     if file:
         module = dotted_module(file)
         if not classname and name == module:  # a module's own entry (skipped at collection)

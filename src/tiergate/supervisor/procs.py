@@ -61,7 +61,7 @@ def signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-# (pid, wait) while the supervisor pumps that child's stdout and stderr (tiergate.supervisor.outpump):
+# (pid, wait) while the supervisor pumps that child's stdout and stderr (supervisor/outpump.py):
 # waiting for it to stop keeps the output flowing, or a child writing as it stops would block on
 # a full pipe until it is killed.
 _pumping: tuple[int, Callable[[float], None]] | None = None

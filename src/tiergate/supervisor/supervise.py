@@ -716,7 +716,7 @@ class Supervisor:
             )
         return [t.nodeid for t in tests if t is not None]
 
-    # -- resource pressure (issue 8; the logic lives in tiergate.supervisor.treewatch) -------------------
+    # -- resource pressure (the logic lives in treewatch.py) ----------------------------------
 
     def _watch_tree(self, proc: subprocess.Popen[bytes], pgid: int) -> TreeWatch | None:
         if not self.tier.sample_interval:

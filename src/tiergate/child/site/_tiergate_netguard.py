@@ -1,17 +1,18 @@
 """tiergate's network guard: a PEP 578 audit hook that refuses network use the tier does not allow.
 
-Runs in the test process (``tiergate.plugin.netguard.install_guard``) and, through ``sitecustomize``, in
-every Python child of a run (``install_from_env``, switched on by ``TIERGATE_NETWORK``). The hook
-sees ``socket.connect`` (also ``connect_ex``), ``socket.sendto``/``sendmsg`` and every resolver
-entry point that raises an audit event (``getaddrinfo``, ``gethostbyname``/``_ex``,
-``gethostbyaddr``, ``getnameinfo``) *before* the system call, so a refused call sends no packet and
-no DNS query. It fails in microseconds the way it fails on a machine with no network: a refused
-connect or send raises ``NetworkBlocked`` (an ``OSError`` with errno ``ENETUNREACH``), a refused
-lookup raises ``LookupBlocked`` (a ``socket.gaierror``, ``EAI_NONAME``), a refused reverse lookup
-of an address raises ``ReverseLookupBlocked`` (a ``socket.herror``); each message names host, port,
-the tier's policy and how to allow it. Unix sockets are always allowed, and so is whatever this
-machine answers itself: lookups of names in ``/etc/hosts`` (and of the host name when the system
-resolves it locally), and connections to ``0.0.0.0``/``::``, which mean this machine.
+Runs in the test process (``tiergate.plugin.netguard.install_guard``) and, through
+``sitecustomize``, in every Python child of a run (``install_from_env``, switched on by
+``TIERGATE_NETWORK``). The hook sees ``socket.connect`` (also ``connect_ex``),
+``socket.sendto``/``sendmsg`` and every resolver entry point that raises an audit event
+(``getaddrinfo``, ``gethostbyname``/``_ex``, ``gethostbyaddr``, ``getnameinfo``) *before* the system
+call, so a refused call sends no packet and no DNS query. It fails in microseconds the way it fails
+on a machine with no network: a refused connect or send raises ``NetworkBlocked`` (an ``OSError``
+with errno ``ENETUNREACH``), a refused lookup raises ``LookupBlocked`` (a ``socket.gaierror``,
+``EAI_NONAME``), a refused reverse lookup of an address raises ``ReverseLookupBlocked`` (a
+``socket.herror``); each message names host, port, the tier's policy and how to allow it. Unix
+sockets are always allowed, and so is whatever this machine answers itself: lookups of names in
+``/etc/hosts`` (and of the host name when the system resolves it locally), and connections to
+``0.0.0.0``/``::``, which mean this machine.
 
 Each refusal is also recorded: in-process through the reporter the plugin passes, in a child as
 one ``finding`` event appended (one ``os.write``, O_APPEND) to ``$TIERGATE_EVENTS``, attributed to
