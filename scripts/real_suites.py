@@ -97,7 +97,7 @@ def prepare(suite: Suite, work: Path) -> tuple[Path, Path]:
     home = work / suite.name
     venv = home / "venv"
     home.mkdir(parents=True, exist_ok=True)
-    sources = [p for p in home.iterdir() if p.is_dir() and p.name != "venv"]
+    sources = _unpacked(home)
     if not sources:
         spec = f"{suite.name}=={suite.version}" if suite.version else suite.name
         got = sh([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
@@ -107,7 +107,7 @@ def prepare(suite: Suite, work: Path) -> tuple[Path, Path]:
         archive = next(home.glob("*.tar.gz"))
         with tarfile.open(archive) as tar:
             tar.extractall(home, filter="data")
-        sources = [p for p in home.iterdir() if p.is_dir()]
+        sources = _unpacked(home)
     source = sources[0]
     if not (venv / "bin" / "python").exists():
         sh([sys.executable, "-m", "venv", str(venv)])
@@ -122,6 +122,13 @@ def prepare(suite: Suite, work: Path) -> tuple[Path, Path]:
                 raise RuntimeError(f"{suite.name}: pip install {' '.join(step)} failed: "
                                    f"{got.stderr.strip()[-300:]}")
     return source, venv
+
+
+def _unpacked(home: Path) -> list[Path]:
+    """The unpacked sdist in *home*: the folder with the project's metadata (not the venv, nor
+    a results dir left by an earlier run)."""
+    return sorted(p for p in home.iterdir() if p.is_dir() and p.name != "venv"
+                  and any((p / name).is_file() for name in ("pyproject.toml", "setup.py")))
 
 
 def offline(command: list[str], cwd: Path) -> tuple[int, float, str]:
