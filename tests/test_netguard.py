@@ -129,7 +129,7 @@ def test_in_process_guard_refuses_before_sending_and_reports_the_test() -> None:
         found = []
         netguard.install_guard("loopback", tier_name="fast", emit=found.append)
         BELT
-        os.environ["TIERGATE_CURRENT_TEST"] = "tests/test_db.py::test_query"
+        os.environ["PYTEST_CURRENT_TEST"] = "tests/test_db.py::test_query (call)"
         sock = socket.socket()
         sock.settimeout(10)
         start = time.perf_counter()
@@ -205,7 +205,6 @@ def test_python_children_are_guarded_and_record_the_refusal(tmp_path: Path) -> N
         "PYTEST_CURRENT_TEST": "tests/test_x.py::test_child (call)",
         **netguard.guard_env("none", "fast"),
     }
-    env.pop("TIERGATE_CURRENT_TEST", None)
     result = run_guarded("""
         import socket, subprocess, sys
         BELT
@@ -367,7 +366,7 @@ def test_every_resolver_entry_point_is_guarded_and_fails_as_offline() -> None:
         attempt("numeric", lambda: socket.gethostbyname("192.0.2.1"))
         out["findings"] = [[f.test, f.details["operation"]] for f in found]
         print(json.dumps(out))
-    """, {"TIERGATE_CURRENT_TEST": "tests/test_dns.py::test_q"})
+    """, {"PYTEST_CURRENT_TEST": "tests/test_dns.py::test_q (call)"})
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     gaierror = ["gaierror", socket.EAI_NONAME, True]
@@ -390,7 +389,7 @@ def test_refused_lookups_in_children_are_findings_naming_the_test(tmp_path: Path
     env = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE_DIR), os.environ.get("PYTHONPATH")])),
         "TIERGATE_EVENTS": str(events),
-        "TIERGATE_CURRENT_TEST": "tests/test_dns.py::test_resolves",
+        "PYTEST_CURRENT_TEST": "tests/test_dns.py::test_resolves (call)",
         **netguard.guard_env("loopback", "fast"),
     }
     result = run_guarded("""

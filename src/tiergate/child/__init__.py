@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SITE_DIR = Path(__file__).resolve().parent / "site"
+# Copies of protocol.environ.RUN_DIR and protocol.layout.STACKS_DIR: this package is standard
+# library only (tests/test_protocol_names.py checks that they are equal).
 RUN_DIR_ENV = "TIERGATE_RUN_DIR"
+STACKS_DIR = "stacks"
 # A real-time signal: SIGUSR1/2 belong to the user's code. Same value in site/sitecustomize.py.
 DUMP_SIGNAL = int(signal.SIGRTMIN) + 3
 _HEADER_PREFIX = "tiergate-stacks "
@@ -36,7 +39,7 @@ def boot_env(run_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def stacks_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "stacks"
+    return Path(run_dir) / STACKS_DIR
 
 
 def stacks_file(pid: int, run_dir: Path) -> Path:

@@ -36,8 +36,8 @@ from typing import Any
 
 from tiergate.errors import ConfigError, UsageError
 from tiergate.plugin.netguard import CORE_PATH, encode_policy
+from tiergate.protocol import environ, layout
 from tiergate.protocol.findings import (
-    FINDINGS_FILE,
     SCHEMA,
     Culprit,
     Finding,
@@ -47,7 +47,7 @@ from tiergate.protocol.findings import (
 from tiergate.settings.config import parse_duration
 
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_RESULTS_DIR = Path(".tiergate") / "audit-imports"
+DEFAULT_RESULTS_DIR = Path(layout.RESULTS_ROOT) / "audit-imports"
 # Run as a script in each child (it executes on import, so it is read, never imported here).
 PROBE = Path(__file__).resolve().parents[1] / "plugin" / "leaks" / "import_probe.py"
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     modules = discover(args.package)
     root = _package_root(args.package)
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "dumps").mkdir(exist_ok=True)
+    (results_dir / layout.DUMPS_DIR).mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
     stopped: dict[str, tuple[Finding, list[str]]] = {}  # package -> its finding, modules it hit
     for module in modules:
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     order = {module: index for index, module in enumerate(modules)}
     findings.sort(key=lambda f: order.get(str(f.details.get("module")), len(order)))
     errors = _import_errors(rows)
-    write_findings(results_dir / FINDINGS_FILE, {
+    write_findings(results_dir / layout.FINDINGS_FILE, {
         "schema": SCHEMA,
         "tier": tier_name,
         "command": "audit-imports",
@@ -181,7 +181,7 @@ def audit_module(module: str, *, timeout: float, network: str, tier: str, root: 
         fallback_dump = Path(scratch) / "stacks.txt"
         run_dir = Path(scratch) / "run"
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **boot_env(run_dir, os.environ)}
-        for name in ("TIERGATE_NETWORK", "TIERGATE_EVENTS", "TIERGATE_CURRENT_TEST"):
+        for name in (environ.NETWORK, environ.EVENTS):
             env.pop(name, None)  # the probe installs the guard itself and keeps what it sees
         argv = [sys.executable, "-c", PROBE.read_text(), module,
                 str(result_path), str(CORE_PATH), network, tier, root, str(timeout),
@@ -335,7 +335,7 @@ def _timed_out(module: str, pid: int, timeout: float, run_dir: Path, fallback: P
         # No process-tree dump: keep the child's own faulthandler stacks instead.
         text = fallback.read_text(errors="replace") if fallback.exists() else ""
         if text:
-            dump = f"dumps/{name}.txt"
+            dump = layout.dump_file(name)
             (results_dir / dump).write_text(text)
             culprit = _faulthandler_culprit(text)
     where = f"; stuck in {culprit.function} at {culprit.path}:{culprit.line}" if culprit else ""
@@ -434,4 +434,5 @@ def _print_table(rows: list[dict[str, Any]], findings: list[Finding],
         at = f" at {where['path']}:{where['line']}" if where else ""
         hit = error["modules"]
         print(f"import error{at}: {_reason(error['error'])} (importing {_names(hit)})")
-    print(f"{len(findings)} finding(s) in {len(rows)} module(s); {results_dir / FINDINGS_FILE}")
+    findings_path = results_dir / layout.FINDINGS_FILE
+    print(f"{len(findings)} finding(s) in {len(rows)} module(s); {findings_path}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.errors import UsageError
+from tiergate.protocol.environ import ENVIRONMENT as ENVIRONMENT_ENV
 
 NIGHTLY_EVENTS = frozenset({"schedule", "workflow_dispatch", "repository_dispatch"})
 
@@ -27,6 +28,11 @@ class Context:
     # workflow_run for a fork's PR: GitHub leaves pull_requests empty, so the PR is looked up by
     # the fork's "owner:branch" (and must have head_sha as its head)
     fork_head: str | None = None
+    # What a scheduled or dispatched run tested, besides its tier: the deployment environment
+    # (a staging run against production-canary is not one against staging), and the branch
+    # when it is not the default one (a dispatch on a feature branch speaks for that branch).
+    environment: str | None = None
+    branch: str | None = None
 
     @property
     def nightly(self) -> bool:
@@ -72,7 +78,27 @@ def load_context(environ: Mapping[str, str] | None = None) -> Context:
         run_url=f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
         if server and run_id else None,
         fork_head=fork_head,
+        environment=_environment(env, event),
+        branch=_other_branch(env, event),
     )
+
+
+def _environment(env: Mapping[str, str], event: Mapping[str, Any]) -> str | None:
+    """TIERGATE_ENVIRONMENT, else a dispatch's ``environment`` input (the staging template's):
+    GitHub gives a step no variable that names its job's environment."""
+    inputs = event.get("inputs")
+    given = env.get(ENVIRONMENT_ENV) or (
+        inputs.get("environment") if isinstance(inputs, dict) else None)
+    return str(given) if given else None
+
+
+def _other_branch(env: Mapping[str, str], event: Mapping[str, Any]) -> str | None:
+    """The branch the run tested, when the event says it is not the repository's default."""
+    branch = env.get("GITHUB_REF_NAME") if env.get("GITHUB_REF_TYPE", "branch") == "branch" \
+        else None
+    repo = event.get("repository")
+    default = repo.get("default_branch") if isinstance(repo, dict) else None
+    return branch if branch and default and branch != default else None
 
 
 def _read_event(path: str | None) -> dict[str, Any]:

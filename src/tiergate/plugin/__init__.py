@@ -54,6 +54,7 @@ def _resolve_spec(config: pytest.Config) -> RunSpec | None:
     if not spec_file and not name:
         return None
     from tiergate.errors import ConfigError
+    from tiergate.protocol import layout
     from tiergate.protocol.runspec import RunSpec
     from tiergate.settings.config import load_config
 
@@ -63,9 +64,8 @@ def _resolve_spec(config: pytest.Config) -> RunSpec | None:
         tier = load_config(config.rootpath).tier(name)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    results_dir = Path(
-        config.getoption("tiergate_results_dir") or config.rootpath / ".tiergate" / name
-    )
+    given = config.getoption("tiergate_results_dir")
+    results_dir = Path(given) if given else layout.default_results_dir(config.rootpath, name)
     return RunSpec(
-        tier=tier, results_dir=results_dir, run_dir=results_dir / ".run", supervised=False
+        tier=tier, results_dir=results_dir, run_dir=layout.run_dir(results_dir), supervised=False
     )

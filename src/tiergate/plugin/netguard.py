@@ -1,7 +1,7 @@
 """The network guard, from the test process's side: parse the tier's policy, guard this process,
 and give child processes the environment that guards them too.
 
-The guard itself lives in ``tiergate/boot/site/_tiergate_netguard.py`` (stdlib only, because
+The guard itself lives in ``tiergate/child/site/_tiergate_netguard.py`` (stdlib only, because
 ``sitecustomize`` imports it in every child). This module loads that same file under the same
 module name, so a test process that the start-up hook already guarded and the plugin's
 ``install_guard`` share one hook and one policy.
@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tiergate.protocol import environ
 from tiergate.protocol.findings import Finding
 
 CORE_NAME = "_tiergate_netguard"
@@ -69,13 +70,25 @@ def install_guard(
 
     guard.install(policy, tier_name, reporter=report)
     if policy.resolved:
-        os.environ[guard.ENV_ADDRESSES] = json.dumps(policy.resolved, sort_keys=True)
+        os.environ[environ.NETWORK_ADDRESSES] = json.dumps(policy.resolved, sort_keys=True)
     else:
-        os.environ.pop(guard.ENV_ADDRESSES, None)
+        os.environ.pop(environ.NETWORK_ADDRESSES, None)
 
 
 def guard_env(network: str | tuple[str, ...] | list[str], tier_name: str) -> dict[str, str]:
     """Variables that make ``sitecustomize`` guard every Python child with the same policy.
     The plugin adds ``TIERGATE_EVENTS`` (the events file) so children can record refusals."""
-    guard = core()
-    return {guard.ENV_NETWORK: encode_policy(network), guard.ENV_TIER: tier_name}
+    return {environ.NETWORK: encode_policy(network), environ.TIER: tier_name}
+
+
+def refused_fds() -> set[int]:
+    """Descriptors of the sockets whose connect the guard refused (it keeps a bounded number
+    alive): they belong to the network-blocked finding, not to a leak."""
+    fds: set[int] = set()
+    for sock in core().BLOCKED_SOCKETS:
+        try:
+            fds.add(sock.fileno())
+        except (OSError, ValueError):
+            continue
+    fds.discard(-1)  # closed since
+    return fds

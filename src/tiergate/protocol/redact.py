@@ -42,6 +42,9 @@ from json.encoder import encode_basestring_ascii as _encode_ascii
 from typing import Any, NamedTuple
 from urllib.parse import quote, quote_plus, unquote
 
+from tiergate.protocol.environ import PREFIX as ENV_PREFIX
+from tiergate.protocol.environ import REDACT as REDACT_ENV
+
 SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASS|PWD|API_?KEY|PRIVATE|_KEY$|^KEY$|CREDENTIAL|AUTH(?!OR)|COOKIE|SESSION|DSN",
     re.IGNORECASE,
@@ -51,7 +54,8 @@ SECRET_NAME = re.compile(
 _NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD", "SSH_AUTH_SOCK", "SESSION_MANAGER",
                                "DESKTOP_SESSION"})
 _NOT_SECRET_NAME = (
-    r"^(?:XDG_\w*|\w*DBUS\w*|\w*ASKPASS|TIERGATE_\w*)$|_(?:FILE|PATH|DIR|SOCK|SOCKET|HOST|PORT"
+    r"^(?:XDG_\w*|\w*DBUS\w*|\w*ASKPASS|" + ENV_PREFIX + r"\w*)$"
+    r"|_(?:FILE|PATH|DIR|SOCK|SOCKET|HOST|PORT"
     r"|URL|URI|TIMEOUT|TTL|ENABLED|DISABLED|MODE|TYPE|LEVEL|METHOD|PROVIDER|BACKEND|ENGINE"
     r"|ALGORITHM|VERSION|REGION|NAME)$"
 )
@@ -61,7 +65,6 @@ GITHUB_SECRETS = frozenset({
     "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "INPUT_GITHUB-TOKEN",
     "INPUT_GITHUB_TOKEN", "INPUT_TOKEN",
 })
-REDACT_ENV = "TIERGATE_REDACT"  # more variable names, comma-separated
 MASK = "***"
 MIN_STRONG = 8  # a shorter value is masked only where it is clearly a value
 _MIN_USER = 16  # a URL's user name alone (no password) is a secret only when token-long

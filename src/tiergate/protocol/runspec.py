@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tiergate.protocol import layout
 from tiergate.settings.config import Tier
 
 
@@ -31,9 +32,7 @@ class RunSpec:
     def events_file(self) -> Path:
         """The event log to append to: under the supervisor, the descriptor it holds (so a
         deleted or replaced file name loses nothing), else the file in the results dir."""
-        from tiergate.protocol.events import EVENTS_FILE
-
-        return self.events_path or self.results_dir / EVENTS_FILE
+        return self.events_path or self.results_dir / layout.EVENTS_FILE
 
     def write(self, path: Path) -> Path:
         data: dict[str, Any] = {

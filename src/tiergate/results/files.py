@@ -9,16 +9,12 @@ import shutil
 from pathlib import Path
 
 from tiergate.errors import UsageError
-from tiergate.protocol.events import EVENTS_FILE
-from tiergate.protocol.findings import FINDINGS_FILE
+from tiergate.protocol.layout import FINDINGS_FILE, JUNIT_FILE, MARK_FILE, SUMMARY_FILE
+from tiergate.protocol.layout import OWN_DIRS as _OWN_DIRS
+from tiergate.protocol.layout import OWN_FILES as _OWN_FILES
 from tiergate.results.junit_out import write_junit
 from tiergate.results.model import RunResult, load_results_dir
 
-JUNIT_FILE = "junit.xml"
-SUMMARY_FILE = "summary.md"
-MARK_FILE = ".tiergate-results"  # says "tiergate made this dir"; also the run's lock
-_OWN_FILES = (EVENTS_FILE, JUNIT_FILE, FINDINGS_FILE, SUMMARY_FILE)
-_OWN_DIRS = ("dumps", ".run")
 _MARK_TEXT = "A tiergate results dir: tiergate clears it at the start of each run.\n"
 
 

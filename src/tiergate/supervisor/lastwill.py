@@ -20,11 +20,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tiergate.protocol import environ
+
 _WILL = r"""
 import os, signal, sys
 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(sig, signal.SIG_IGN)  # a cancel is the supervisor's to handle
-marker = b"TIERGATE_RUN_DIR=" + os.fsencode(sys.argv[1])
+marker = os.fsencode(sys.argv[1])  # NAME=VALUE, as /proc/PID/environ holds it
 groups = set()
 for line in sys.stdin.buffer:
     line = line.strip()
@@ -70,9 +72,9 @@ class LastWill:
         """None where it cannot run (no /proc): the parent-death signal on pytest still holds."""
         if not Path("/proc/self/environ").exists():
             return None
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TIERGATE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(environ.PREFIX)}
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _WILL, str(run_dir)],
+            [sys.executable, "-I", "-S", "-c", _WILL, f"{environ.RUN_DIR}={run_dir}"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, close_fds=True,
         )
         return cls(proc)

@@ -20,8 +20,8 @@ import time
 from collections.abc import Mapping
 
 from tiergate.protocol import redact
+from tiergate.protocol.environ import REDACT_OUTPUT as SWITCH_ENV
 
-SWITCH_ENV = "TIERGATE_REDACT_OUTPUT"
 HOLD_SECONDS = 0.2
 _READ = 1 << 16
 _MOST_PER_WAKE = 1 << 22  # read at most this much per stream before the loop gets its turn

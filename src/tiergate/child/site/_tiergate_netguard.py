@@ -16,7 +16,7 @@ sockets are always allowed, and so is whatever this machine answers itself: look
 
 Each refusal is also recorded: in-process through the reporter the plugin passes, in a child as
 one ``finding`` event appended (one ``os.write``, O_APPEND) to ``$TIERGATE_EVENTS``, attributed to
-``$TIERGATE_CURRENT_TEST`` (or pytest's ``PYTEST_CURRENT_TEST``) inherited from the test. Not
+the test named by pytest's ``PYTEST_CURRENT_TEST``, inherited from the test. Not
 recorded, only refused: destinations no network reaches by definition (``never_reachable``: the
 ``.invalid`` names, 240.0.0.0/4, 0.0.0.0/8, 100::/64), which fail on every machine.
 
@@ -42,10 +42,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
+# Copies of tiergate.protocol.environ's names (this file cannot import tiergate);
+# tests/test_protocol_names.py checks that they are equal.
 ENV_NETWORK = "TIERGATE_NETWORK"
 ENV_TIER = "TIERGATE_TIER"
 ENV_EVENTS = "TIERGATE_EVENTS"
-ENV_TEST = "TIERGATE_CURRENT_TEST"
 ENV_ADDRESSES = "TIERGATE_NETWORK_ADDRESSES"  # JSON {name: [address, ...]} resolved at start-up
 
 HOSTS_FILE = "/etc/hosts"
@@ -598,7 +599,7 @@ def _culprit() -> dict[str, Any] | None:
 
 
 def _current_test() -> str | None:
-    test = _environ.get(ENV_TEST) or _environ.get("PYTEST_CURRENT_TEST")
+    test = _environ.get("PYTEST_CURRENT_TEST")  # pytest's, around each phase; children inherit it
     if not test:
         return None
     for phase in (" (setup)", " (call)", " (teardown)"):
