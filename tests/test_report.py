@@ -461,6 +461,7 @@ def test_malformed_event_records_are_skipped() -> None:
     records: list[Any] = [good[0], *bad, good[1], *bad, good[2], *bad,
                           {"event": "run-finish", "t": 2.0, "exit_code": 0}]
     run = build(records)  # a record is applied up to its first bad field, then dropped
+    assert (run.malformed_events, run.unknown_events) == (3 * len(bad), 0)
     assert run.tier == "fast"
     assert run.tests["t.py::test_ok"].outcome == "passed"
     assert run.tests["t.py::test_ok"].duration == 0.1

@@ -5,8 +5,9 @@ line to the same file. The file is opened with O_APPEND and each event goes out 
 call, so lines from different processes never interleave and a process killed at any instant
 leaves at worst one torn last line, which readers skip.
 
-Every event has ``event`` (its kind), ``t`` (wall-clock seconds) and ``pid``. The kinds and their
-fields are listed in ``docs/architecture.md``.
+Every event has ``event`` (its kind), ``t`` (wall-clock seconds) and ``pid``. The kinds are the
+constants below; each kind's fields are its typed record in ``protocol/records.py`` (and the
+event table of ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -20,31 +21,38 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.protocol import redact
+from tiergate.protocol.layout import EVENTS_FILE as EVENTS_FILE
 
-EVENTS_FILE = "events.jsonl"
-
-# Event kinds. Readers match on these names; writers use them through the constants.
-RUN_START = "run-start"  # supervisor: tier, settings, args, attempt 0
-ATTEMPT_START = "attempt-start"  # supervisor: attempt, argv, only (tests left) or None
-SESSION_START = "session-start"  # plugin: worker, attempt
-COLLECT_START = "collect-start"  # plugin: nodeid, path (a module being collected), timeout
-COLLECT_FINISH = "collect-finish"  # plugin: nodeid
-COLLECTED = "collected"  # plugin: tests [nodeid], deselected
-TEST_START = "test-start"  # plugin: nodeid, path, line, worker, timeout
-TEST_FINISH = "test-finish"  # plugin: nodeid, path, line, outcome, duration, phase, message, ...
-SLOW = "slow"  # plugin: nodeid, elapsed, stack
-FINDING = "finding"  # anyone: finding (a findings.json entry)
-LEAK_CHECK = "leak-check"  # plugin: nodeid, repeats, seconds, kinds, result (a suspect run again)
-HARD_TIMEOUT = "hard-timeout"  # supervisor: nodeid, test_pid, dump
-SESSION_FINISH = "session-finish"  # plugin: exitstatus, blocking (non-daemon threads alive)
-COLLECT_TIMEOUT = "collect-timeout"  # supervisor: nodeid (module), path, message, dump
-EXIT_HANG = "exit-hang"  # supervisor: waited (s), blocking, dump
-PYTEST_EXIT = "pytest-exit"  # supervisor: attempt, returncode, signal
-BUDGET_EXPIRED = "budget-expired"  # supervisor: budget, nodeid (in flight), dump
-CANCELLED = "cancelled"  # supervisor: signal, nodeid (in flight), dump
-SAMPLE = "sample"  # supervisor: rss, cpu, threads, fds, processes, nodeid
-RESOURCE_PRESSURE = "resource-pressure"  # supervisor: nodeid, resource, value, limit, dump
-RUN_FINISH = "run-finish"  # supervisor: exit_code, duration
+# Event kinds. Writers and readers use them through these constants (plain strings: cheap on
+# the per-test path). The fields of each kind are its record in ``protocol/records.py``.
+RUN_START = "run-start"
+ATTEMPT_START = "attempt-start"
+SESSION_START = "session-start"
+COLLECT_START = "collect-start"
+COLLECT_FINISH = "collect-finish"
+COLLECTED = "collected"
+TEST_START = "test-start"
+TEST_FINISH = "test-finish"
+SLOW = "slow"
+FINDING = "finding"
+LEAK_CHECK = "leak-check"
+HARD_TIMEOUT = "hard-timeout"
+SESSION_FINISH = "session-finish"
+COLLECT_TIMEOUT = "collect-timeout"
+EXIT_HANG = "exit-hang"
+PYTEST_EXIT = "pytest-exit"
+BUDGET_EXPIRED = "budget-expired"
+CANCELLED = "cancelled"
+SAMPLE = "sample"
+RESOURCE_PRESSURE = "resource-pressure"
+RUN_FINISH = "run-finish"
+DEBUGGER = "debugger"
+KINDS = frozenset({
+    RUN_START, ATTEMPT_START, SESSION_START, COLLECT_START, COLLECT_FINISH, COLLECTED,
+    TEST_START, TEST_FINISH, SLOW, FINDING, LEAK_CHECK, HARD_TIMEOUT, SESSION_FINISH,
+    COLLECT_TIMEOUT, EXIT_HANG, PYTEST_EXIT, BUDGET_EXPIRED, CANCELLED, SAMPLE,
+    RESOURCE_PRESSURE, RUN_FINISH, DEBUGGER,
+})
 
 
 # Forks of this process so far, in the child: a writer made before a fork is in the child

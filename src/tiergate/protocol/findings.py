@@ -7,12 +7,15 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
+
+from tiergate.protocol.layout import FINDINGS_FILE as FINDINGS_FILE
 
 SCHEMA = 1
-FINDINGS_FILE = "findings.json"
 
-KINDS = (
+# What a finding is about. findings.json and the finding event carry it as a string; a kind
+# from a newer writer is kept as it came (the reports show it and rank it last).
+FindingKind = Literal[
     "timeout",
     "job-timeout",
     "collect-timeout",
@@ -32,37 +35,35 @@ KINDS = (
     "reproduction-fixed",
     "leftover-process",
     "resource-warning",
-)
-LEAK_KINDS = frozenset(k for k in KINDS if k.startswith("leak-"))
-TIMEOUT_KINDS = frozenset({"timeout", "job-timeout", "collect-timeout", "exit-hang"})
+]
+KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
+LEAK_KINDS: frozenset[FindingKind] = frozenset(k for k in KINDS if k.startswith("leak-"))
+TIMEOUT_KINDS: frozenset[FindingKind] = frozenset(
+    {"timeout", "job-timeout", "collect-timeout", "exit-hang"})
 
 # Importance for ordering reports: what stops a pipeline first, then what corrupts the next run.
-_RANK = {
-    kind: rank
-    for rank, kind in enumerate(
-        (
-            "run-error",
-            "job-timeout",
-            "collect-timeout",
-            "timeout",
-            "exit-hang",
-            "crash",
-            "resource-pressure",
-            "network-blocked",
-            "leak-memory",
-            "leak-process",
-            "leak-thread",
-            "leak-socket",
-            "leak-fd",
-            "leak-task",
-            "leftover-process",
-            "import-side-effect",
-            "env-changed",
-            "resource-warning",
-            "reproduction-fixed",
-        )
-    )
-}
+_ORDER: tuple[FindingKind, ...] = (
+    "run-error",
+    "job-timeout",
+    "collect-timeout",
+    "timeout",
+    "exit-hang",
+    "crash",
+    "resource-pressure",
+    "network-blocked",
+    "leak-memory",
+    "leak-process",
+    "leak-thread",
+    "leak-socket",
+    "leak-fd",
+    "leak-task",
+    "leftover-process",
+    "import-side-effect",
+    "env-changed",
+    "resource-warning",
+    "reproduction-fixed",
+)
+_RANK = {kind: rank for rank, kind in enumerate(_ORDER)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Culprit:
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    kind: str
+    kind: FindingKind
     test: str | None
     severity: str  # "error" | "warning"
     message: str
@@ -133,7 +134,8 @@ class Finding:
         culprit = _opt(data.get("culprit"), Mapping, "culprit")
         details = _opt(data.get("details"), Mapping, "details")
         return cls(
-            kind=_req(data["kind"], str, "kind"),
+            # A newer writer's kind stays the string it is (see FindingKind).
+            kind=cast(FindingKind, _req(data["kind"], str, "kind")),
             test=_opt(data.get("test"), str, "test"),
             severity="warning" if data.get("severity") == "warning" else "error",
             message=_opt(data.get("message"), str, "message") or "",

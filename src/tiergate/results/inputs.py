@@ -42,12 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.errors import InputError, UsageError
-from tiergate.protocol.events import EVENTS_FILE, RUN_START, parse_events
+from tiergate.protocol import events as ev
+from tiergate.protocol import records as rec
+from tiergate.protocol.events import parse_events
 from tiergate.protocol.findings import Finding
-from tiergate.results.files import JUNIT_FILE
+from tiergate.protocol.layout import EVENTS_FILE, JUNIT_FILE, RESULTS_ROOT
 from tiergate.results.model import OUTCOMES, RunResult, build, merge
 
-DEFAULT_ROOT = Path(".tiergate")
+DEFAULT_ROOT = Path(RESULTS_ROOT)
 
 MiB = 2**20
 EVENTS_LIMIT = 256 * MiB
@@ -85,6 +87,7 @@ class ReadNotes:
     source: str
     malformed: int = 0  # records with a field of the wrong type
     unreadable: int = 0  # lines that are no JSON event (torn by a kill, or damaged)
+    unknown: int = 0  # events of a kind this version does not know (a newer writer's)
     oversized: int = 0  # events over RECORD_LIMIT
     invalid_tiers: int = 0
     texts_cut: int = 0
@@ -112,6 +115,9 @@ class ReadNotes:
         if self.unreadable:
             parts.append(f"skipped {_n(self.unreadable, 'unreadable line')} (no JSON event: "
                          "torn by a kill, or damaged)")
+        if self.unknown:
+            parts.append(f"skipped {_n(self.unknown, 'event')} of a kind this version of "
+                         "tiergate does not know (written by a newer one?)")
         if self.oversized:
             parts.append(f"skipped {_n(self.oversized, 'event')} over {size_text(RECORD_LIMIT)}")
         if self.invalid_tiers:
@@ -362,46 +368,43 @@ _FINDING = _Schema(
     ("message", _text, False), ("location", _location, False), ("culprit", _culprit, False),
     ("dump", _name, False), ("details", _details, False),
 )
-_T = ("t", _number, True)
-_NODEID = ("nodeid", _name, True)
-_ANY_NODEID = ("nodeid", _name, False)
-_END = (("message", _text, False), ("longrepr", _text, False), ("dump", _name, False))
-# Per event kind, the fields the results model reads (results._Builder); nothing else is kept.
-_EVENTS: dict[str, _Schema] = {kind: _Schema(*fields) for kind, fields in {
-    "run-start": (("t", _number, False), ("tier", _tier, False),
-                  ("settings", _settings, False)),
-    "attempt-start": (_T, ("attempt", _int, False)),
-    "session-start": (_T,),
-    "collected": (_T, ("tests", _names, False)),
-    "collect-start": (_T, _NODEID, ("path", _name, False)),
-    "collect-finish": (_T, _NODEID),
-    "test-start": (_T, _NODEID, ("path", _name, False), ("line", _int, False),
-                   ("pid", _int, False), ("worker", _name, False)),
-    "test-finish": (_T, _NODEID, ("path", _name, False), ("line", _int, False),
-                    ("outcome", _outcome, False), ("duration", _duration, False),
-                    ("phase", _name, False), ("message", _text, False),
-                    ("longrepr", _text, False), ("stdout", _text, False),
-                    ("stderr", _text, False), ("pid", _int, False), ("worker", _name, False),
-                    ("dump", _name, False), ("peak_rss", _int, False),
-                    ("reproduces", _name, False)),
-    "hard-timeout": (_T, _NODEID, *_END),
-    "slow": (_T, _NODEID, ("elapsed", _number, False), ("limit", _number, False),
-             ("culprit", _culprit, False), ("dump", _name, False)),
-    "finding": (_T, ("finding", _finding, True)),
-    "sample": (_T, ("rss", _number, False), ("tests", _rss_per_test, False),
-               ("nodeid", _name, False), ("attempt", _int, False)),
-    "resource-pressure": (_T, _ANY_NODEID, *_END),
-    "budget-expired": (_T, _ANY_NODEID, *_END),
-    "cancelled": (_T, _ANY_NODEID, ("signal", _name, False), *_END),
-    "pytest-exit": (_T, ("signal", _name, False), ("returncode", _int, False), *_END),
-    "leak-check": (_T, _NODEID, ("repeats", _int, False), ("seconds", _duration, False),
-                   ("result", _name, False), ("kinds", _verdicts, False)),
-    "run-finish": (_T, ("exit_code", _int, False)),
-}.items()}
+def _json(value: Any, notes: ReadNotes) -> Any:
+    """Any JSON no report reads field by field: kept when it is small, else left out (and
+    counted)."""
+    try:
+        size = len(json.dumps(value, ensure_ascii=True))
+    except (ValueError, TypeError, RecursionError):
+        raise _Malformed from None
+    if size > TEXT_LIMIT:
+        notes.texts_cut += 1
+        return None
+    return value
 
-_CAPPED = {"test-finish": ("tests", MAX_TESTS), "test-start": ("", MAX_TESTS),
-           "finding": ("findings", MAX_FINDINGS), "sample": ("samples", MAX_SAMPLES),
-           "slow": ("slow notes", MAX_SAMPLES), "leak-check": ("leak checks", MAX_SAMPLES)}
+
+def _flag(value: Any, notes: ReadNotes) -> bool:
+    if type(value) is not bool:
+        raise _Malformed
+    return value
+
+
+# How a value of each kind (protocol/records.py) is checked.
+_CHECKS: dict[rec.Value, _Check] = {
+    rec.NAME: _name, rec.TEXT: _text, rec.INT: _int, rec.NUMBER: _number,
+    rec.DURATION: _duration, rec.OUTCOME: _outcome, rec.TIER: _tier, rec.SETTINGS: _settings,
+    rec.NAMES: _names, rec.VERDICTS: _verdicts, rec.RSS_PER_TEST: _rss_per_test,
+    rec.CULPRIT: _culprit, rec.FINDING: _finding, rec.JSON: _json, rec.FLAG: _flag,
+}
+# Per event kind, the fields of its record, each with its check; nothing else is kept. Which
+# fields a kind requires is checked where every reader's events go, the results model's feed.
+_EVENTS: dict[str, _Schema] = {
+    kind: _Schema(*((name, _CHECKS[value], False)
+                    for name, value in rec.fields_of(record).items() if name != "event"))
+    for kind, record in rec.RECORDS.items()
+}
+
+_CAPPED = {ev.TEST_FINISH: ("tests", MAX_TESTS), ev.TEST_START: ("", MAX_TESTS),
+           ev.FINDING: ("findings", MAX_FINDINGS), ev.SAMPLE: ("samples", MAX_SAMPLES),
+           ev.SLOW: ("slow notes", MAX_SAMPLES), ev.LEAK_CHECK: ("leak checks", MAX_SAMPLES)}
 
 
 class _Checker:
@@ -415,14 +418,14 @@ class _Checker:
         """The record as the results model may read it, or None when it is left out."""
         self.events += 1
         kind = record.get("event")
-        if kind == RUN_START:
+        if kind == ev.RUN_START:
             self.run_start = True
         if not isinstance(kind, str):
             self.notes.malformed += 1
             return None
         fields = _EVENTS.get(kind)
-        if fields is None:
-            return None  # a kind no report reads (or one from a newer writer)
+        if fields is None:  # a newer writer's: the results model counts it
+            return {"event": cut_name(kind, self.notes)}
         capped = _CAPPED.get(kind)
         if capped is not None:
             self.seen[kind] += 1
@@ -519,9 +522,11 @@ def load_events(results_dir: Path) -> RunResult:
         run = build(read_event_records(path, notes, checker))
     except OSError as exc:
         raise InputError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    notes.malformed += run.malformed_events  # (missing a field their kind requires)
+    notes.unknown += run.unknown_events
     if not checker.run_start:
         events = checker.events
-        what = (f"holds {events:,} events but no {RUN_START} event: the start of the run "
+        what = (f"holds {events:,} events but no {ev.RUN_START} event: the start of the run "
                 "is missing (the file was emptied or replaced while the run went on)"
                 if events else
                 "holds no tiergate events: the run that wrote it died before it started, or the "

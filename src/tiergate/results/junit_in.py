@@ -30,6 +30,7 @@ from xml.parsers import expat
 from junitparser import Error, Failure, Skipped, TestCase
 
 from tiergate.errors import InputError
+from tiergate.protocol.records import Outcome
 from tiergate.results.inputs import (
     JUNIT_LIMIT,
     MAX_CASE_CHILDREN,
@@ -42,7 +43,7 @@ from tiergate.results.inputs import (
     cut_text,
     size_text,
 )
-from tiergate.results.junit_out import dotted_module
+from tiergate.results.junit_out import MARK_PROPERTY, TIMEOUT_TYPE, dotted_module
 from tiergate.results.model import RunResult, TestResult
 
 _ROOTS = ("testsuites", "testsuite")
@@ -158,6 +159,7 @@ class _Reader:
         self.child: ET.Element | None = None
         self.text: _Text | None = None
         self.cases = 0
+        self.marked = False  # written by a tiergate that marks its timeouts by type
         self.events = 0  # handler calls: none in a whole chunk means one token spans it
 
     def entity(self, *_: Any) -> None:
@@ -180,7 +182,9 @@ class _Reader:
         self.depth += 1
         self.open.append(local)
         if self.case is None:
-            if local == "testsuite":
+            if local == "property" and attrs.get("name") == MARK_PROPERTY:
+                self.marked = True
+            elif local == "testsuite":
                 file = attrs.get("file")
                 self.suite_files.append(cut_name(file, self.notes) if file else
                                         (self.suite_files[-1] if self.suite_files else None))
@@ -214,7 +218,7 @@ class _Reader:
                     self.notes.left_out["tests"] += 1
                 else:
                     result = _test_result(case, self.suite_files[-1] if self.suite_files
-                                          else None)
+                                          else None, self.marked)
                     self.run.tests[result.nodeid] = result
         elif local == "testsuite":
             self.suite_files.pop()
@@ -268,20 +272,29 @@ def _collection_skip_reason(text: str | None) -> str | None:
     return match.group(1) if match else text
 
 
-def _test_result(elem: ET.Element, suite_file: str | None) -> TestResult:
+def _timed_out(kind: str | None, message: str | None, marked: bool) -> bool:
+    """A failure tiergate's JUnit marks as a timeout by its type (a test failing with a
+    TimeoutError is none); in a file without the marks (an older tiergate's, another runner's),
+    one whose message starts with "timeout"."""
+    if marked:
+        return kind == TIMEOUT_TYPE
+    return (message or "").lower().startswith("timeout")
+
+
+def _test_result(elem: ET.Element, suite_file: str | None, marked: bool) -> TestResult:
     case = TestCase.fromelem(elem)  # type: ignore[no-untyped-call]
     classname = case.classname or ""
     name = case.name or "?"
     nodeid = nodeid_of(classname, name, elem.get("file") or suite_file)
     line = elem.get("line")
-    outcome, message, longrepr, phase = "passed", None, None, None
+    outcome: Outcome = "passed"
+    message, longrepr, phase = None, None, None
     for result in case.result:
         text = (result.text or "").strip() or None
         msg = (result.message or "").strip() or (text.splitlines()[0] if text else None)
         if isinstance(result, Failure | Error):
-            timeout = (msg or "").lower().startswith("timeout")
-            outcome = "timeout" if timeout else ("failed" if isinstance(result, Failure)
-                                                 else "error")
+            outcome = "timeout" if _timed_out(result.type, msg, marked) else (
+                "failed" if isinstance(result, Failure) else "error")
             message, longrepr = msg, text or msg
             if msg == "collection failure":  # pytest's JUnit: the module did not import
                 phase = "collect"

@@ -1,6 +1,9 @@
 """``junit.xml`` from the results model: standard JUnit that CI systems read. Timeouts are failures
 whose message starts with ``timeout``, with the hang dump in ``system-err``; tests the run never
-reached are skipped with the reason.
+reached are skipped with the reason. What tiergate itself decided is said in the ``type``
+attribute (``timeout``, ``crash``, ``tiergate.not-run``), which JUnit readers show and otherwise
+ignore; the suite property ``tiergate.types`` says they are set, and ``junit_in.py`` reads the file
+back by them.
 
 Written as text, one element per test, rather than through an XML tree: this runs at the end of
 every ``pytest --tier`` run, and building a tree of every test cost more than the rest of the
@@ -14,6 +17,14 @@ import re
 from pathlib import Path
 
 from tiergate.results.model import RunResult, TestResult
+
+# The type of a <failure> tiergate decided: a test past its limit, a test whose process died.
+TIMEOUT_TYPE = "timeout"  # the values earlier versions wrote: filters on them keep working
+CRASH_TYPE = "crash"
+NOT_RUN_TYPE = "tiergate.not-run"
+# A suite property saying those types are set: its reader trusts them over the message.
+MARK_PROPERTY = "tiergate.types"
+_MARK = f'<properties><property name="{MARK_PROPERTY}" value="1" /></properties>'
 
 # What XML 1.0 cannot carry (it allows tab, newline, carriage return, U+0020-U+D7FF,
 # U+E000-U+FFFD and U+10000 up); each becomes \xNN.
@@ -100,9 +111,9 @@ class _Cases:
         if outcome == "timeout":
             if not message.startswith("timeout"):
                 message = f"timeout: {message}"
-            body = _result("failure", message, "timeout", test.longrepr or message)
+            body = _result("failure", message, TIMEOUT_TYPE, test.longrepr or message)
         elif outcome in ("failed", "xpassed"):
-            kind = "crash" if message.startswith("crash") else "failure"
+            kind = CRASH_TYPE if test.crashed else "failure"
             body = _result("failure", message, kind, test.longrepr or message)
         elif outcome == "error":
             body = _result("error", message, f"{test.phase or 'setup'} error",
@@ -135,7 +146,7 @@ def write_junit(run: RunResult, path: Path, results_dir: Path | None = None) -> 
     writer = _Cases(results_dir or path.parent)
     cases = [writer.case(test) for test in run.tests.values()]
     why = "the tier's budget ran out" if run.budget_expired else "the run stopped first"
-    skipped = _result("skipped", f"not run: {why}", "tiergate.not-run", None)
+    skipped = _result("skipped", f"not run: {why}", NOT_RUN_TYPE, None)
     cases += [f"{writer.head(nodeid, 0.0)}>{skipped}</testcase>" for nodeid in run.not_run]
     counts = run.counts()  # the same outcome-to-element mapping as _case
     failures = counts["timeout"] + counts["failed"] + counts["xpassed"]
@@ -147,6 +158,7 @@ def write_junit(run: RunResult, path: Path, results_dir: Path | None = None) -> 
         "<?xml version='1.0' encoding='utf-8'?>\n",
         f'<testsuites name="tiergate" {totals}>',
         f'<testsuite name="{_attribute(suite_name)}" {totals}>',
+        _MARK,
         *cases,
         "</testsuite></testsuites>\n",
     ])

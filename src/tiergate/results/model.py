@@ -6,18 +6,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from tiergate.protocol import events as ev
+from tiergate.protocol import records as rec
 from tiergate.protocol.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, write_findings
+from tiergate.protocol.records import OUTCOMES as OUTCOMES
+from tiergate.protocol.records import Outcome
 
-OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "timeout", "error")
-FAILING_OUTCOMES = frozenset({"failed", "timeout", "error"})
+FAILING_OUTCOMES: frozenset[Outcome] = frozenset({"failed", "timeout", "error"})
 # What a whole run amounts to. Only "passed" is green by itself; "no-tests" is green only where
 # the tier allows it (allow-no-tests): a marker typo that selects nothing must not look like a pass.
-RUN_OUTCOMES = ("passed", "failed", "no-tests", "cancelled")
+RunOutcome = Literal["passed", "failed", "no-tests", "cancelled"]
+RUN_OUTCOMES: tuple[RunOutcome, ...] = get_args(RunOutcome)
+# A test whose process died under it: the messages the model and the plugin give it start so.
+# The one place the word is read back is TestResult.crashed; JUnit carries it as a type.
+CRASH_PREFIX = "crash"
 # The message of a test the log shows started and never finished, with no word from anyone.
-ORPHANED_PREFIX = "crash: the run ended while this test was running"
+ORPHANED_PREFIX = f"{CRASH_PREFIX}: the run ended while this test was running"
 
 
 @dataclasses.dataclass
@@ -27,7 +33,7 @@ class TestResult:
     nodeid: str
     path: str | None = None
     line: int | None = None
-    outcome: str = "passed"
+    outcome: Outcome = "passed"
     duration: float = 0.0
     phase: str | None = None  # where it failed: setup, call or teardown
     message: str | None = None  # one line: why it failed or was skipped
@@ -43,6 +49,12 @@ class TestResult:
     @property
     def failing(self) -> bool:
         return self.outcome in FAILING_OUTCOMES
+
+    @property
+    def crashed(self) -> bool:
+        """Did its process die under it (a worker, pytest), rather than the test fail?"""
+        return self.outcome in ("failed", "error") and (self.message or "").startswith(
+            CRASH_PREFIX)
 
 
 @dataclasses.dataclass
@@ -64,6 +76,10 @@ class RunResult:
     sources: list[str] = dataclasses.field(default_factory=list)  # dirs / files it was read from
     # What reading the inputs skipped or cut, one line per input (report/inputs.py: limits).
     input_notes: list[str] = dataclasses.field(default_factory=list)
+    # Events the model skipped: of a kind this version does not know (a newer writer's), and
+    # missing a field their kind requires or holding a value it cannot use (a damaged log).
+    unknown_events: int = 0
+    malformed_events: int = 0
 
     @property
     def duration(self) -> float:
@@ -72,7 +88,7 @@ class RunResult:
         return max(0.0, self.finished - self.started)
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(OUTCOMES, 0)
+        counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         for test in self.tests.values():
             counts[test.outcome] = counts.get(test.outcome, 0) + 1
         counts["not_run"] = len(self.not_run)
@@ -83,7 +99,7 @@ class RunResult:
         return [f for f in self.findings if f.severity == "error"]
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> RunOutcome:
         """One of RUN_OUTCOMES: cancelled wins (the run did not finish), then failed (anything
         failed, was lost or did not run), then no-tests (nothing ran at all), else passed."""
         if self.cancelled:
@@ -135,58 +151,69 @@ class _Builder:
     def __init__(self) -> None:
         self.run = RunResult()
         self.collected: dict[str, None] = {}
-        self.in_flight: dict[str, dict[str, Any]] = {}
-        self.collecting: dict[str, dict[str, Any]] = {}  # module nodeid -> its collect-start
-        self.hard_timeouts: dict[str, dict[str, Any]] = {}
+        self.in_flight: dict[str, rec.TestStart] = {}
+        self.collecting: dict[str, rec.CollectStart] = {}  # module nodeid -> its collect-start
+        self.hard_timeouts: dict[str, rec.HardTimeout] = {}
         self.peaks: dict[str, int] = {}  # nodeid -> highest tree RSS seen in samples
-        self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
 
     def feed(self, record: Mapping[str, Any]) -> None:
-        # A malformed record (no "nodeid", "t" not a number, a list where a dict belongs) is
-        # skipped: one damaged line must not cost the report. try costs nothing when none raises.
+        """The one place an event is judged readable: a kind this version does not know, or a
+        record without a field its kind requires (protocol/records.py) or with a value its
+        handler cannot use, is skipped and counted; nothing here raises."""
         try:
-            kind = record["event"]
-            handler = self._handlers.get(kind)
-            if handler is None:
-                handler = self._handlers[kind] = getattr(
-                    self, "on_" + str(kind).replace("-", "_"), _ignore
-                )
-            handler(record)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError):
+            kind = record.get("event")
+        except AttributeError:  # no JSON object at all
+            kind = None
+        if not isinstance(kind, str):
+            self.run.malformed_events += 1
             return
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            if kind not in ev.KINDS:
+                self.run.unknown_events += 1
+            return  # else a kind no report reads
+        if not record.keys() >= rec.REQUIRED[kind]:  # (dict_keys compares in C)
+            self.run.malformed_events += 1
+            return
+        # A trusted log is not checked field by field (results/inputs.py checks untrusted ones):
+        # a value of the wrong type there is caught here. try costs nothing when none raises.
+        try:
+            handler(self, record)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError):
+            self.run.malformed_events += 1
 
-    def on_run_start(self, r: Mapping[str, Any]) -> None:
+    def on_run_start(self, r: rec.RunStart) -> None:
         self.run.tier = r.get("tier")
         self.run.settings = dict(r.get("settings") or {})
         if self.run.started is None:
             self.run.started = r["t"]
 
-    def on_attempt_start(self, r: Mapping[str, Any]) -> None:
+    def on_attempt_start(self, r: rec.AttemptStart) -> None:
         self.run.attempts += 1
 
-    def on_collected(self, r: Mapping[str, Any]) -> None:
+    def on_collected(self, r: rec.Collected) -> None:
         self.collecting.clear()
         for nodeid in r.get("tests", ()):
             self.collected[nodeid] = None
 
-    def on_collect_start(self, r: Mapping[str, Any]) -> None:
-        self.collecting[r["nodeid"]] = dict(r)
+    def on_collect_start(self, r: rec.CollectStart) -> None:
+        self.collecting[r["nodeid"]] = r
 
-    def on_collect_finish(self, r: Mapping[str, Any]) -> None:
+    def on_collect_finish(self, r: rec.CollectFinish) -> None:
         self.collecting.pop(r["nodeid"], None)
 
-    def on_test_start(self, r: Mapping[str, Any]) -> None:
-        self.in_flight[r["nodeid"]] = dict(r)
+    def on_test_start(self, r: rec.TestStart) -> None:
+        self.in_flight[r["nodeid"]] = r
         if self.run.started is None:
             self.run.started = r["t"]
 
-    def on_test_finish(self, r: Mapping[str, Any]) -> None:
+    def on_test_finish(self, r: rec.TestFinish) -> None:
         nodeid = r["nodeid"]
         self.in_flight.pop(nodeid, None)
         if self.collecting:
             self.collecting.pop(nodeid, None)
         hard = self.hard_timeouts.get(nodeid)
-        get = r.get
+        get: Callable[..., Any] = r.get  # (the fields and their types: rec.TestFinish)
         result = TestResult(  # positional: once per test, in the field order
             nodeid, get("path"), get("line"), get("outcome", "failed"),
             float(get("duration") or 0.0), get("phase"), get("message"), get("longrepr"),
@@ -200,99 +227,105 @@ class _Builder:
         self.run.tests[nodeid] = result
         self.run.finished = max(self.run.finished or 0.0, r["t"])
 
-    def on_hard_timeout(self, r: Mapping[str, Any]) -> None:
-        self.hard_timeouts[r["nodeid"]] = dict(r)
+    def on_hard_timeout(self, r: rec.HardTimeout) -> None:
+        self.hard_timeouts[r["nodeid"]] = r
         start = self.in_flight.pop(r["nodeid"], None)
-        self._close_in_flight(r["nodeid"], start, "timeout", r.get("message"), r)
+        self._close_in_flight(r["nodeid"], start, "timeout", r.get("message"), r["t"],
+                              r.get("dump"))
 
-    def on_slow(self, r: Mapping[str, Any]) -> None:
+    def on_slow(self, r: rec.Slow) -> None:
         self.run.slow_notes.append(dict(r))
 
-    def on_leak_check(self, r: Mapping[str, Any]) -> None:
+    def on_leak_check(self, r: rec.LeakCheck) -> None:
         self.run.leak_checks.append(dict(r))
         # Written when the repeats end, after the test's own finish: run time too (issue 15).
         self.run.finished = max(self.run.finished or 0.0, r["t"])
 
-    def on_finding(self, r: Mapping[str, Any]) -> None:
+    def on_finding(self, r: rec.FindingEvent) -> None:
         self.run.findings.append(Finding.from_json(r["finding"]))
 
-    def on_sample(self, r: Mapping[str, Any]) -> None:
+    def on_sample(self, r: rec.Sample) -> None:
         self.run.samples.append(dict(r))
-        for nodeid, rss in (r.get("tests") or {}).items():  # issue 8: peak tree RSS per test
+        for nodeid, rss in (r.get("tests") or {}).items():  # peak tree RSS per test
             self.peaks[nodeid] = max(self.peaks.get(nodeid, 0), int(rss))
 
-    def on_resource_pressure(self, r: Mapping[str, Any]) -> None:
+    def on_resource_pressure(self, r: rec.ResourcePressure) -> None:
         # The supervisor killed pytest for the tree outgrowing a limit, blaming this test.
-        if r.get("nodeid"):
-            start = self.in_flight.pop(r["nodeid"], None)
-            self._close_in_flight(r["nodeid"], start, "failed", r.get("message"), r)
+        nodeid = r.get("nodeid")
+        if nodeid:
+            start = self.in_flight.pop(nodeid, None)
+            self._close_in_flight(nodeid, start, "failed", r.get("message"), r["t"],
+                                  r.get("dump"))
 
-    def on_budget_expired(self, r: Mapping[str, Any]) -> None:
+    def on_budget_expired(self, r: rec.BudgetExpired) -> None:
         self.run.budget_expired = True
-        self._abandon_in_flight("job-timeout", r)
+        self._abandon_in_flight(
+            "timeout", "timeout: the tier's budget ran out while this test was running",
+            r["t"], r.get("dump"))
 
-    def on_cancelled(self, r: Mapping[str, Any]) -> None:
+    def on_cancelled(self, r: rec.Cancelled) -> None:
         self.run.cancelled = r.get("signal")
-        self._abandon_in_flight("cancelled", r)
+        self._abandon_in_flight(
+            "failed", f"cancelled: the run was stopped by {r.get('signal')} in this test",
+            r["t"], r.get("dump"))
 
-    def on_pytest_exit(self, r: Mapping[str, Any]) -> None:
+    def on_pytest_exit(self, r: rec.PytestExit) -> None:
         # Whatever was still in flight when pytest went away crashed with it.
-        self._abandon_in_flight("crash", r)
+        signal = r.get("signal")
+        how = f"({signal})" if signal else f"(exit code {r.get('returncode')})"
+        self._abandon_in_flight(
+            "failed", f"{CRASH_PREFIX}: the process running this test died {how}", r["t"], None)
         self.collecting.clear()  # the supervisor has said what it was collecting
 
-    def on_run_finish(self, r: Mapping[str, Any]) -> None:
+    def on_run_finish(self, r: rec.RunFinish) -> None:
         self.run.finished = r["t"]
         self.run.exit_code = r.get("exit_code")
 
-    def _abandon_in_flight(self, why: str, r: Mapping[str, Any]) -> None:
+    def _abandon_in_flight(self, outcome: Outcome, message: str, t: float,
+                           dump: str | None) -> None:
         for nodeid, start in list(self.in_flight.items()):
-            outcome = "timeout" if why == "job-timeout" else "failed"
-            message = {
-                "job-timeout": "timeout: the tier's budget ran out while this test was running",
-                "cancelled": f"cancelled: the run was stopped by {r.get('signal')} in this test",
-                "crash": "crash: the process running this test died "
-                + (f"({r['signal']})" if r.get("signal") else f"(exit code {r.get('returncode')})"),
-            }[why]
-            self._close_in_flight(nodeid, start, outcome, message, r)
+            self._close_in_flight(nodeid, start, outcome, message, t, dump)
         self.in_flight.clear()
 
     def _close_in_flight(
         self,
         nodeid: str,
-        start: Mapping[str, Any] | None,
-        outcome: str,
+        start: rec.TestStart | None,
+        outcome: Outcome,
         message: str | None,
-        r: Mapping[str, Any],
+        t: float,
+        dump: str | None,
     ) -> None:
-        start = start or {}
-        began = start.get("t")
+        """The result of a test that started and never finished: it ended at *t*, as *outcome*
+        with *message* (and the dump of its end, where there is one)."""
+        began = start.get("t") if start else None
         self.run.tests[nodeid] = TestResult(
             nodeid=nodeid,
-            path=start.get("path"),
-            line=start.get("line"),
+            path=start.get("path") if start else None,
+            line=start.get("line") if start else None,
             outcome=outcome,
-            duration=max(0.0, r["t"] - began) if began else 0.0,
+            duration=max(0.0, t - began) if began else 0.0,
             phase="call",
             message=message,
-            longrepr=r.get("longrepr") or message,
-            pid=start.get("pid"),
-            worker=start.get("worker"),
-            dump=r.get("dump"),
+            longrepr=message,
+            pid=start.get("pid") if start else None,
+            worker=start.get("worker") if start else None,
+            dump=dump,
         )
 
     def result(self) -> RunResult:
         run = self.run
         # The log ends with a test (or a module) started and never finished, and no word from
         # a supervisor: the run died with it (its supervisor SIGKILLed, the machine gone).
-        end = {"t": run.finished or 0.0}
+        end = run.finished or 0.0
         for nodeid, start in list(self.in_flight.items()):
-            end["t"] = max(end["t"], start.get("t") or 0.0)
+            end = max(end, start.get("t") or 0.0)
             self._close_in_flight(nodeid, start, "failed", ORPHANED_PREFIX
-                                  + " (pytest and its supervisor died)", end)
-        for nodeid, start in self.collecting.items():
-            message = ("crash: the run ended while collecting this module (pytest and its "
-                       "supervisor died)")
-            run.tests[nodeid] = TestResult(nodeid=nodeid, path=start.get("path"),
+                                  + " (pytest and its supervisor died)", end, None)
+        for nodeid, module in self.collecting.items():
+            message = (f"{CRASH_PREFIX}: the run ended while collecting this module (pytest and "
+                       "its supervisor died)")
+            run.tests[nodeid] = TestResult(nodeid=nodeid, path=module.get("path"),
                                            outcome="error", phase="collect", message=message,
                                            longrepr=message)
         for nodeid, peak in self.peaks.items():
@@ -307,8 +340,27 @@ class _Builder:
         return run
 
 
-def _ignore(record: Mapping[str, Any]) -> None:
-    pass  # an event kind no report needs (or one from a newer writer)
+# The reader of each event kind (grep a kind's constant to find it). A kind of ev.KINDS that is
+# not here is one no report reads; one not in ev.KINDS is counted (a newer writer's).
+_HANDLERS: dict[str, Callable[[_Builder, Any], None]] = {
+    ev.RUN_START: _Builder.on_run_start,
+    ev.ATTEMPT_START: _Builder.on_attempt_start,
+    ev.COLLECTED: _Builder.on_collected,
+    ev.COLLECT_START: _Builder.on_collect_start,
+    ev.COLLECT_FINISH: _Builder.on_collect_finish,
+    ev.TEST_START: _Builder.on_test_start,
+    ev.TEST_FINISH: _Builder.on_test_finish,
+    ev.HARD_TIMEOUT: _Builder.on_hard_timeout,
+    ev.SLOW: _Builder.on_slow,
+    ev.LEAK_CHECK: _Builder.on_leak_check,
+    ev.FINDING: _Builder.on_finding,
+    ev.SAMPLE: _Builder.on_sample,
+    ev.RESOURCE_PRESSURE: _Builder.on_resource_pressure,
+    ev.BUDGET_EXPIRED: _Builder.on_budget_expired,
+    ev.CANCELLED: _Builder.on_cancelled,
+    ev.PYTEST_EXIT: _Builder.on_pytest_exit,
+    ev.RUN_FINISH: _Builder.on_run_finish,
+}
 
 
 def build(records: Iterable[Mapping[str, Any]]) -> RunResult:
@@ -341,6 +393,8 @@ def merge(runs: Iterable[RunResult]) -> RunResult:
         merged.sources.extend(run.sources)
         merged.attempts += run.attempts
         merged.budget_expired |= run.budget_expired
+        merged.unknown_events += run.unknown_events
+        merged.malformed_events += run.malformed_events
         merged.cancelled = merged.cancelled or run.cancelled
         if run.started is not None:
             merged.started = min(merged.started or run.started, run.started)
