@@ -26,7 +26,7 @@ from tiergate.settings.config import Tier
 from tiergate.supervisor.pressure import Limits
 from tiergate.supervisor.procs import StartedDuring
 from tiergate.supervisor.sampler import EMPTY, Biggest, Sample
-from tiergate.supervisor.treewatch import OTHER_STOP_SECONDS, Killed, TreeWatch
+from tiergate.supervisor.treewatch import OTHER_STOP_SECONDS, OverLimit, TreeWatch
 
 GB = 10**9
 PYTEST_PID = 100
@@ -87,9 +87,19 @@ class Run:
     def findings(self) -> list[dict[str, Any]]:
         return [fields["finding"] for fields in self.of(FINDING)]
 
-    def poll(self, *samples: Sample) -> Killed | None:
+    def poll(self, *samples: Sample) -> OverLimit | None:
+        """One poll, acted on as the supervisor acts: a kill with the decision's grace, then
+        the decision handed back for its report."""
         self.sampler.queue[:] = list(samples) or self.sampler.queue
-        return self.watch.poll()
+        return act_on(self.watch, self.stops)
+
+
+def act_on(watch: TreeWatch, stops: list[float]) -> OverLimit | None:
+    over = watch.poll()
+    if over is not None:
+        stops.append(over.grace)
+        watch.report(over)
+    return over
 
 
 def sample(rss: int = 0, *, processes: int = 3, biggest: int | None = None,
@@ -126,7 +136,7 @@ def watch(clock: Clock, tests: list[Running], **limits: int) -> Run:
     tree = TreeWatch(
         root_pid=PYTEST_PID, tier=Tier(name="fast", sample_interval=INTERVAL), attempt=1,
         emit=lambda kind, **fields: run.events.append((kind, fields)),
-        dump=dump, stop=lambda grace: run.stops.append(grace),
+        dump=dump,
         in_flight=lambda: run.tests, fast=FAST, limits=Limits(**limits))
     fake = FakeSampler()
     tree.sampler = fake  # type: ignore[assignment]
@@ -403,21 +413,20 @@ def stop_sleepers(shell: subprocess.Popen[str], children: list[int]) -> None:
         shell.wait()
 
 
-def real_watch(root_pid: int, events: list[tuple[str, dict[str, Any]]], stops: list[float],
+def real_watch(root_pid: int, events: list[tuple[str, dict[str, Any]]],
                **limits: int) -> TreeWatch:
     return TreeWatch(
         root_pid=root_pid, tier=Tier(name="fast", sample_interval=INTERVAL), attempt=1,
         emit=lambda kind, **fields: events.append((kind, fields)),
         dump=lambda nodeid, kind, reason, stuck: SavedDump(None, None, "not taken here"),
-        stop=stops.append, in_flight=list, fast=FAST, limits=Limits(**limits))
+        in_flight=list, fast=FAST, limits=Limits(**limits))
 
 
 def test_a_real_tree_is_sampled_and_a_tree_that_vanished_is_not(
         clock: Clock, sleepers: tuple[subprocess.Popen[str], list[int]]) -> None:
     shell, children = sleepers
     events: list[tuple[str, dict[str, Any]]] = []
-    stops: list[float] = []
-    tree = real_watch(shell.pid, events, stops, processes=10)
+    tree = real_watch(shell.pid, events, processes=10)
 
     assert tree.poll() is None
     [(kind, first)] = events
@@ -428,7 +437,7 @@ def test_a_real_tree_is_sampled_and_a_tree_that_vanished_is_not(
     stop_sleepers(shell, children)
     clock.now += INTERVAL
     assert tree.poll() is None
-    assert len(events) == 1 and stops == []  # nothing sampled, nothing judged, nothing stopped
+    assert len(events) == 1  # nothing sampled, nothing judged (poll decided no kill)
 
 
 def test_a_real_tree_over_max_processes_is_stopped_and_its_biggest_process_named(
@@ -437,7 +446,7 @@ def test_a_real_tree_over_max_processes_is_stopped_and_its_biggest_process_named
     events: list[tuple[str, dict[str, Any]]] = []
     stops: list[float] = []
 
-    killed = real_watch(shell.pid, events, stops, processes=2).poll()
+    killed = act_on(real_watch(shell.pid, events, processes=2), stops)
 
     assert killed is not None and (killed.nodeid, killed.verdict.value) == (None, 3)
     assert stops == [OTHER_STOP_SECONDS]

@@ -1,5 +1,17 @@
-"""Process control for the supervisor: a child subreaper, process groups, and the promise that the
-run leaves nothing behind. Only processes this run started are ever signalled."""
+"""Process control for the supervisor, the one place it starts, signals, kills and reaps: a child
+subreaper, process groups, and the promise that the run leaves nothing behind. Only processes
+this run started are ever signalled.
+
+- ``start``: pytest in a session (and process group) of its own, SIGKILLed if we die;
+- ``signal_group``: one signal to such a group;
+- ``stop_group`` and ``kill_tree``: the ladder (SIGTERM, a grace, SIGKILL, reap) for a group we
+  started, and for a tree that is not a group (an xdist worker and what it started);
+- ``kill_leftovers``: what escaped its group and is still ours, killed and named;
+- ``reap``: the exit status of orphans re-parented to us, so none lingers as a zombie.
+
+Children are listed by ``tiergate.diagnose.procfs`` (the kernel's children files): the cost is
+in proportion to the run's own tree, never to every process on the machine.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +22,17 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import psutil
 
+from tiergate.diagnose import procfs
 from tiergate.protocol.redact import command_line
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_KILL_WAIT_SECONDS = 5.0  # SIGKILL waits on nothing; this only bounds a kernel that lags
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -47,11 +62,20 @@ def die_with_parent() -> None:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def descendants(pid: int | None = None) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid or os.getpid()).children(recursive=True)
-    except psutil.Error:
-        return []
+# -- starting and signalling -------------------------------------------------------------------
+
+# The pids whose exit status belongs to a Popen of ours (pytest): ``reap`` leaves them alone, or
+# Popen would find no status to collect and take the exit for a clean one (returncode 0).
+_waited: set[int] = set()
+
+
+def start(argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """*argv* in a session and process group of its own (its pgid is its pid), SIGKILLed by the
+    kernel when the supervisor dies; *popen* is passed on (cwd, env, stdout, stderr)."""
+    proc = subprocess.Popen(list(argv), start_new_session=True, preexec_fn=die_with_parent,
+                            **popen)
+    _waited.add(proc.pid)
+    return proc
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -86,19 +110,61 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
         pumping[1](min(left, 0.05))
 
 
-def stop_group(proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
-    """SIGTERM to pytest's group, up to *grace* seconds, then SIGKILL; nothing of it is left."""
-    if proc.poll() is None:
-        signal_group(pgid, signal.SIGTERM)
+# -- the ladder ---------------------------------------------------------------------------------
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """The ladder for a process ``start`` started: SIGTERM to its group, up to *grace* seconds,
+    then SIGKILL to the group, and its exit status collected. Nothing of the group is left."""
+    if proc.poll() is None and grace > 0:
+        signal_group(proc.pid, signal.SIGTERM)
         try:
-            _wait(proc, max(grace, 0.0))
+            _wait(proc, grace)
         except subprocess.TimeoutExpired:
             pass
-    signal_group(pgid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     try:
-        _wait(proc, 5)
+        _wait(proc, _KILL_WAIT_SECONDS)
     except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait on anything
         pass
+    if proc.returncode is not None:
+        _waited.discard(proc.pid)
+
+
+def kill_tree(pid: int, grace: float = 0.0) -> None:
+    """The ladder for a tree that is no group of ours (an xdist worker, which its pytest
+    controller reaps, and what it started): SIGTERM to each, up to *grace* seconds, then SIGKILL
+    to what is left. The tree is read once, before the first signal, so nothing re-parented to
+    init on the way is missed."""
+    family = _processes([pid, *(child for child, _ in procfs.descendants(pid))])
+    if grace > 0:
+        _signal_all(family, signal.SIGTERM)
+        family = psutil.wait_procs(family, timeout=grace)[1]
+    _signal_all(family, signal.SIGKILL)
+    psutil.wait_procs(family, timeout=_KILL_WAIT_SECONDS)
+
+
+def _processes(pids: Iterable[int]) -> list[psutil.Process]:
+    """psutil's handle on each pid: it remembers the start time, so a signal sent through it
+    never reaches a process that took over the pid of one that ended."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+    return found
+
+
+def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            continue
+
+
+# -- what escaped -------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,14 +185,22 @@ class StartedDuring:
         return cls(nodeid, phase[:-1])
 
     @classmethod
-    def of(cls, proc: psutil.Process) -> StartedDuring | None:
-        try:
-            return cls.parse(proc.environ().get("PYTEST_CURRENT_TEST"))
-        except (psutil.Error, OSError):
-            return None
+    def of(cls, pid: int) -> StartedDuring | None:
+        return cls.parse(_environ_value(pid, b"PYTEST_CURRENT_TEST"))
 
     def describe(self) -> str:
         return f"the {self.phase} of {self.test}" if self.phase else self.test
+
+
+def _environ_value(pid: int, name: bytes) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            entries = handle.read().split(b"\0")
+    except OSError:
+        return None
+    prefix = name + b"="
+    value = next((e[len(prefix):] for e in entries if e.startswith(prefix)), None)
+    return value.decode("utf-8", "replace") if value is not None else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,19 +227,21 @@ def _session(pid: int) -> int | None:
         return None
 
 
-def _adopted(tree_root: int) -> list[psutil.Process]:
+def _escaped(adopted_from_tree: int | None) -> list[int]:
+    """Every process still descending from us, or only what *adopted_from_tree* orphaned to us
+    (with what those started in turn)."""
+    if adopted_from_tree is None:
+        return [pid for pid, _ in procfs.descendants(os.getpid())]
     try:
-        children = psutil.Process().children()
-    except psutil.Error:
+        orphans = adopted_from(adopted_from_tree, procfs.children("self"))
+    except OSError:
         return []
-    found: list[psutil.Process] = []
-    for pid in adopted_from(tree_root, [child.pid for child in children]):
-        try:
-            orphan = psutil.Process(pid)
-            found += [orphan, *orphan.children(recursive=True)]
-        except psutil.Error:
-            continue
-    return found
+    return [*orphans, *(pid for orphan in orphans for pid, _ in procfs.descendants(orphan))]
+
+
+def _describe(proc: psutil.Process) -> Leftover:
+    return Leftover(pid=proc.pid, cmdline=command_line(proc.cmdline())[:300],
+                    age=time.time() - proc.create_time(), started_during=StartedDuring.of(proc.pid))
 
 
 def kill_leftovers(exclude: set[int] | None = None, *,
@@ -176,36 +252,50 @@ def kill_leftovers(exclude: set[int] | None = None, *,
     exclude = exclude or set()
     killed: list[Leftover] = []
     for _ in range(3):  # a dying parent can re-parent its children to us mid-walk; look again
-        candidates = (descendants() if adopted_from_tree is None
-                      else _adopted(adopted_from_tree))
-        found = [p for p in candidates if p.pid not in exclude]
+        found = _processes(p for p in _escaped(adopted_from_tree) if p not in exclude)
         if not found:
             break
         for proc in found:
             try:
-                info = Leftover(
-                    pid=proc.pid,
-                    cmdline=command_line(proc.cmdline())[:300],
-                    age=time.time() - proc.create_time(),
-                    started_during=StartedDuring.of(proc),
-                )
+                info = _describe(proc)
                 proc.kill()
                 killed.append(info)
             except psutil.Error:
                 continue
         psutil.wait_procs(found, timeout=2)
-    reap_zombies(keep=adopted_from_tree)  # pytest's exit status belongs to its Popen
+    reap()
     return killed
 
 
-def reap_zombies(keep: int | None = None) -> None:
-    """Collect the exit status of re-parented orphans so they do not linger as zombies. *keep* is
-    our own direct child (pytest) whose status belongs to its Popen object."""
-    for proc in descendants():
-        if proc.pid == keep:
-            continue
+def reap() -> None:
+    """Collect the exit status of every child of ours that ended (orphans re-parented to us, a
+    helper), so none lingers as a zombie; never one a Popen waits for (``_waited``). A peek
+    (WNOWAIT) says whose status is ready before it is taken."""
+    while True:
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                os.waitpid(proc.pid, os.WNOHANG)
-        except (psutil.Error, ChildProcessError):
-            continue
+            ready = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return  # no children at all
+        if ready is None:
+            return  # none has ended
+        if ready.si_pid in _waited:
+            _reap_each()  # the kernel shows that one first until its Popen takes it
+            return
+        _collect(ready.si_pid)
+
+
+def _reap_each() -> None:
+    try:
+        ours = procfs.children("self")
+    except OSError:
+        return
+    for pid in ours:
+        if pid not in _waited:
+            _collect(pid)
+
+
+def _collect(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # taken meanwhile (a Popen in another thread: py-spy for a dump)

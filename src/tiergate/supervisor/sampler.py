@@ -2,10 +2,11 @@
 
 The supervisor takes one every ``sample-interval`` (0.5 s by default, faster near a limit), so a
 sample has to be cheap. The tree is walked through ``/proc/<pid>/task/<tid>/children`` (cost in
-proportion to the tree, not to every process on the machine), with psutil's full scan as the
-fallback where the kernel lacks that file. ``psutil.Process`` objects are kept between samples:
-their ``oneshot`` caches make one read of ``stat``/``status`` per process, and CPU time of
-processes that ended between two samples is kept so the total never goes backwards.
+proportion to the tree, not to every process on the machine), with a scan of every process's
+parent as the fallback where the kernel lacks that file (``tiergate.diagnose.procfs``). Each
+process costs one read of its ``stat`` (memory, CPU, threads) and one listing of its ``fd``
+directory; CPU time of processes that ended between two samples is kept so the total never goes
+backwards.
 
 RSS is summed over the tree. Pages shared after a ``fork`` are counted in each process, so the
 total is an upper bound of what the tree holds, which is the safe side for a limit.
@@ -27,6 +28,7 @@ import time
 
 import psutil
 
+from tiergate.diagnose import procfs
 from tiergate.protocol.redact import command_line
 from tiergate.supervisor.procs import StartedDuring, adopted_from
 
@@ -109,19 +111,18 @@ class TreeSampler:
     def __init__(self, root_pid: int, adopter: int | None = None) -> None:
         self.root_pid = root_pid
         self.adopter = adopter
-        self._procs: dict[int, psutil.Process] = {}
         self._cpu: dict[int, float] = {}  # last CPU seconds seen, per live pid
         self._cpu_gone = 0.0  # CPU seconds of processes that ended
         self._last: tuple[float, float] | None = None  # (monotonic, cpu) of the previous sample
         self._cmdlines: dict[int, str] = {}
         self._started: dict[int, StartedDuring | None] = {}  # of adopted processes
-        self._proc_children = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+        self._proc_children = procfs.has_children_files()
 
     def sample(self) -> Sample:
         now = time.monotonic()
         tree = self._tree()
         live = {pid for pid, _ in tree}
-        for pid in [p for p in self._procs if p not in live]:
+        for pid in [p for p in self._cpu if p not in live]:
             self._forget(pid)
         rss_by_pid: dict[int, int] = {}
         cpu = 0.0
@@ -129,27 +130,17 @@ class TreeSampler:
         fds_by_pid: dict[int, int] = {}
         counted = 0
         for pid, _ in tree:
-            proc = self._procs.get(pid)
-            if proc is None:
-                try:
-                    proc = self._procs[pid] = psutil.Process(pid)
-                except psutil.Error:
-                    continue
-            try:
-                with proc.oneshot():
-                    rss = proc.memory_info().rss
-                    times = proc.cpu_times()
-                    n_threads = proc.num_threads()
-                    n_fds = proc.num_fds()
-            except psutil.Error:
+            stat = procfs.read_stat(pid)
+            if stat is None:
                 self._forget(pid)
                 continue
+            n_fds = procfs.count_fds(pid)
             counted += 1
-            rss_by_pid[pid] = rss
+            rss_by_pid[pid] = stat.rss
             fds_by_pid[pid] = n_fds
-            self._cpu[pid] = times.user + times.system
+            self._cpu[pid] = stat.ticks / procfs.CLOCK_TICKS
             cpu += self._cpu[pid]
-            threads += n_threads
+            threads += stat.threads
             fds += n_fds
         cpu += self._cpu_gone
         percent = 0.0
@@ -183,11 +174,10 @@ class TreeSampler:
         if walk is None or self.adopter is None:
             return Biggest(pid, rss, self._cmdline(pid))
         if pid not in self._started:
-            self._started[pid] = StartedDuring.of(self._procs[pid])
+            self._started[pid] = StartedDuring.of(pid)
         return Biggest(pid, rss, self._cmdline(pid), True, self._started[pid])
 
     def _forget(self, pid: int) -> None:
-        self._procs.pop(pid, None)
         self._cmdlines.pop(pid, None)
         self._started.pop(pid, None)
         self._cpu_gone += self._cpu.pop(pid, 0.0)
@@ -195,8 +185,8 @@ class TreeSampler:
     def _cmdline(self, pid: int) -> str:
         if pid not in self._cmdlines:
             try:
-                words = self._procs[pid].cmdline()
-            except (psutil.Error, KeyError):
+                words = psutil.Process(pid).cmdline()
+            except psutil.Error:
                 words = []
             self._cmdlines[pid] = command_line(words)[:_CMDLINE_CHARS]
         return self._cmdlines[pid]
@@ -204,63 +194,17 @@ class TreeSampler:
     def _tree(self) -> list[tuple[int, int | None]]:
         """(pid, parent pid) for the root, every descendant and every adopted orphan (with the
         adopter as parent); empty once the root is gone."""
-        if not self._proc_children:
-            return self._tree_psutil()
+        scan = not self._proc_children
         if not os.path.exists(f"/proc/{self.root_pid}/task"):
             return []
-        out: list[tuple[int, int | None]] = []
-        todo: list[tuple[int, int | None]] = [(self.root_pid, None)]
-        if self.adopter is not None:
-            try:
-                orphans = adopted_from(self.root_pid, self._children(self.adopter), self.adopter)
-            except OSError:
-                orphans = []
-            todo.extend((pid, self.adopter) for pid in orphans)
-        while todo:
-            pid, ppid = todo.pop()
-            try:
-                children = self._children(pid)
-            except OSError:
-                continue  # gone between the parent's children file and now
-            out.append((pid, ppid))
-            todo.extend((child, pid) for child in children)
-        return out
-
-    @staticmethod
-    def _children(pid: int | None) -> list[int]:
-        if pid is None:
-            return []
-        found: list[int] = []
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
-                    found.extend(int(child) for child in handle.read().split())
-            except OSError:
-                continue
-        return found
-
-    def _tree_psutil(self) -> list[tuple[int, int | None]]:
-        try:
-            root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
-            found = root.children(recursive=True)
-        except psutil.Error:
-            return []
-        if self.adopter is not None:
-            try:
-                children = psutil.Process(self.adopter).children()
-            except psutil.Error:
-                children = []
-            for pid in adopted_from(self.root_pid, [c.pid for c in children], self.adopter):
-                try:
-                    orphan = psutil.Process(pid)
-                    found += [orphan, *orphan.children(recursive=True)]
-                except psutil.Error:
-                    continue
         out: list[tuple[int, int | None]] = [(self.root_pid, None)]
-        for proc in found:
+        out += procfs.descendants(self.root_pid, scan=scan)
+        if self.adopter is not None:
             try:
-                out.append((proc.pid, proc.ppid()))
-            except psutil.Error:
-                continue
+                adopted = procfs.children(self.adopter, scan=scan)
+            except OSError:
+                adopted = []
+            for orphan in adopted_from(self.root_pid, adopted, self.adopter):
+                out.append((orphan, self.adopter))
+                out += procfs.descendants(orphan, scan=scan)
         return out
-

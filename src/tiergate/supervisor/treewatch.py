@@ -8,9 +8,10 @@ decides when a sample is due (the tier's ``sample-interval``, or every poll near
 - warning: a process-tree dump is started in a background thread (sampling goes on meanwhile)
   and a ``resource-pressure`` warning finding with the dump follows when it is written;
 - over: the dump (the warning's, when one was taken for this test: at 1 GB/s a fresh dump would
-  cost hundreds of megabytes), then the pytest group is killed and a ``resource-pressure`` event
-  and error finding name the test in flight and the biggest process. ``poll`` returns what was
-  killed so the supervisor can resume with the tests left.
+  cost hundreds of megabytes), and ``poll`` returns the decision (``OverLimit``): kill pytest,
+  with this grace. The supervisor kills (it alone kills pytest), then hands the decision back to
+  ``report``, which writes the ``resource-pressure`` event and the error finding naming the test
+  in flight and the biggest process; the supervisor resumes with the tests left.
 
 Memory is stopped without grace: waiting for a polite exit is time to allocate more.
 """
@@ -42,9 +43,15 @@ class InFlight(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
-class Killed:
+class OverLimit:
+    """The tree crossed a limit: pytest must be killed, SIGKILL after *grace* seconds."""
+
     nodeid: str | None  # the test in flight that is blamed (it will not run again)
     verdict: Verdict
+    grace: float
+    sample: Sample
+    test: InFlight | None
+    dump: SavedDump | concurrent.futures.Future[SavedDump]  # a warning's may still be running
 
 
 @dataclasses.dataclass
@@ -64,7 +71,6 @@ class TreeWatch:
         attempt: int,
         emit: Callable[..., None],
         dump: Callable[[str | None, str, str, int | None], SavedDump],
-        stop: Callable[[float], None],
         in_flight: Callable[[], Iterable[InFlight]],
         fast: float,
         limits: Limits | None = None,
@@ -76,7 +82,7 @@ class TreeWatch:
         self.fast = min(fast, self.base)
         self.sampler = TreeSampler(root_pid, adopter=adopter)
         self.gauge = Gauge(limits if limits is not None else Limits.for_tier(tier))
-        self._emit, self._dump, self._stop, self._in_flight = emit, dump, stop, in_flight
+        self._emit, self._dump, self._in_flight = emit, dump, in_flight
         self._next = 0.0  # monotonic time of the next sample
         self._next_event = 0.0  # ... and of the next sample event
         self._previous: Sample | None = None
@@ -86,7 +92,8 @@ class TreeWatch:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def poll(self) -> Killed | None:
+    def poll(self) -> OverLimit | None:
+        """A sample when one is due; the decision to kill pytest when the tree is over a limit."""
         self._report_warnings(wait=False)
         now = time.monotonic()
         if now < self._next:
@@ -128,33 +135,35 @@ class TreeWatch:
             self._dumped[nodeid] = future
         self._warnings.append(_Warning(verdict, sample, test, future))
 
-    def _over(self, verdict: Verdict, sample: Sample, test: InFlight | None) -> Killed:
+    def _over(self, verdict: Verdict, sample: Sample, test: InFlight | None) -> OverLimit:
         nodeid = test.nodeid if test else None
-        future = self._dumped.get(nodeid)
-        saved: SavedDump | None = None
-        if future is None:
+        dump: SavedDump | concurrent.futures.Future[SavedDump] | None = self._dumped.get(nodeid)
+        if dump is None:
             reason = verdict.describe() + (f" while {nodeid} ran" if nodeid else "")
-            saved = self._dump(nodeid, "pressure", reason, test.pid if test else None)
+            dump = self._dump(nodeid, "pressure", reason, test.pid if test else None)
             at_kill = self.sampler.sample()  # the dump took time: what the tree holds now
             if at_kill.processes:
                 self._emit_sample(at_kill, [test] if test else [], test)
-        self._stop(0.0 if verdict.resource == "memory" else OTHER_STOP_SECONDS)
-        if saved is None and future is not None:
-            saved = _result(future)
-        assert saved is not None
-        message = "resource pressure: " + self._facts(verdict, sample) + "; pytest was killed"
+        grace = 0.0 if verdict.resource == "memory" else OTHER_STOP_SECONDS
+        return OverLimit(nodeid, verdict, grace, sample, test, dump)
+
+    def report(self, over: OverLimit) -> None:
+        """After the supervisor killed pytest for *over*: the event and the error finding (a
+        warning's dump is waited for only now, so it never delays the kill)."""
+        saved = over.dump if isinstance(over.dump, SavedDump) else _result(over.dump)
+        message = ("resource pressure: " + self._facts(over.verdict, over.sample)
+                   + "; pytest was killed")
         self._emit(
             EVENT,
-            nodeid=nodeid,
-            resource=verdict.resource,
-            value=verdict.value,
-            limit=verdict.limit,
+            nodeid=over.nodeid,
+            resource=over.verdict.resource,
+            value=over.verdict.value,
+            limit=over.verdict.limit,
             dump=saved.path,
             message=message,
         )
-        self._emit_finding(verdict, sample, test, saved, message)
+        self._emit_finding(over.verdict, over.sample, over.test, saved, message)
         self._report_warnings(wait=True)
-        return Killed(nodeid, verdict)
 
     def _report_warnings(self, *, wait: bool) -> None:
         for warning in list(self._warnings):
