@@ -1,6 +1,7 @@
 """A local stand-in for the GitHub REST API, on 127.0.0.1, that behaves like the real one where
 tiergate depends on it: issue comments (paginated with Link headers; 201 / 200 / 204), check runs
-(422 past 50 annotations or 65,535 characters of output), issues with labels, /user, 403
+(422 past 50 annotations, 65,535 bytes of output text or an annotation field
+over its limit; a PATCH replaces the output but appends annotations), issues with labels, /user, 403
 "Resource not accessible by integration" for a fork's token, and 502s on demand.
 
 In tests: the ``ghapi`` fixture in conftest.py. Standalone (for act end-to-end runs):
@@ -27,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 TEXT_LIMIT = 65_535
+ANNOTATION_TEXT_BYTES = 64 * 1024 - 1  # "The maximum size is 64 KB": the stricter reading
+TITLE_LIMIT = 255
 COMMENT_LIMIT = 65_536
 ANNOTATIONS_PER_REQUEST = 50
 NOT_ACCESSIBLE = "Resource not accessible by integration"
@@ -203,9 +206,9 @@ class GhApi:
         output = (body or {}).get("output") or {}
         if len(output.get("annotations") or []) > ANNOTATIONS_PER_REQUEST:
             return 422, _invalid("Only 50 annotations may be sent per request"), {}
-        for key in ("summary", "text"):
-            if len(str(output.get(key) or "")) > TEXT_LIMIT:
-                return 422, _invalid(f"output.{key} is too long (maximum is 65535 characters)"), {}
+        refused = _refused_output(output)
+        if refused:
+            return 422, _invalid(refused), {}
         if method == "POST" and run_id is None:
             new_id = self.state.new_id()
             run = {"id": new_id, "name": body.get("name"), "head_sha": body.get("head_sha"),
@@ -219,9 +222,10 @@ class GhApi:
             run = self.state.check_runs.get(int(run_id))
             if run is None:
                 return 404, {"message": "Not Found"}, {}
-            for key in ("title", "summary", "text"):
-                if key in output:
-                    run["output"][key] = output[key]
+            if output:  # the output is replaced as a whole (text too: absent is gone), while
+                # annotations are appended, as GitHub documents for them; the stricter reading
+                for key in ("title", "summary", "text"):
+                    run["output"][key] = output.get(key)
             run["output"]["annotations"].extend(output.get("annotations") or [])
             for key in ("status", "conclusion"):
                 if key in body:
@@ -260,6 +264,27 @@ class GhApi:
                 issue["labels"] = [{"name": n} for n in body["labels"]]
             return 200, issue, {}
         return 404, {"message": "Not Found"}, {}
+
+
+def _bytes(value: Any) -> int:
+    return len(str(value or "").encode("utf-8"))
+
+
+def _refused_output(output: dict[str, Any]) -> str | None:
+    """What GitHub would refuse in a check run's output, measured as GitHub measures it: the
+    texts in UTF-8 bytes ("summary exceeds a maximum bytesize of 65535"), each annotation's
+    message and raw_details at 64 KB, its title at 255 (bytes here: the stricter reading)."""
+    for key in ("summary", "text"):
+        if _bytes(output.get(key)) > TEXT_LIMIT:
+            return f"{key} exceeds a maximum bytesize of {TEXT_LIMIT}"
+    for note in output.get("annotations") or []:
+        if not note.get("message"):
+            return "annotation message is missing"
+        for key, limit in (("message", ANNOTATION_TEXT_BYTES),
+                           ("raw_details", ANNOTATION_TEXT_BYTES), ("title", TITLE_LIMIT)):
+            if _bytes(note.get(key)) > limit:
+                return f"annotation {key} exceeds a maximum bytesize of {limit}"
+    return None
 
 
 def _invalid(message: str) -> dict[str, Any]:

@@ -6,7 +6,10 @@ import pytest
 
 from tiergate.report.escape import (
     code_fence,
+    cut_bytes,
+    cut_middle_bytes,
     html_pre,
+    html_text,
     md_code,
     md_text,
     terminal_text,
@@ -80,3 +83,28 @@ def test_a_secret_set_or_changed_after_an_earlier_report_is_still_hidden(
     text = md_text(f"{SECRET} rotated-secret-value late-secret-value")
     assert "rotated-secret-value" not in text and "late-secret-value" not in text  # ...not once
     assert SECRET in text  # no longer a secret of this environment
+
+
+def test_text_inside_raw_html_is_html_escaped_not_markdown_escaped() -> None:
+    text = html_text(f"dumps/tests_test_a[1]*.txt <b> & @here {SECRET}")
+    assert text == "dumps/tests_test_a[1]*.txt &lt;b&gt; &amp; @\u200bhere ***"
+
+
+def test_a_url_in_an_id_gives_the_autolinker_nothing_to_start_on() -> None:
+    cell = md_code("tests/test_a.py::test_get[https://x.test/a_b|c] www.x.test")
+    assert "://" not in cell and "www." not in cell and "<a " not in cell
+    assert "https&#58;//x.test/a\\_b\\|c" in cell
+
+
+def test_a_link_href_is_the_url_attribute_escaped() -> None:
+    text = md_text('see https://x.test/q?a=1&b=2|3"><script>')
+    assert text.startswith('see <a href="https://x.test/q?a=1&amp;b=2&#124;3">')  # ends at '"'
+    assert "<script>" not in text
+
+
+@pytest.mark.parametrize("text", ["é" * 40_000, "名" * 30_000, "🙈" * 20_000, "a&amp;" * 20_000])
+def test_a_cut_in_bytes_fits_and_never_splits_a_character(text: str) -> None:
+    for cut in (cut_bytes(text, 65_535), cut_middle_bytes(text, 65_535)):
+        assert len(cut.encode()) <= 65_535 and "\ufffd" not in cut
+    assert cut_middle_bytes(text, 65_535).endswith(text[-100:])
+    assert not cut_bytes("x &amp; y", 6, markup=True).endswith("&am")

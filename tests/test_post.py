@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from ghapi import GhApi
-from test_report import HOSTILE, leak, timeout_finding, write_results_dir
+from test_report import HOSTILE, finding, leak, timeout_finding, write_results_dir
 
 from tiergate import cli
 from tiergate.github.client import GitHubClient, GitHubError
 from tiergate.github.comment import marker
 from tiergate.github.known import marker as known_marker
+from tiergate.github.known import parse as parse_prints
 from tiergate.report import fingerprint
 from tiergate.results.inputs import load_run
 
@@ -316,3 +317,102 @@ def test_a_bad_tier_option_is_one_line_and_exit_0(tmp_path: Path, env: Path, gha
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "is not a tier name" in out
     assert not out.lstrip().startswith("::") and ghapi.writes() == []
+
+
+def in_repository(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x = 1\n")
+
+
+def test_a_monorepo_project_annotates_paths_from_the_repository_root(
+        tmp_path: Path, env: Path, ghapi: GhApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The action runs post in its working-directory, services/api; GITHUB_WORKSPACE is tmp_path.
+    project = tmp_path / "services" / "api"
+    in_repository(project, "sample_app/__init__.py", "tests/test_bad.py")
+    in_repository(tmp_path, "libs/shared/pool.py")  # a frame under the repository, not the project
+    monkeypatch.chdir(project)
+    side_effect = finding("import-side-effect", None, "sample_app starts a thread at import",
+                          location={"path": "sample_app/__init__.py", "line": 3},
+                          culprit={"path": "libs/shared/pool.py", "line": 12, "function": "start"})
+    assert post(failing_dir(project, [side_effect, timeout_finding()])) == 0
+    (check,) = ghapi.state.check_runs.values()
+    places = {(n["path"], n["start_line"]) for n in check["output"]["annotations"]}
+    assert places == {("services/api/sample_app/__init__.py", 3), ("libs/shared/pool.py", 12),
+                      ("services/api/tests/test_bad.py", 10),
+                      ("services/api/src/app/db.py", 88), ("services/api/tests/test_hang.py", 7)}
+
+
+def test_a_huge_cjk_failure_gives_an_accepted_check_run_with_every_annotation(
+        tmp_path: Path, env: Path, ghapi: GhApi) -> None:
+    # 3 and 4 bytes a character: 64 K characters of it are ~200 KB, three times the limit
+    text = "データベースに接続できません🙈" * 4_400
+    failures = [(f"tests/test_bad.py::test_{i}", text) for i in range(60)]
+    results = write_results_dir(tmp_path / "res", failures=failures)
+    assert post(results) == 0
+    refused = [r for r in ghapi.writes() if "check-runs" in r["path"] and r["status"] >= 400]
+    assert refused == []
+    (check,) = ghapi.state.check_runs.values()
+    notes = check["output"]["annotations"]
+    assert len(notes) == 60
+    for note in notes:
+        assert len(note["raw_details"].encode()) <= 65_535 and "\ufffd" not in note["raw_details"]
+        assert note["raw_details"].endswith(text[-200:])  # the end, where the error is, is kept
+        assert len(note["title"].encode()) <= 255 and len(note["message"].encode()) <= 65_535
+    assert len(check["output"]["summary"].encode()) <= 65_535
+
+
+def test_every_annotation_chunk_keeps_the_fingerprints(tmp_path: Path, env: Path,
+                                                       ghapi: GhApi) -> None:
+    # An update replaces the output it carries (the stand-in takes that stricter reading): the
+    # fingerprints must survive the last PATCH, or the next commit sees every finding as new.
+    results = failing_dir(tmp_path, [leak(i) for i in range(120)])
+    assert post(results) == 0
+    patches = [r for r in ghapi.writes() if r["method"] == "PATCH" and "check-runs" in r["path"]]
+    assert len(patches) == 2
+    (check,) = ghapi.state.check_runs.values()
+    prints = fingerprint.of_run(load_run([results], []))
+    assert set(prints) <= parse_prints(check["output"]["text"]) and prints
+
+
+def test_the_stand_in_refuses_annotation_fields_over_their_limits(ghapi: GhApi) -> None:
+    client = GitHubClient(ghapi.url, "t", retries=0)
+    note = {"path": "a.py", "start_line": 1, "end_line": 1, "annotation_level": "failure",
+            "message": "m"}
+    for field, value in (("message", "名" * 21_846), ("raw_details", "é" * 32_768),
+                         ("title", "x" * 256)):
+        with pytest.raises(GitHubError) as exc:
+            client.post("/repos/o/r/check-runs", {"name": "x", "head_sha": HEAD, "output": {
+                "title": "t", "summary": "s", "annotations": [{**note, field: value}]}})
+        assert exc.value.status == 422 and field in exc.value.message
+    with pytest.raises(GitHubError) as exc:  # 21,846 characters, 65,538 bytes
+        client.post("/repos/o/r/check-runs", {"name": "x", "head_sha": HEAD,
+                                              "output": {"title": "t", "summary": "名" * 21_846}})
+    assert exc.value.status == 422
+
+
+def dispatch(env: Path, monkeypatch: pytest.MonkeyPatch, environment: str,
+             branch: str = "main") -> None:
+    env.write_text(json.dumps({"inputs": {"environment": environment},
+                               "repository": {"default_branch": "main"}}))
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "workflow_dispatch")
+    monkeypatch.setenv("GITHUB_REF_NAME", branch)
+
+
+def test_issues_are_kept_per_environment_and_per_branch(tmp_path: Path, env: Path, ghapi: GhApi,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    failing, green = failing_dir(tmp_path), write_results_dir(tmp_path / "green", passed=2)
+    dispatch(env, monkeypatch, "production-canary")
+    assert post(failing, "--tier", "staging") == 0
+    (canary,) = ghapi.state.issues.values()
+    assert canary["title"] == "tiergate: tier staging (production-canary) is failing"
+    dispatch(env, monkeypatch, "staging")
+    assert post(green, "--tier", "staging") == 0  # another environment passing closes nothing
+    dispatch(env, monkeypatch, "production-canary", branch="feature-x")
+    assert post(green, "--tier", "staging") == 0  # nor does the same one on another branch
+    assert canary["state"] == "open" and len(ghapi.state.issues) == 1
+    names = {run["name"] for run in ghapi.state.check_runs.values()}
+    assert names == {"tiergate (staging · production-canary)", "tiergate (staging · staging)"}
+    dispatch(env, monkeypatch, "production-canary")
+    assert post(green, "--tier", "staging") == 0
+    assert canary["state"] == "closed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import re
 
 import pytest
@@ -293,3 +295,31 @@ def test_a_leak_check_record_is_untrusted_text(monkeypatch: pytest.MonkeyPatch) 
     terminal = render_terminal(run)
     assert "tok-123456789" not in terminal
     assert not any(x.lstrip().startswith("::") for x in terminal.splitlines())
+
+
+def outside_hrefs(markdown: str) -> str:
+    """What GitHub's autolinker reads: neither attributes nor <pre> blocks (raw HTML)."""
+    return re.sub(r'<a href="[^"]*">|<pre>.*?</pre>', "", markdown, flags=re.DOTALL)
+
+
+def test_a_dump_label_in_a_toggle_shows_no_markdown_escapes() -> None:
+    # <details><summary> is a raw HTML block: GitHub reads no Markdown there, so "\_" would show
+    timeout = dataclasses.replace(hang(), dump="dumps/tests_test_db_[1]_<x>.txt")
+    text = render_summary(run_with([timeout]), dump_loader=lambda path: DUMP)
+    (label,) = re.findall(r"<summary>Process-tree dump \((.*?), \d+ characters\)</summary>", text)
+    assert label == "dumps/tests_test_db_[1]_&lt;x&gt;.txt"
+
+
+def test_a_url_in_a_message_or_an_id_reaches_the_reader_as_written() -> None:
+    # GitHub's autolinker reads the raw source, so an escaped URL left to it shows "\_" and
+    # "&amp;amp;" and links to "%5C"; the summary gives it none to read, and links URLs itself.
+    url = "https://ci.example.test/list_items?page=2&per_page=50"
+    run = run_with([], message=f"GET {url} answered 500, see www.example.test/a_b.")
+    nodeid = "tests/test_api.py::test_get[https://ci.example.test/a_b]"
+    run.tests[nodeid] = TestResult(nodeid, "tests/test_api.py", 3, "failed", 1.0, "call", "x")
+    text = render_summary(run)
+    assert f'<a href="{html.escape(url)}">' in text
+    assert '<a href="http://www.example.test/a_b">' in text  # the "." ends the sentence
+    shown = outside_hrefs(text)
+    assert "://" not in shown and "www." not in shown  # nothing for the autolinker to start on
+    assert "https&#58;//ci.example.test/list\\_items?page=2&amp;per\\_page=50" in shown

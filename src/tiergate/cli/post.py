@@ -110,7 +110,7 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
             ) -> list[GitHubError]:
     """Every part that can be posted is posted; the errors of those that could not are returned."""
     errors: list[GitHubError] = []
-    name = checks.check_name(tier)
+    name = checks.check_name(tier, ctx.environment)
     known = known_on_base(client, ctx.repository, ctx.base_sha, name)
     prints = fingerprint.of_run(results)
     title = f"tiergate · tier {tier}"
@@ -146,7 +146,8 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
         elif ctx.nightly:
             done = issue.sync_issue(client, ctx.repository, tier, body,
                                     failing=not results.ok, sha=ctx.sha,
-                                    run_url=ctx.run_url)
+                                    run_url=ctx.run_url, environment=ctx.environment,
+                                    branch=ctx.branch)
             _say(terminal_text(f"tiergate post: {done}"))
     except GitHubError as exc:
         errors.append(exc)

@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tiergate.protocol.findings import FINDINGS_FILE
+from tiergate.protocol.layout import FINDINGS_FILE, SUMMARY_FILE
 from tiergate.report import actions
 from tiergate.report.summary import render_summary
 from tiergate.report.terminal import render_terminal
-from tiergate.results.files import SUMMARY_FILE
 from tiergate.results.inputs import load_run, name_tier
 
 

@@ -16,8 +16,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from tiergate.github.client import GitHubClient, GitHubError
+from tiergate.report.escape import cut_bytes
 
 ACTIONS_BOT = "github-actions[bot]"
+# An issue or PR comment's body: GitHub answers 422 "body is too long (maximum is 65536
+# characters)" past it (the REST docs give no number; that error is the source). Cut in bytes,
+# which is never more characters, so no way of counting can refuse it.
+BODY_LIMIT = 65_536
+
+
+def fit_body(body: str) -> str:
+    """The last guard: the summary is rendered to fit already, this only ever trims a margin."""
+    return cut_bytes(body, BODY_LIMIT, markup=True)
 
 
 def marker(tier: str) -> str:
@@ -55,7 +65,7 @@ def upsert_comment(client: GitHubClient, repository: str, pr_number: int, tier: 
     """Creates, updates or leaves the comment; returns what it did, in words."""
     login = token_login(client)
     path = f"/repos/{repository}/issues/{pr_number}/comments"
-    body = f"{marker(tier)}\n{body}"
+    body = fit_body(f"{marker(tier)}\n{body}")
     existing = _ours(client, path, tier, login)
     if existing:
         keep = existing[0]

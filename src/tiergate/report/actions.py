@@ -86,12 +86,13 @@ def write_outputs(outputs: Mapping[str, str], environ: Mapping[str, str] | None 
 
 
 def annotation_commands(run: RunResult, *, root: Path | None = None,
-                        per_level: int = PER_LEVEL) -> list[str]:
+                        project: Path | None = None, per_level: int = PER_LEVEL) -> list[str]:
     """``::error``/``::warning`` lines for the most important findings and failures, at most
-    *per_level* of each, then one ``::notice`` saying how many more there are."""
+    *per_level* of each, then one ``::notice`` saying how many more there are. Their paths are
+    relative to the repository *root* whatever the *project* folder (default: the cwd)."""
     chosen: dict[str, list[Annotation]] = {"error": [], "warning": []}
     left: dict[str, int] = {"error": 0, "warning": 0}
-    for note in annotations_for(run, root=root):
+    for note in annotations_for(run, root=root, project=project):
         bucket = chosen[note.level]
         if len(bucket) < per_level:
             bucket.append(note)

@@ -6,16 +6,29 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 from tiergate.protocol.findings import TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
-from tiergate.report.escape import clean, cut_middle, one_line
+from tiergate.report.escape import clean, cut_bytes, cut_middle_bytes, one_line
 from tiergate.results.model import RunResult, TestResult
 
-MESSAGE_LIMIT = 2000
-DETAILS_LIMIT = 60_000  # a check-run annotation's raw_details holds 64 KB
+MESSAGE_LIMIT = 2000  # characters: what a reader takes in on the diff; the rest is in raw_details
+# GitHub's limits for a check-run annotation, from the REST description of "Create a check run"
+# (docs.github.com/rest/checks/runs, github/rest-api-description): message and raw_details
+# "The maximum size is 64 KB", title "The maximum size is 255 characters". GitHub measures the
+# check-run texts it calls "characters" in UTF-8 bytes ("summary exceeds a maximum bytesize of
+# 65535", github/docs#35252), so every one of these is cut in bytes, which fits either reading.
+MESSAGE_BYTES = 65_535
+DETAILS_BYTES = 65_535
+TITLE_BYTES = 255
 _URGENT = TIMEOUT_KINDS | {"crash"}
+# Where a traceback names a frame: pytest's "path:line: …" (long, short and line styles) and
+# Python's own ``File "path", line N`` (--tb=native). Lines that start with a space are source.
+_FRAME = re.compile(r'^(?:(?P<path>[^\s:>][^\s:]*):(?P<line>\d+):(?: |$)'
+                    r'|\s*File "(?P<native>[^"]+)", line (?P<nline>\d+))', re.MULTILINE)
+_INSTALLED = frozenset({"site-packages", "dist-packages"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,22 +42,55 @@ class Annotation:
     details: str | None = None  # longer text (a traceback), for the check run's raw_details
 
 
-def repo_path(path: str | None, root: Path | None = None) -> str | None:
+def repo_path(path: str | None, root: Path | None = None,
+              project: Path | None = None) -> str | None:
     """*path* relative to the repository (GITHUB_WORKSPACE, else the cwd); None when it is outside
-    (site-packages, /usr/lib): an annotation there would point at nothing."""
+    (site-packages, /usr/lib): an annotation there would point at nothing.
+
+    A relative path is relative to the project (pytest's rootdir), which in a monorepo is a
+    folder of the repository: the action runs report and post in its working-directory, so the
+    project is the cwd unless *project* says otherwise. Such a path is joined to the project,
+    unless only the repository has that file (pytest's rootdir was above the working directory);
+    with the project outside the repository (a downloaded artifact), it stays as it is."""
     if not path:
         return None
-    root = root or Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    root = (root or Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())).resolve()
     candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = _in_project(candidate, root, (project or Path.cwd()).resolve())
     if candidate.is_absolute():
         try:
-            candidate = candidate.resolve().relative_to(root.resolve())
+            candidate = candidate.resolve().relative_to(root)
         except ValueError:
             return None
     parts = PurePosixPath(candidate.as_posix()).parts
     if not parts or ".." in parts:
         return None
     return "/".join(p for p in parts if p != ".")
+
+
+def _in_project(relative: Path, root: Path, project: Path) -> Path:
+    if project == root or not project.is_relative_to(root):
+        return relative
+    if not (project / relative).exists() and (root / relative).exists():
+        return root / relative
+    return project / relative
+
+
+def failing_line(test: TestResult, root: Path | None = None,
+                 project: Path | None = None) -> tuple[str, int] | None:
+    """The deepest frame of *test*'s traceback whose file is in the repository (not an installed
+    package): the line that failed, which "Files changed" shows inline. None when the traceback
+    names no such frame."""
+    found = None
+    for match in _FRAME.finditer(test.longrepr or ""):
+        path = match.group("path") or match.group("native")
+        if _INSTALLED.intersection(PurePosixPath(path).parts):
+            continue
+        where = repo_path(path, root, project)
+        if where is not None:
+            found = (where, int(match.group("line") or match.group("nline")))
+    return found
 
 
 def _finding_title(f: Finding) -> str:
@@ -80,10 +126,12 @@ def _order(run: RunResult) -> list[Finding | TestResult]:
 
 
 def annotations_for(
-    run: RunResult, *, root: Path | None = None, both_lines: bool = False
+    run: RunResult, *, root: Path | None = None, project: Path | None = None,
+    both_lines: bool = False,
 ) -> list[Annotation]:
     """One annotation per finding or failing test, most important first. A hang is annotated on
-    its culprit's line (where the code is stuck); with *both_lines* also on the test's line."""
+    its culprit's line (where the code is stuck), with *both_lines* also on the test's line; a
+    failure on the line that failed. Paths are relative to the repository (see repo_path)."""
     out: list[Annotation] = []
     for item in _order(run):
         if isinstance(item, Finding):
@@ -91,20 +139,21 @@ def annotations_for(
             title, message = _finding_title(item), _finding_message(item)
             print_ = fingerprint.of_finding(item)
             places: list[tuple[str | None, int | None]] = []
-            if item.culprit is not None and repo_path(item.culprit.path, root):
-                places.append((repo_path(item.culprit.path, root), item.culprit.line))
+            if item.culprit is not None and repo_path(item.culprit.path, root, project):
+                places.append((repo_path(item.culprit.path, root, project), item.culprit.line))
             test = run.tests.get(item.test) if item.test else None
             loc_path = item.location.path if item.location else (test.path if test else None)
             loc_line = item.location.line if item.location else (test.line if test else None)
             if not places or both_lines:
-                places.append((repo_path(loc_path, root), loc_line))
+                places.append((repo_path(loc_path, root, project), loc_line))
             details = test.longrepr if test is not None else None
         else:
             level, title = "error", _test_title(item)
             lines = (item.longrepr or "").strip().splitlines()
             message = item.message or (lines[-1] if lines else item.outcome)
             print_ = fingerprint.of_failure(item)
-            places = [(repo_path(item.path, root), item.line)]
+            places = [failing_line(item, root, project)
+                      or (repo_path(item.path, root, project), item.line)]
             details = item.longrepr
         seen: set[tuple[str | None, int | None]] = set()
         for path, line in places:
@@ -113,13 +162,13 @@ def annotations_for(
             seen.add((path, line))
             out.append(Annotation(
                 level=level,
-                title=one_line(title, 250),
-                message=one_line(message, MESSAGE_LIMIT) if "\n" not in message
-                else _multi_line(message),
+                title=cut_bytes(one_line(title, TITLE_BYTES), TITLE_BYTES),
+                message=cut_bytes(one_line(message, MESSAGE_LIMIT) if "\n" not in message
+                                  else _multi_line(message), MESSAGE_BYTES),
                 path=path,
                 line=line if path else None,
                 fingerprint=print_,
-                details=cut_middle(clean(details), DETAILS_LIMIT) if details else None,
+                details=cut_middle_bytes(clean(details), DETAILS_BYTES) if details else None,
             ))
     return out
 

@@ -20,6 +20,11 @@ _MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
 # Backslash-escaped wherever Markdown could make them structure (emphasis, links, tables, code).
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()|~!#{}])")
 _LINE_START_COLONS = re.compile(r"(?m)^(\s*):")
+# URLs as GFM's autolinker finds them: a scheme it knows, or "www." after a space or "*_~(".
+_URL = re.compile(r"(?:(?:https?|ftp)://|(?<![^\s*_~(])www\.)[^\s<>\[\]`\"']+", re.IGNORECASE)
+_URL_TRAILING = frozenset("?!.,:;*_~'\"")
+# An HTML entity cut short at the end of a text ("&am", "&#12"): cutting drops it whole.
+_PARTIAL_ENTITY = re.compile(r"&#?[A-Za-z0-9]{0,32}$")
 
 
 def _newlines(text: str) -> str:
@@ -46,17 +51,61 @@ def one_line(text: str, limit: int | None = None) -> str:
     return text
 
 
-def md_text(text: str, limit: int | None = None) -> str:
-    """Inline Markdown text (paragraphs, list items, table cells, <summary>): one line, no HTML,
-    no Markdown structure, no mentions, no table breaking."""
-    text = _MD_SPECIAL.sub(r"\\\1", one_line(text, limit))
+def md_text(text: str, limit: int | None = None, *, links: bool = True) -> str:
+    """Inline Markdown text (paragraphs, list items, table cells): one line, no HTML of its own,
+    no Markdown structure, no mentions, no table breaking. A URL in it becomes an explicit link
+    (with *links*) or plain text: never raw text that GitHub's autolinker would scan."""
+    line = one_line(text, limit)
+    parts: list[str] = []
+    done = 0
+    for match in _URL.finditer(line):
+        url = _url_end(match.group())
+        parts += [_md_plain(line[done:match.start()]), _md_url(url, links)]
+        done = match.start() + len(url)
+    parts.append(_md_plain(line[done:]))
+    return "".join(parts)
+
+
+def _md_plain(text: str) -> str:
+    text = _MD_SPECIAL.sub(r"\\\1", text)
     text = html.escape(text, quote=False)  # after: the entities it writes hold no Markdown
     return _MENTION.sub("@" + ZWSP, text)
 
 
+def _url_end(url: str) -> str:
+    """Where a URL in prose ends: trailing punctuation and an unbalanced ")" are the sentence's,
+    as GFM's autolinker decides."""
+    while url and (url[-1] in _URL_TRAILING
+                   or (url[-1] == ")" and url.count(")") > url.count("("))):
+        url = url[:-1]
+    return url
+
+
+def _md_url(url: str, link: bool) -> str:
+    """GFM's autolinker works on the raw source, before escapes and entities are decoded: an
+    escaped URL left to it shows its backslashes and a double-escaped "&amp;amp;", and its href
+    gets "%5C". So the URL's text is escaped like any text, with its scheme's ":" (or its first
+    "w") as an entity, which the autolinker does not see; with *link* it goes inside an
+    explicit <a> whose href is the URL itself, attribute-escaped (verified with cmark-gfm)."""
+    shown = _md_plain(url)  # "www.…" when it has no "://"
+    shown = shown.replace("://", "&#58;//", 1) if "://" in shown else "&#119;" + shown[1:]
+    if not link:
+        return shown
+    href = url if "://" in url else "http://" + url
+    href = html.escape(href, quote=True).replace("|", "&#124;")  # "|" would split a table row
+    return f'<a href="{href}">{shown}</a>'
+
+
+def html_text(text: str, limit: int | None = None) -> str:
+    """Text inside raw HTML (``<summary>``): one line, HTML-escaped only. GitHub does not read
+    Markdown inside an HTML block, so a Markdown escape there would show as a backslash; nor
+    does its autolinker run there. Mentions are still linked, so they get the zero-width space."""
+    return _MENTION.sub("@" + ZWSP, html.escape(one_line(text, limit), quote=False))
+
+
 def md_code(text: str, limit: int | None = None) -> str:
     """Inline code-looking text (a test id, a path) that is safe in a table cell."""
-    return f"<code>{md_text(text, limit)}</code>"
+    return f"<code>{md_text(text, limit, links=False)}</code>"
 
 
 def html_pre(text: str, limit: int | None = None) -> str:
@@ -91,6 +140,30 @@ def cut_middle(text: str, limit: int) -> str:
     tail = limit - head - 60
     skipped = len(text) - head - max(tail, 0)
     return f"{text[:head]}\n… {skipped} characters cut …\n{text[-tail:] if tail > 0 else ''}"
+
+
+def cut_bytes(text: str, limit: int, *, markup: bool = False) -> str:
+    """*text* in at most *limit* bytes of UTF-8 (how GitHub measures most of its limits), never
+    half a character; with *markup* (Markdown/HTML), never half an entity either."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    cut = data[: max(0, limit)].decode("utf-8", "ignore")
+    return _PARTIAL_ENTITY.sub("", cut) if markup else cut
+
+
+def cut_middle_bytes(text: str, limit: int) -> str:
+    """:func:`cut_middle` measured in UTF-8 bytes: the start, a note, and the longer end, in at
+    most *limit* bytes, never splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    head = data[: limit // 3].decode("utf-8", "ignore")
+    used = len(head.encode("utf-8"))
+    room = limit - used - 60  # the note takes at most 60 bytes
+    tail = data[len(data) - room:].decode("utf-8", "ignore") if room > 0 else ""
+    skipped = len(data) - used - len(tail.encode("utf-8"))
+    return f"{head}\n… {skipped:,} bytes cut …\n{tail}"
 
 
 def terminal_text(text: str, limit: int | None = None) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tiergate.protocol.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
 from tiergate.report.chart import memory_chart
-from tiergate.report.escape import html_pre, md_code, md_text
+from tiergate.report.escape import html_pre, html_text, md_code, md_text
 from tiergate.report.leakchecks import leak_checks
 from tiergate.results.inputs import DUMP_LIMIT
 from tiergate.results.model import RunResult, TestResult
@@ -283,6 +283,8 @@ def _where(path: str | None, line: int | None) -> str:
 
 
 def _details(summary: str, body: str) -> str:
+    """A toggle. *summary* is raw HTML (untrusted text in it goes through html_text): GitHub
+    reads no Markdown inside an HTML block, so Markdown escapes there would show."""
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
 
 
@@ -316,7 +318,7 @@ def _timeouts(view: _View, d: _Detail, load: DumpLoader) -> list[str]:
         if dump and index < d.dumps and d.dump_chars:
             text = load(dump)
             if text:
-                label = f"Process-tree dump ({md_text(dump, 100)}, {len(text):,} characters)"
+                label = f"Process-tree dump ({html_text(dump, 100)}, {len(text):,} characters)"
                 out.append(_details(label, html_pre(text, d.dump_chars)))
     if len(items) > shown_rows:
         out.append(f"… and {len(items) - shown_rows:,} more timeouts.")
