@@ -1,8 +1,13 @@
-"""``tiergate init`` writes the workflow templates into a project, adapted to its tiers; the
-templates that ship in the package are the ones in workflows-templates/."""
+"""``tiergate init`` writes the workflow templates into a project, adapted to its tiers. The
+templates are kept once, in workflows-templates/: a wheel carries them as tiergate/templates/,
+a source checkout (an editable install) reads them where they are."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,11 +27,42 @@ def _project(tmp_path: Path, tiergate_section: str = "") -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
-def test_packaged_templates_are_the_ones_in_workflows_templates(name: str) -> None:
-    assert template_text(name) == (REPO / "workflows-templates" / name).read_text(), (
-        f"src/tiergate/templates/{name} and workflows-templates/{name} differ: "
-        "edit the packaged one and copy it over"
+def test_init_reads_the_templates_in_workflows_templates(name: str) -> None:
+    assert template_text(name) == (REPO / "workflows-templates" / name).read_text()
+
+
+def test_the_templates_are_not_committed_twice() -> None:
+    assert not (REPO / "src" / "tiergate" / "templates").exists(), (
+        "src/tiergate/templates/ is made at build time from workflows-templates/: delete it"
     )
+
+
+def test_a_wheel_carries_the_templates_and_init_finds_them_there(tmp_path: Path) -> None:
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("tiergate-*.whl")
+    installed = tmp_path / "site"  # a pure wheel unpacked is the package as installed
+    with zipfile.ZipFile(wheel) as archive:
+        for name in TEMPLATES:
+            assert archive.read(f"tiergate/templates/{name}").decode() == (
+                REPO / "workflows-templates" / name).read_text()
+        archive.extractall(installed)
+    (tmp_path / "project").mkdir()
+    project = _project(tmp_path / "project")
+    env = {**os.environ, "PYTHONPATH": str(installed)}  # ahead of the editable checkout
+    init = subprocess.run(
+        [sys.executable, "-c", "import sys, tiergate.cli as c, tiergate.cli.init as i; "
+         "print(i.templates_dir()); sys.exit(c.main(['init', '--project', sys.argv[1]]))",
+         str(project)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.splitlines()[0] == str(installed / "tiergate" / "templates")
+    assert (project / ".github" / "workflows" / "tiergate-pr.yml").read_text() == (
+        REPO / "workflows-templates" / "pr.yml").read_text()
 
 
 def test_workflows_templates_has_no_stray_files() -> None:

@@ -2,8 +2,9 @@
 to its tiers (each job's backstop timeout follows its tier's budget), its number of nightly shards
 and the tiergate action reference it uses.
 
-The templates ship inside the package (``tiergate/templates/``); ``workflows-templates/`` at the
-repository root is a copy for people who browse the repository, kept identical by a test.
+The templates are kept once, in ``workflows-templates/`` at the repository root. Building a wheel
+puts them into the package as ``tiergate/templates/`` (``pyproject.toml``, hatchling's
+``force-include``); an editable install or a source checkout reads them where they are.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import argparse
 import math
 import re
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from tiergate.cli.options import add_project_option
-from tiergate.errors import UsageError
+from tiergate.errors import TiergateError, UsageError
 from tiergate.settings.config import Config, format_duration, load_config
 
 # template file -> the name it gets in .github/workflows/ (prefixed: users have their own pr.yml)
@@ -64,7 +66,20 @@ def add_parser(sub: Any, name: str) -> None:
 
 
 def template_text(name: str) -> str:
-    return (resources.files("tiergate") / "templates" / name).read_text(encoding="utf-8")
+    return (templates_dir() / name).read_text(encoding="utf-8")
+
+
+def templates_dir() -> Traversable:
+    """The templates: in the installed package (a wheel), else in the checkout the package is
+    imported from (``src/tiergate`` -> the repository's ``workflows-templates/``)."""
+    packaged = resources.files("tiergate") / "templates"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[3] / "workflows-templates"  # cli, tiergate, src
+    if checkout.is_dir():
+        return checkout
+    raise TiergateError(f"the workflow templates are missing from this installation of tiergate "
+                        f"(neither {packaged} nor {checkout}); reinstall it")
 
 
 def adapt(text: str, config: Config, *, action: str, shards: int) -> str:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tiergate.cli.options import add_project_option
 from tiergate.errors import UsageError
+from tiergate.protocol import debuglog, environ, layout
+from tiergate.protocol.layout import default_results_dir
 from tiergate.settings.config import TIER_KEYS, Flag, TierKey, load_config, resolve_tier
 from tiergate.supervisor.supervise import RunPlan, run_plan
 
@@ -40,6 +45,12 @@ def add_parser(sub: Any, name: str) -> None:
         metavar="PATH",
         help="earlier results dirs (or durations JSON) that balance --shard",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"log the supervisor's and the plugin's decisions to stderr and to "
+        f"RESULTS_DIR/{layout.DEBUG_LOG_FILE} (the same as {environ.DEBUG}=1)",
+    )
     add_project_option(parser)
     parser.set_defaults(handler=run)
 
@@ -61,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     tier = resolve_tier(config, args.tier, overrides)
     root = config.root
     # absolute, not resolved: a symlinked results dir must be seen (and refused) as one
-    results_dir = (args.results_dir or root / ".tiergate" / tier.name).absolute()
+    results_dir = (args.results_dir or default_results_dir(root, tier.name)).absolute()
     shard = None
     if args.shard:
         from tiergate.shard import parse_shard
@@ -75,4 +86,22 @@ def run(args: argparse.Namespace) -> int:
         shard=shard,
         durations_from=tuple(str(p.resolve()) for p in args.durations_from),
     )
-    return run_plan(plan)
+    with _debug(args.debug):
+        return run_plan(plan)
+
+
+@contextlib.contextmanager
+def _debug(asked: bool) -> Iterator[None]:
+    """``--debug`` is ``TIERGATE_DEBUG=1`` for this run: the supervisor reads it, and pytest and
+    its workers inherit it. Put back afterwards, for a caller that runs us in-process."""
+    before = os.environ.get(environ.DEBUG)
+    if asked:
+        os.environ[environ.DEBUG] = "1"
+    try:
+        yield
+    finally:
+        debuglog.stop()
+        if asked and before is None:
+            os.environ.pop(environ.DEBUG, None)
+        elif asked and before is not None:
+            os.environ[environ.DEBUG] = before
