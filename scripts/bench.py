@@ -412,6 +412,31 @@ def add_up_forever():
 def test_hangs():
     add_up_forever()
 ''', "add_up_forever"),
+    "asyncio: awaits a future nobody completes": ('''
+import asyncio
+
+async def wait_for_reply():
+    return await asyncio.get_running_loop().create_future()
+
+def test_hangs():
+    asyncio.run(wait_for_reply())
+''', "wait_for_reply"),
+    "spawn child blocked in `Queue.get`": ('''
+import multiprocessing
+
+def consume(queue):
+    return queue.get()
+
+def test_hangs():
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()  # kept: the child opens its semaphore after start() returns
+    child = ctx.Process(target=consume, args=(queue,))
+    child.start()
+    try:
+        child.join()
+    finally:
+        child.kill()
+''', "consume"),
 }
 
 PASSING = "\n\ndef test_passes():\n    assert True\n"

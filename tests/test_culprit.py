@@ -24,7 +24,10 @@ from tiergate.diagnose.culprit import (
     Socket,
     ThreadStack,
     find_culprit,
+    parse_asyncio,
+    parse_faulthandler,
     parse_py_spy,
+    stdlib_helper,
 )
 from tiergate.protocol.findings import Culprit
 
@@ -488,3 +491,169 @@ def test_py_spy_output_gives_the_main_thread_holding_the_gil_and_its_python_fram
     assert main.frames == (Frame("/p/app/rx.py", 8, "search"),
                            Frame("/p/tests/test_rx.py", 4, "test_regex"))
     assert [t.main for t in spied.threads] == [True, False]
+
+
+# -- asyncio: an idle event loop is explained by its tasks ------------------------------------
+
+LOOP_THREAD = 0x7F3D86A2DB80
+
+
+def loop_text(root: Path, *, busy: bool = False, thread: int = LOOP_THREAD,
+              label: str = "Current thread") -> str:
+    """A thread that runs an event loop, as faulthandler writes it: in select under
+    run_forever, or (busy) inside a callback of the project's."""
+    top = (f'  File "{root}/app/handlers.py", line 7 in on_message\n'
+           f'  File "{STDLIB}/asyncio/events.py", line 80 in _run\n' if busy else
+           f'  File "{STDLIB}/selectors.py", line 468 in select\n')
+    return (f"{label} 0x{thread:016x} (most recent call first):\n{top}"
+            f'  File "{STDLIB}/asyncio/base_events.py", line 1884 in _run_once\n'
+            f'  File "{STDLIB}/asyncio/base_events.py", line 607 in run_forever\n'
+            f'  File "{STDLIB}/asyncio/base_events.py", line 640 in run_until_complete\n'
+            f'  File "{STDLIB}/asyncio/runners.py", line 190 in run\n'
+            f'  File "{root}/tests/test_api.py", line 12 in test_reply\n')
+
+
+def tasks_text(root: Path, *tasks: tuple[str, str, list[Spec]],
+               thread: int = LOOP_THREAD) -> str:
+    """The section the dump handler appends: (task line after its name, what it awaits, its
+    chain innermost first)."""
+    out = [f"asyncio loop 0x7f00 in thread 0x{thread:016x}, {len(tasks)} task(s)"
+           " (most recent await first):"]
+    for head, awaits, chain in tasks:
+        out.append(f"  Task {head} — {awaits}")
+        out += [f'    File "{frame(root, s).path}", line {s[1]} in {s[2]}' for s in chain]
+    return "\n".join(out) + "\n"
+
+
+def loop_process(root: Path, text: str) -> ProcessView:
+    return ProcessView(pid=100, threads=parse_faulthandler(text), loops=parse_asyncio(text))
+
+
+ASK: Spec = ("project:app/client.py", 30, "ask")
+SLEEPS: Spec = ("stdlib:asyncio/tasks.py", 649, "sleep")
+MAIN_TASK = "'Task-1' (awaited by run_until_complete)"
+
+ASYNC_CASES = [
+    case("the test's task, at its innermost project frame",
+         [(MAIN_TASK, "awaits a Future nobody completes",
+           [("project:app/client.py", 41, "wait_for_reply"), ASK])], {},
+         ("app/client.py", 41, "wait_for_reply",
+          "awaits a Future nobody completes, in asyncio task 'Task-1'")),
+    case("the test's task is chosen, not the first one listed",
+         [("'Task-0'", "sleeping in asyncio.sleep(3600)",
+           [SLEEPS, ("project:app/bg.py", 3, "nap")]),
+          (MAIN_TASK, "awaits a read from a silent peer 127.0.0.1:5432", [ASK])], {},
+         ("app/client.py", 30, "ask",
+          "awaits a read from a silent peer 127.0.0.1:5432, in asyncio task 'Task-1'")),
+    case("a task awaited by the test's task is followed",
+         [(MAIN_TASK, "awaits task 'worker'", [ASK]),
+          ("'worker'", "awaits Lock held by task 'Task-3'",
+           [("stdlib:asyncio/locks.py", 114, "acquire"), ("project:app/jobs.py", 9, "run")])], {},
+         ("app/jobs.py", 9, "run", "awaits Lock held by task 'Task-3', in asyncio task 'worker'")),
+    case("an awaited task with no project frame: the one that awaits it",
+         [(MAIN_TASK, "awaits gather: task 'lib' of 1 pending", [ASK]),
+          ("'lib'", "sleeping in asyncio.sleep(60)", [SLEEPS, ("site:aiohttp/client.py", 5, "x")])],
+         {}, ("app/client.py", 30, "ask",
+              "awaits gather: task 'lib' of 1 pending, in asyncio task 'Task-1'")),
+    case("without run_until_complete, the first task with a project frame",
+         [("'Task-1'", "awaits a Future nobody completes", [("stdlib:asyncio/queues.py", 1, "x")]),
+          ("'Task-2'", "sleeping in asyncio.sleep(5)", [SLEEPS, ("project:app/bg.py", 3, "nap")])],
+         {}, ("app/bg.py", 3, "nap", "sleeping in asyncio.sleep(5), in asyncio task 'Task-2'")),
+    case("a runner's task in a library: the task that runs the test (anyio's plugin)",
+         [(MAIN_TASK, "awaits a Future nobody completes",
+           [("site:anyio/_backends/_asyncio.py", 2504, "_call_in_runner_task")]),
+          ("'Task-2'", "awaits an Event nobody sets",
+           [("stdlib:asyncio/locks.py", 213, "wait"),
+            ("project:tests/test_api.py", 13, "ready"),
+            ("site:anyio/_backends/_asyncio.py", 2470, "_run_tests_and_fixtures")])], {},
+         ("tests/test_api.py", 13, "ready",
+          "awaits an Event nobody sets, in asyncio task 'Task-2'")),
+    case("a loop running a callback: the thread's own frame",
+         [(MAIN_TASK, "awaits a Future nobody completes", [ASK])], {"busy": True},
+         ("app/handlers.py", 7, "on_message", None)),
+    case("tasks of a loop in another thread are not this thread's",
+         [(MAIN_TASK, "awaits a Future nobody completes", [ASK])], {"elsewhere": True},
+         ("tests/test_api.py", 12, "test_reply", "waiting in select/poll")),
+]
+
+
+@pytest.mark.parametrize(("tasks", "how", "expected"), ASYNC_CASES)
+def test_an_idle_event_loop_is_explained_by_its_tasks(
+        root: Path, tasks: list[tuple[str, str, list[Spec]]], how: dict[str, bool],
+        expected: tuple[str, int, str, str | None]) -> None:
+    section = tasks_text(root, *tasks, thread=0x1234 if how.get("elsewhere") else LOOP_THREAD)
+    view = loop_process(root, loop_text(root, busy=how.get("busy", False)) + section)
+
+    found = culprit(root, view)
+
+    assert found is not None and (*where(found), found.reason) == expected  # type: ignore[misc]
+
+
+def test_a_joined_thread_running_an_idle_loop_is_explained_by_its_tasks(root: Path) -> None:
+    joins = "".join(f'  File "{frame(root, s).path}", line {s[1]} in {s[2]}\n' for s in JOINS)
+    text = (loop_text(root, thread=0x22, label="Thread") + f"Current thread 0x{0x11:016x}"
+            f" (most recent call first):\n{joins}"
+            + tasks_text(root, (MAIN_TASK, "awaits an Event nobody sets", [ASK]), thread=0x22))
+
+    found = culprit(root, loop_process(root, text))
+
+    assert found is not None and (found.function, found.reason) == (
+        "ask", "awaits an Event nobody sets, in asyncio task 'Task-1'")
+
+
+def test_task_frames_are_not_read_as_frames_of_the_last_thread(root: Path) -> None:
+    section = tasks_text(root, (MAIN_TASK, "awaits a Future nobody completes", [ASK]))
+    loops = parse_asyncio(section + loop_text(root) + section)
+    threads = parse_faulthandler(loop_text(root) + section)
+
+    assert [f.function for f in threads[0].frames][-1] == "test_reply"
+    assert len(loops) == 1, "the section left before the threads, by a late handler, is skipped"
+    assert loops[0].tasks[0].main and loops[0].tasks[0].frames[0].function == "ask"
+
+
+# -- helpers the standard library starts are never culprits ----------------------------------
+
+TRACKER = [("stdlib:multiprocessing/resource_tracker.py", 227, "main"), ("<string>", 1, "<module>")]
+CONSUMER = [("stdlib:multiprocessing/queues.py", 103, "get"), ("project:app/workers.py", 6,
+                                                                  "consume"),
+            ("stdlib:multiprocessing/process.py", 108, "run"),
+            ("stdlib:multiprocessing/process.py", 314, "_bootstrap")]
+JOINS_CHILD = [("stdlib:multiprocessing/popen_fork.py", 27, "poll"),
+               ("stdlib:multiprocessing/process.py", 149, "join"), TEST_FRAME]
+
+
+@pytest.mark.parametrize(("helper", "command"), [
+    case("the resource tracker, by its frames", TRACKER, ""),
+    case("the resource tracker, by its command line, without stacks", None,
+         "python -B -c from multiprocessing.resource_tracker import main;main(17)"),
+    case("a manager's server", [("stdlib:multiprocessing/managers.py", 180, "serve_forever"),
+                                ("stdlib:multiprocessing/process.py", 314, "_bootstrap"),
+                                ("<string>", 1, "<module>")], ""),
+])
+def test_a_standard_library_helper_is_looked_past(root: Path, helper: list[Spec] | None,
+                                                  command: str) -> None:
+    parent = process(root, 100, JOINS_CHILD, children=[150, 200])
+    tracker = process(root, 150, helper, command=command)
+    child = process(root, 200, CONSUMER)
+
+    found = culprit(root, parent, tracker, child)
+
+    assert found is not None and (found.pid, found.function, found.reason) == (
+        200, "consume", "waiting on a queue")
+
+
+def test_a_fork_servers_child_is_searched_and_is_no_helper(root: Path) -> None:
+    """A fork server's children keep its command line; their frames say they run a process."""
+    command = "python -c from multiprocessing.forkserver import main; main(6, 8)"
+    server_frames = [("stdlib:selectors.py", 415, "select"),
+                     ("stdlib:multiprocessing/forkserver.py", 236, "main")]
+    parent = process(root, 100, JOINS_CHILD, children=[150])
+    server = process(root, 150, server_frames, children=[200], command=command)
+    child = process(root, 200, [*CONSUMER, ("stdlib:multiprocessing/forkserver.py", 313,
+                                            "_serve_one")], command=command)
+
+    found = culprit(root, parent, server, child)
+
+    assert found is not None and (found.pid, found.function) == (200, "consume")
+    assert stdlib_helper(server) == "multiprocessing's fork server"
+    assert stdlib_helper(child) is None

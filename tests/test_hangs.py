@@ -129,3 +129,160 @@ def test_four_hangs_are_explained_and_the_run_goes_on(tmp_path: Path, workers: s
     assert junit.count('type="timeout"') == 4
     assert "deadlock_on_own_lock" in junit  # the child's stack, in system-err
     assert not processes_running(marker), "a stuck child outlived the run"
+
+
+# -- issue 18: where in pytest's protocol, and why the soft rung could not act -----------------
+
+FIXTURE_CONFTEST = """
+import time
+
+import pytest
+
+
+@pytest.fixture
+def db_session():
+    yield "db"
+    time.sleep(60)
+
+
+@pytest.fixture(scope="session")
+def server():
+    time.sleep(60)
+    yield "server"
+"""
+
+STUBBORN_HANGS = """
+import re
+import signal
+import time
+
+
+def test_teardown_hangs(db_session):
+    pass
+
+
+def test_session_setup_hangs(server):
+    pass
+
+
+def test_blocks_sigalrm_and_ignores_sigterm():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+
+
+def test_catastrophic_regex():
+    re.match(r"(a+)+$", "a" * 40 + "b")
+"""
+
+
+def test_fixture_hangs_and_stubborn_tests_say_where_and_why(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path, {"conftest.py": FIXTURE_CONFTEST, "test_stubborn.py": STUBBORN_HANGS})
+    proc = run_tiergate(project, "run", "--tier", "fast", "--test-timeout", "2s",
+                        "--grace", "2s", timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    first_line = {f["test"].split("::")[1]: f["message"].splitlines()[0]
+                  for f in findings(project)["findings"] if f["kind"] == "timeout"}
+    assert len(first_line) == 4, out
+    assert first_line["test_teardown_hangs"].startswith(
+        "timeout: ran past its 2s limit in the teardown of fixture `db_session` (conftest.py:8), "
+        "used by test_teardown_hangs; stuck in db_session (conftest.py:10), sleeping"), out
+    assert first_line["test_session_setup_hangs"].startswith(
+        "timeout: ran past its 2s limit in the setup of session fixture `server` "
+        "(conftest.py:14), first used by test_session_setup_hangs; "
+        "stuck in server (conftest.py:15), sleeping"), out
+    stubborn = first_line["test_blocks_sigalrm_and_ignores_sigterm"]
+    assert "hard timeout" in stubborn, out
+    assert "stuck in test_blocks_sigalrm_and_ignores_sigterm (test_stubborn.py:18)" in stubborn
+    assert stubborn.endswith("; the soft timeout could not act: SIGALRM is blocked in the test "
+                             "process, and SIGTERM is ignored"), stubborn
+    regex = first_line["test_catastrophic_regex"]
+    assert "stuck in test_catastrophic_regex (test_stubborn.py:22), busy in C" in regex, regex
+    assert "holds the GIL" in regex, regex
+
+
+ASYNC_AND_SPAWN = """
+import asyncio, multiprocessing
+
+from workers import consume
+
+
+async def wait_for_reply(loop):
+    reply = loop.create_future()
+    return await reply
+
+
+async def ask():
+    await wait_for_reply(asyncio.get_running_loop())
+
+
+def test_awaits_a_future_nobody_completes():
+    asyncio.run(ask())
+
+
+def test_pass():
+    pass
+
+
+def start_consumer(method):
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    child = ctx.Process(target=consume, args=(queue, "{marker}"))
+    child.start()
+    try:
+        child.join()
+    finally:  # stopped by the timeout: the next test's tree must not hold this child
+        child.kill()
+
+
+def test_spawn_child_waits_on_an_empty_queue():
+    start_consumer("spawn")
+
+
+def test_forkserver_child_waits_on_an_empty_queue():
+    start_consumer("forkserver")
+"""
+
+WORKERS = """
+def consume(queue, marker):
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+"""
+
+
+def test_asyncio_tasks_and_spawned_children_are_named(tmp_path: Path) -> None:
+    """An idle event loop is explained by its tasks, not its select; multiprocessing's resource
+    tracker and fork server are looked past, to the child the test waits for."""
+    marker = f"hang-{uuid.uuid4().hex}"
+    project = make_project(tmp_path, {
+        "test_more_hangs.py": ASYNC_AND_SPAWN.replace("{marker}", marker),
+        "workers.py": WORKERS})
+    proc = run_tiergate(project, "run", "--tier", "fast", "--test-timeout", "3s", "--grace", "2s",
+                        timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    data = findings(project)
+    timeouts = {f["test"].split("::")[1]: f for f in data["findings"] if f["kind"] == "timeout"}
+    assert data["counts"]["passed"] == 1, out
+
+    future = timeouts["test_awaits_a_future_nobody_completes"]["culprit"]
+    assert (future["path"], future["line"], future["function"]) == (
+        "test_more_hangs.py", 9, "wait_for_reply")
+    assert future["reason"] == "awaits a Future nobody completes, in asyncio task 'Task-1'"
+    for method in ("spawn", "forkserver"):
+        child = timeouts[f"test_{method}_child_waits_on_an_empty_queue"]["culprit"]
+        assert (child["path"], child["line"], child["function"]) == ("workers.py", 4, "consume")
+        assert child["reason"] == "waiting on a queue", method
+    for name, finding in timeouts.items():
+        first = (results(project) / finding["dump"]).read_text().splitlines()[0]
+        culprit = finding["culprit"]
+        assert first.startswith(f"culprit: {culprit['path']}:{culprit['line']} in "
+                                f"{culprit['function']} — {culprit['reason']}"), name
+    awaits = timeouts["test_awaits_a_future_nobody_completes"]
+    dump = (results(project) / awaits["dump"]).read_text()
+    assert "Task 'Task-1' (awaited by run_until_complete) — awaits a Future nobody" in dump
+    assert not processes_running(marker), "a stuck child outlived the run"

@@ -565,6 +565,43 @@ def test_a_thread_and_the_socket_it_serves_on_are_one_finding(
     assert finding["culprit"]["function"] == "test_server_never_shut_down"
 
 
+PIPE_THREAD_FILE = '''\
+import os
+import select
+import threading
+
+
+class Watcher(threading.Thread):
+    """The shape of watchdog's InotifyFD: a thread keeping raw descriptors as numbers."""
+
+    def __init__(self):
+        super().__init__(name="watcher", daemon=True)
+        self._kill_r, self._kill_w = os.pipe()
+        self.events_seen = 3  # a number that is no descriptor: never taken for one
+
+    def run(self):
+        select.select([self._kill_r], [], [])
+
+
+def test_watcher_never_stopped():
+    Watcher().start()
+'''
+
+
+def test_a_thread_and_the_raw_descriptors_it_keeps_are_one_finding(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    (project / "test_watcher.py").write_text(PIPE_THREAD_FILE)
+    result, findings = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert pairs(findings) == {("test_watcher.py::test_watcher_never_stopped", "leak-thread")}, (
+        json.dumps(findings, indent=1))
+    (finding,) = findings
+    assert "'watcher'" in finding["message"] and "holding fd" in finding["message"]
+    (leak,) = finding["details"]["leaks"]
+    assert sorted(held["kind"] for held in leak["holds"]) == ["leak-fd", "leak-fd"]
+
+
 HIGH_WATER_FILE = '''\
 import ctypes
 
@@ -729,3 +766,20 @@ def test_one_resource_warning_per_root_cause(pytester: pytest.Pytester) -> None:
     # the event log keeps each warning as it happened; the reports group them
     assert sum(e["event"] == "finding" and "socket" in e["finding"]["message"]
                for e in events) == 5
+
+
+def test_a_librarys_process_wide_thread_cache_is_no_tests_leak() -> None:
+    """trio keeps idle worker threads for the whole process (trio._core._thread_cache): the test
+    that first needed one leaked nothing. The same-named target anywhere else still counts."""
+    import threading
+
+    from tiergate.plugin.leaks.probes import _process_wide_worker
+
+    def _work() -> None:
+        pass
+
+    _work.__qualname__ = "WorkerThread._work"
+    _work.__module__ = "trio._core._thread_cache"
+    assert _process_wide_worker(threading.Thread(target=_work))
+    _work.__module__ = "myapp.workers"
+    assert not _process_wide_worker(threading.Thread(target=_work))

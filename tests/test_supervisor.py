@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -391,3 +392,58 @@ def test_an_atexit_handler_that_never_returns_is_named(tmp_path: Path) -> None:
     culprit = hang["culprit"]
     assert isinstance(culprit, dict)
     assert (culprit["path"], culprit["function"]) == ("test_atexit.py", "flush_forever")
+
+
+# The supervisor, with its slow-note dump made to take five minutes: the dump writes a marker
+# file and sleeps. Everything else is the real `tiergate run`.
+SLOW_DUMP_NEVER_ENDS = """
+import sys, time
+from pathlib import Path
+
+from tiergate.cli import main
+from tiergate.supervisor.supervise import Supervisor
+
+def slow_dump(self, test):
+    Path(sys.argv[1]).write_text(test.nodeid)
+    time.sleep(300)
+    raise AssertionError("the slow dump was waited for")
+
+Supervisor._slow_dump = slow_dump
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_sigterm_during_a_slow_notes_dump_is_acted_on_at_once(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", {"test_slow.py": """
+        import signal, time
+        def test_done():
+            pass
+        def test_slow():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # no soft timeout
+            time.sleep(600)
+    """})
+    marker = tmp_path / "slow-dump-started"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DUMP_NEVER_ENDS, str(marker),
+         "run", "--tier", "fast", "--test-timeout", "1s", "--grace", "60"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline and supervisor.poll() is None, "no slow note"
+            time.sleep(0.05)
+        supervisor.send_signal(signal.SIGTERM)
+        # A correctness bound, far below the dump's 300 s: the cancel did not wait for it.
+        out, _ = supervisor.communicate(timeout=60)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    assert supervisor.returncode == 128 + signal.SIGTERM, out
+    assert "SIGTERM received" in out
+    data = findings(project)
+    assert data["counts"]["passed"] == 1 and data["counts"]["failed"] == 1
+    assert any(e["event"] == "cancelled" and e["nodeid"] == "test_slow.py::test_slow"
+               for e in events(project))
+    assert not any(e["event"] == "slow" for e in events(project))  # its dump never came
+    assert not processes_in(project), "the slow test is still running"

@@ -5,6 +5,12 @@ thread of the stuck process, unless that thread only waits for something else th
 which case the search follows it: a child process (``join``/``wait``/``communicate``, through shells
 and other non-Python processes) or, for a thread ``join``, the other threads of the process.
 
+A thread that runs an idle asyncio event loop (``select`` under ``run_forever``) shows no
+coroutine: there the culprit is read from the loop's tasks, which the dump handler writes after
+the threads (``parse_asyncio``): the task the loop was asked to complete (the test's coroutine),
+followed into the tasks it awaits. Standard-library helper processes (multiprocessing's resource
+tracker, fork server, managers) are never culprits; the search looks past them.
+
 The blocking reason comes from three sources, most specific first: the standard-library frames the
 project frame called into (``subprocess.wait`` means a child), the kernel (the system call the main
 thread sleeps in, with its file descriptor or child pid, and how much CPU it burns), and the
@@ -14,6 +20,7 @@ project's source line itself (Python shows no frame for C calls such as ``sock.r
 
 from __future__ import annotations
 
+import ast
 import linecache
 import platform
 import re
@@ -56,6 +63,23 @@ class Socket:
         return f"{ends}, peer {self.peer}" if self.peer else ends
 
 
+@dataclass(frozen=True)
+class AsyncTask:
+    """One asyncio task as the dump handler described it (``_tiergate_tasks``)."""
+
+    name: str
+    frames: tuple[Frame, ...]  # its await chain, innermost first
+    awaits: str | None  # what the innermost frame waits for, in words
+    awaited_task: str | None = None  # the task it waits for: the search follows it
+    main: bool = False  # the one run_until_complete waits for: the test's own coroutine
+
+
+@dataclass(frozen=True)
+class EventLoop:
+    thread: int  # ident of the thread that runs it, as in the thread's label
+    tasks: tuple[AsyncTask, ...]
+
+
 @dataclass
 class ProcessView:
     """What the culprit search needs to know about one process of the tree."""
@@ -71,6 +95,8 @@ class ProcessView:
     wchan: str = ""
     holds_gil: bool = False  # py-spy saw the main thread holding the GIL
     is_self: bool = False  # the process taking the dump: no kernel view of its main thread
+    loops: list[EventLoop] = field(default_factory=list)  # asyncio loops running in its threads
+    command: str = ""  # its command line, which names the standard library's helpers
 
     @property
     def main_thread(self) -> ThreadStack | None:
@@ -79,7 +105,8 @@ class ProcessView:
 
 @dataclass(frozen=True)
 class Blocked:
-    kind: str  # socket, lock, queue, child, thread, pipe, io, sleep, busy-c, busy, kernel, unknown
+    kind: str  # socket, lock, queue, child, thread, pipe, io, sleep, busy-c, busy, kernel,
+    #            asyncio, unknown
     text: str | None
     child: int | None = None
 
@@ -125,6 +152,11 @@ class CodeFilter:
 
 _FH_THREAD = re.compile(r"^(Main thread|Current thread|Thread) (0x[0-9a-fA-F]+)|^Stack \(")
 _FH_FRAME = re.compile(r'^\s+File "(?P<path>.*)", line (?P<line>\d+|\?+) in (?P<function>.*)$')
+_LOOP_HEADER = re.compile(r"^asyncio loop 0x[0-9a-fA-F]+ in thread 0x(?P<thread>[0-9a-fA-F]+)")
+_QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+_TASK_LINE = re.compile(rf"^  Task (?P<name>{_QUOTED})(?P<main> \(awaited by run_until_complete\))?"
+                        r"(?: — (?P<awaits>.*))?$")
+_TASK_LINK = re.compile(rf"(?:awaits task|awaits gather: task|behind task) (?P<name>{_QUOTED})")
 _SPY_THREAD = re.compile(r'^Thread (?P<id>\S+) \((?P<state>[^)]*)\)(?::\s*"(?P<name>.*)")?')
 _SPY_FRAME = re.compile(r"^\s+(?P<function>.+?) \((?P<path>.+):(?P<line>\d+)\)$")
 
@@ -152,10 +184,12 @@ def parse_faulthandler(text: str) -> list[ThreadStack]:
     frames: list[Frame] = []
     for raw in text.splitlines():
         header = _FH_THREAD.match(raw)
-        if header:
+        if header or _LOOP_HEADER.match(raw):  # the asyncio tasks after the threads are no thread
             if label is not None:
                 threads.append(ThreadStack(label, tuple(frames), main))
-            label, main, frames = raw.rstrip(":"), raw.startswith("Main thread"), []
+            label, main, frames = None, False, []
+        if header:
+            label, main = raw.rstrip(":"), raw.startswith("Main thread")
             continue
         frame = _FH_FRAME.match(raw)
         if frame and label is not None:
@@ -165,6 +199,45 @@ def parse_faulthandler(text: str) -> list[ThreadStack]:
     if label is not None:
         threads.append(ThreadStack(label, tuple(frames), main))
     return _mark_main(threads)
+
+
+def _unquote(quoted: str) -> str:
+    try:
+        return str(ast.literal_eval(quoted))
+    except (ValueError, SyntaxError):
+        return quoted.strip("'\"")
+
+
+def parse_asyncio(text: str) -> list[EventLoop]:
+    """The event loops and their tasks that the dump handler appends after the threads. A section
+    before the first thread is left from an earlier dump (its handler ran late) and is skipped."""
+    loops: list[EventLoop] = []
+    thread: int | None = None
+    tasks: list[AsyncTask] = []
+    seen_threads = False
+
+    def close() -> None:
+        if thread is not None:
+            loops.append(EventLoop(thread, tuple(tasks)))
+
+    for raw in text.splitlines():
+        if _FH_THREAD.match(raw):
+            close()
+            thread, tasks, seen_threads = None, [], True
+        elif (loop := _LOOP_HEADER.match(raw)) and seen_threads:
+            close()
+            thread, tasks = int(loop["thread"], 16), []
+        elif thread is not None and (task := _TASK_LINE.match(raw)):
+            awaits = task["awaits"]
+            link = _TASK_LINK.search(awaits or "")
+            tasks.append(AsyncTask(_unquote(task["name"]), (), awaits,
+                                   _unquote(link["name"]) if link else None, bool(task["main"])))
+        elif thread is not None and tasks and (frame := _FH_FRAME.match(raw)):
+            line = frame["line"]
+            where = Frame(frame["path"], int(line) if line.isdigit() else None, frame["function"])
+            tasks[-1] = replace(tasks[-1], frames=(*tasks[-1].frames, where))
+    close()
+    return loops
 
 
 @dataclass(frozen=True)
@@ -331,6 +404,57 @@ def classify(view: ProcessView, thread: ThreadStack, at: int | None) -> Blocked:
     return Blocked("unknown", None)
 
 
+# -- asyncio and the standard library's helper processes ---------------------------------------
+
+
+def _in(frame: Frame, suffix: str, functions: Sequence[str]) -> bool:
+    return frame.path.replace("\\", "/").endswith(suffix) and frame.function in functions
+
+
+def _thread_ident(label: str) -> int | None:
+    found = re.search(r"0x([0-9a-fA-F]+)", label)
+    return int(found[1], 16) if found else None
+
+
+def idle_event_loop(thread: ThreadStack, code: CodeFilter) -> bool:
+    """Whether *thread* runs an event loop that waits (in ``select``) rather than runs a callback:
+    no frame of the user's above ``run_forever``, so its coroutines are not on the stack."""
+    for frame in thread.frames:
+        if _in(frame, "/asyncio/base_events.py", ("run_forever",)):
+            return True
+        if code.is_user(frame.path):
+            return False
+    return False
+
+
+# (what it is, how its command line starts it, a frame of its main thread): processes the standard
+# library starts for itself. A fork server's children keep its command line, but run
+# ``process._bootstrap``: they are real children.
+_HELPERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("a multiprocessing manager", "", "/multiprocessing/managers.py",
+     ("_run_server", "serve_forever")),
+    ("multiprocessing's resource tracker", "multiprocessing.resource_tracker",
+     "/multiprocessing/resource_tracker.py", ("main",)),
+    ("multiprocessing's fork server", "multiprocessing.forkserver",
+     "/multiprocessing/forkserver.py", ("main",)),
+)
+
+
+def stdlib_helper(view: ProcessView) -> str | None:
+    """What standard-library helper *view* is (never a culprit), or None for the user's process."""
+    main = view.main_thread
+    frames = main.frames if main else ()
+    for what, command, suffix, functions in _HELPERS:
+        if any(_in(f, suffix, functions) for f in frames):
+            if command and any(_in(f, "/multiprocessing/process.py", ("_bootstrap",))
+                               for f in frames):
+                return None
+            return what
+        if command and command in view.command and not frames:
+            return what
+    return None
+
+
 # -- the search ------------------------------------------------------------------------------
 
 
@@ -346,6 +470,30 @@ class _Search:
                 return i
         return next((i for i, f in enumerate(thread.frames) if self.code.is_user(f.path)), None)
 
+    def in_event_loop(self, view: ProcessView, thread: ThreadStack) -> Culprit | None:
+        """The culprit among the tasks of the idle loop *thread* runs: the task the loop was asked
+        to complete, followed into the tasks it awaits, at its innermost project frame."""
+        ident = _thread_ident(thread.label)
+        loop = next((lp for lp in view.loops if lp.thread == ident), None)
+        if loop is None or not idle_event_loop(thread, self.code):
+            return None
+        by_name = {task.name: task for task in loop.tasks}
+        # the test's own task first; a runner's task (anyio, pytest-asyncio) may only pass the
+        # test to another task it does not await by name: then any task in the project's code
+        starts = sorted(loop.tasks, key=lambda task: not task.main)
+        for start in starts:
+            chain = [start]
+            while (chain[-1].awaited_task in by_name
+                   and by_name[chain[-1].awaited_task] not in chain):
+                chain.append(by_name[chain[-1].awaited_task])
+            for task in reversed(chain):  # the innermost awaited task first
+                at = self.culprit_frame(ThreadStack(task.name, task.frames))
+                if at is not None:
+                    why = Blocked("asyncio", f"{task.awaits or 'suspended in an await'},"
+                                             f" in asyncio task {task.name!r}")
+                    return self.make(view, ThreadStack(task.name, task.frames), at, why)
+        return None
+
     def make(self, view: ProcessView, thread: ThreadStack, at: int, why: Blocked) -> Culprit:
         frame = thread.frames[at]
         return Culprit(path=self.code.display(frame.path), line=frame.line,
@@ -357,8 +505,11 @@ class _Search:
         self.seen.add(pid)
         view = self.views[pid]
         main = view.main_thread
-        if main is None:  # not Python, or its stacks could not be read: look below it
+        if main is None or stdlib_helper(view):  # no stacks, or not the user's: look below it
             return self.children(view, None)
+        in_loop = self.in_event_loop(view, main)
+        if in_loop:
+            return in_loop
         at = self.culprit_frame(main)
         why = classify(view, main, at)
         if why.kind == "child" or at is None:
@@ -385,9 +536,14 @@ class _Search:
             at = self.culprit_frame(thread) if thread is not main else None
             if at is not None:
                 stuck.append((thread, at, classify(view, thread, at)))
+        locked = [entry for entry in stuck if entry[2].kind == "lock"]
+        if not locked:  # a thread running a loop: its tasks, not its select
+            looping = (self.in_event_loop(view, t) for t in view.threads if t is not main)
+            found = next((c for c in looping if c), None)
+            if found:
+                return found
         if not stuck:
             return None
-        locked = [entry for entry in stuck if entry[2].kind == "lock"]
         thread, at, why = (locked or stuck)[0]
         if len(locked) > 1:
             others = "; ".join(
@@ -401,3 +557,30 @@ class _Search:
 def find_culprit(views: Mapping[int, ProcessView], stuck_pid: int,
                  code: CodeFilter) -> Culprit | None:
     return _Search(views, code).process(stuck_pid)
+
+
+# -- where in pytest's protocol: a fixture's setup or teardown --------------------------------
+
+
+@dataclass(frozen=True)
+class FixtureInFlight:
+    """The fixture whose code was running when a test was stopped (read from the stack)."""
+
+    phase: str  # "setup" | "teardown"
+    name: str
+    scope: str  # pytest's: function, class, module, package, session
+    path: str  # where the fixture is defined, as the culprit's paths are shown
+    line: int | None
+
+
+def fixture_words(fixture: FixtureInFlight, test: str) -> str:
+    """``in the teardown of fixture `db` (conftest.py:12), used by test_x``: said first, because
+    a hang in a fixture is not the test's own code, though the test is the one that fails. A
+    wider fixture is set up by the first test that needs it and torn down after the last."""
+    scoped = "" if fixture.scope == "function" else f"{fixture.scope} "
+    where = f"{fixture.path}:{fixture.line}" if fixture.line else fixture.path
+    if fixture.scope == "function":
+        used = "used by"
+    else:
+        used = "first used by" if fixture.phase == "setup" else "torn down after"
+    return f"in the {fixture.phase} of {scoped}fixture `{fixture.name}` ({where}), {used} {test}"

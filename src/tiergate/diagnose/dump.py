@@ -28,21 +28,26 @@ from types import FrameType
 import psutil
 
 from tiergate.child import DUMP_SIGNAL, is_registered, stacks_dir, stacks_file
+from tiergate.child.site import _tiergate_tasks
+from tiergate.diagnose import procfs
 from tiergate.diagnose.culprit import (
     SYSCALLS_KNOWN,
     CodeFilter,
+    EventLoop,
     Frame,
     ProcessView,
     Socket,
     ThreadStack,
     find_culprit,
+    parse_asyncio,
     parse_faulthandler,
     parse_py_spy,
+    stdlib_helper,
 )
 from tiergate.protocol.findings import Culprit
+from tiergate.protocol.layout import dump_file
 from tiergate.protocol.redact import command_line, redact, redact_secrets
 
-DUMPS_DIR = "dumps"
 _TIERGATE_DIR = str(Path(__file__).resolve().parents[1])
 _HIDDEN_MODULES = ("pytest_timeout.py",)  # a timeout handler's own frames, above the test's
 _SETTLE = 0.05  # a stacks file that has not grown for this long is complete (CI is busy)
@@ -106,13 +111,10 @@ def _read(path: str) -> str:
 
 
 def _task(pid: int, tid: int) -> _Task | None:
-    stat = _read(f"/proc/{pid}/task/{tid}/stat")
-    if ")" not in stat:
+    stat = procfs.read_stat(pid, tid)
+    if stat is None:
         return None
-    name = stat[stat.find("(") + 1: stat.rfind(")")]
-    rest = stat[stat.rfind(")") + 2:].split()
-    return _Task(tid, name, rest[0], _read(f"/proc/{pid}/task/{tid}/wchan"),
-                 int(rest[11]) + int(rest[12]))
+    return _Task(tid, stat.name, stat.state, _read(f"/proc/{pid}/task/{tid}/wchan"), stat.ticks)
 
 
 def _tasks(pid: int) -> list[_Task]:
@@ -198,12 +200,14 @@ def _without_dumper(frames: list[FrameType]) -> list[FrameType]:
 
 
 def _own_stacks() -> str:
-    """All threads of this process, faulthandler style, without the dump's own frames."""
+    """All threads of this process, faulthandler style, without the dump's own frames, and the
+    tasks of its running asyncio loops, as the dump handler of every other process writes them."""
     names = {t.ident: t for t in threading.enumerate()}
     main = threading.main_thread().ident
     me = threading.get_ident()
     out = []
-    for ident, top in sys._current_frames().items():
+    current = sys._current_frames()
+    for ident, top in current.items():
         frames: list[FrameType] = []
         cursor: FrameType | None = top
         while cursor is not None:
@@ -219,7 +223,7 @@ def _own_stacks() -> str:
         out.extend(f'  File "{f.f_code.co_filename}", line {f.f_lineno} in {f.f_code.co_name}'
                    for f in frames[:100])
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out) + _tiergate_tasks.describe(current)
 
 
 def _send(pid: int, run_dir: Path) -> bool:
@@ -335,10 +339,13 @@ def _native(infos: list[_Process], deadline: float) -> None:
 
 def _tree(root_pid: int) -> list[psutil.Process]:
     root = psutil.Process(root_pid)
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return [root]
+    found = [root]
+    for pid, _ in procfs.descendants(root_pid):
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue  # ended between the listing and now
+    return found
 
 
 _Endpoint = tuple[str, int]  # (ip, port), an IPv4-mapped IPv6 address as plain IPv4
@@ -476,9 +483,15 @@ def _threads(info: _Process, text: str) -> list[ThreadStack]:
             for t in parse_faulthandler(text)]
 
 
+def _loops(info: _Process, text: str) -> list[EventLoop]:
+    return [replace(loop, tasks=tuple(replace(t, frames=_absolute(t.frames, info.cwd))
+                                      for t in loop.tasks)) for loop in parse_asyncio(text)]
+
+
 def _view(info: _Process, ticks_before: int, seconds: float) -> ProcessView:
     main_task = info.tasks[0] if info.tasks and info.tasks[0].tid == info.pid else None
-    view = ProcessView(pid=info.pid, sockets=info.sockets, is_self=info.pid == os.getpid())
+    view = ProcessView(pid=info.pid, sockets=info.sockets, is_self=info.pid == os.getpid(),
+                       command=info.command)
     if main_task:
         view.state = main_task.state
         view.wchan = main_task.wchan
@@ -488,6 +501,7 @@ def _view(info: _Process, ticks_before: int, seconds: float) -> ProcessView:
     spied = parse_py_spy(info.native, info.pid) if info.native else None
     if info.stacks:
         view.threads = _threads(info, info.stacks)
+        view.loops = _loops(info, info.stacks)
         again = [t for t in _threads(info, info.stacks_again) if t.main]
         view.again = again[0] if again else None
     elif spied:
@@ -558,14 +572,15 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
         views = _views(infos, ticks, window, root_pid)
         culprit = find_culprit(views, stuck, code)
     seconds = time.monotonic() - started
-    text = _render(infos, culprit, reason, seconds, root_pid)
+    helpers = {pid: what for pid, view in views.items() if (what := stdlib_helper(view))}
+    text = _render(infos, culprit, reason, seconds, root_pid, helpers)
     text = redact_secrets(text)  # the stacks and what the kernel said too, in every form
     return TreeDump(text=text, culprit=culprit, processes=len(infos), seconds=seconds)
 
 
 def save_dump(results_dir: Path, name: str, dump: TreeDump) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "dump"
-    relative = f"{DUMPS_DIR}/{safe}.txt"
+    relative = dump_file(safe)
     target = Path(results_dir) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_suffix(".txt.tmp")
@@ -590,7 +605,7 @@ def _mib(value: int | None) -> str:
 
 
 def _render(infos: list[_Process], culprit: Culprit | None, reason: str, seconds: float,
-            root_pid: int) -> str:
+            root_pid: int, helpers: dict[int, str]) -> str:
     depth = {root_pid: 0}
     for info in infos:
         depth.setdefault(info.pid, depth.get(info.ppid, 0) + 1)
@@ -608,6 +623,8 @@ def _render(infos: list[_Process], culprit: Culprit | None, reason: str, seconds
     peers = [info for info in infos if info.peer_of is not None]
     for info in tree:
         star = "  <- culprit" if culprit and culprit.pid == info.pid else ""
+        if info.pid in helpers:  # said, so nobody reads its stacks for the hang
+            star = f"  ({helpers[info.pid]}: started by the standard library, never the culprit)"
         lines.append(f"{'  ' * (depth[info.pid] + 1)}{info.pid} [{info.status}, "
                      f"{marks[info.pid]}] {info.command[:120]}{star}")
     if peers:

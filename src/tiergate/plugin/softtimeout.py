@@ -8,15 +8,19 @@ the GIL in C never lets the SIGALRM handler run: the supervisor's hard timeout c
 
 from __future__ import annotations
 
+import inspect
+import linecache
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import pytest
+
+from tiergate.diagnose.culprit import FixtureInFlight
 
 # The C function: signal.getsignal wraps it in an enum conversion that raises and catches
 # ValueError for every handler that is a function, several microseconds per test.
@@ -50,9 +54,12 @@ class SoftTimer:
 
     SLACK = 1.0
 
-    def __init__(self, on_expiry: Callable[[float], str]) -> None:
+    def __init__(self, on_expiry: Callable[[float], str],
+                 on_debugger: Callable[[], None] | None = None) -> None:
         # on_expiry(limit) takes the dump and returns the failure message; it runs in the handler.
+        # on_debugger(): the limit passed inside a debugger, so the timer stood down instead.
         self._on_expiry = on_expiry
+        self._on_debugger = on_debugger
         self._bound = self._handler  # one bound method: getsignal() is compared by identity
         self._previous: Any = None
         self._installed = False
@@ -94,6 +101,10 @@ class SoftTimer:
             self._arm(deadline, now)  # an alarm armed for an earlier test: not this one's yet
             return
         self.deadline = None
+        if debugger_active():  # as pytest-timeout: no timeout inside the user's debugger
+            if self._on_debugger is not None:
+                self._on_debugger()
+            return
         self.fired = True
         raise TestTimeout(self._on_expiry(self.limit), pytrace=False)
 
@@ -117,3 +128,85 @@ class SoftTimer:
         if self._installed:
             signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
             self._installed = False
+
+
+# -- read from the stack only when a limit is hit: no cost per test ---------------------------
+
+# The trace functions of debuggers (pdb and every bdb-based one, PyCharm's and VS Code's pydevd):
+# the list pytest-timeout's is_debugging() uses.
+_DEBUGGER_MODULES = ("bdb", "pdb", "pydevd", "pydevd_frame_evaluator")
+
+
+def debugger_active() -> bool:
+    """A debugger is tracing this thread: a timeout now would fire inside the user's session."""
+    trace = sys.gettrace()
+    if trace is None:
+        monitoring = getattr(sys, "monitoring", None)  # 3.12+: debuggers register a tool id
+        return monitoring is not None and monitoring.get_tool(monitoring.DEBUGGER_ID) is not None
+    return is_debugger_trace(trace)
+
+
+def is_debugger_trace(trace: object) -> bool:
+    """*trace* (a ``sys.settrace`` function) is a debugger's, not a coverage tool's."""
+    owner = getattr(trace, "__self__", trace)
+    module = getattr(trace, "__module__", None) or type(owner).__module__
+    return str(module).split(".")[0].startswith(_DEBUGGER_MODULES)
+
+
+_FIXTURE_FRAMES = frozenset({"call_fixture_func", "_teardown_yield_fixture", "finish"})
+
+
+def fixture_in_flight(frame: FrameType | None,
+                      display: Callable[[str], str]) -> FixtureInFlight | None:
+    """The innermost fixture being set up or torn down on the stack of *frame*: pytest's
+    ``call_fixture_func`` (setup), ``_teardown_yield_fixture`` and ``FixtureDef.finish``
+    (teardown) in ``_pytest/fixtures.py``, whose locals name the fixture."""
+    teardown_of: Any = None  # the function of a yield fixture being torn down, seen first
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _FIXTURE_FRAMES and code.co_filename.endswith(_PYTEST_FIXTURES):
+            local = frame.f_locals
+            if code.co_name == "call_fixture_func":
+                request = local.get("request")
+                return _fixture("setup", getattr(request, "fixturename", None),
+                                getattr(request, "scope", None), local.get("fixturefunc"), display)
+            if code.co_name == "_teardown_yield_fixture":
+                teardown_of = local.get("fixturefunc")
+            else:  # FixtureDef.finish: its finalizers, the yield fixture's teardown among them
+                fixturedef = local.get("self")
+                return _fixture("teardown", getattr(fixturedef, "argname", None),
+                                getattr(fixturedef, "scope", None),
+                                teardown_of or getattr(fixturedef, "func", None), display)
+        frame = frame.f_back
+    return None
+
+
+_PYTEST_FIXTURES = "/_pytest/fixtures.py"
+
+
+def _fixture(phase: str, name: object, scope: object, function: object,
+             display: Callable[[str], str]) -> FixtureInFlight | None:
+    if not isinstance(name, str):
+        return None
+    code = getattr(inspect.unwrap(function), "__code__", None) if callable(function) else None
+    path, line = (code.co_filename, _def_line(code)) if code is not None else ("?", None)
+    return FixtureInFlight(phase, name, str(scope or "function"), display(path), line)
+
+
+def _def_line(code: CodeType) -> int:
+    """The ``def`` line: a code object's first line is its first decorator's."""
+    line = code.co_firstlineno
+    while linecache.getline(code.co_filename, line).lstrip().startswith("@"):
+        line += 1
+    return line
+
+
+def protocol_phase(frame: FrameType | None) -> str | None:
+    """setup, call or teardown: the phase pytest's runner is in (``call_and_report``'s ``when``)."""
+    while frame is not None:
+        if frame.f_code.co_name == "call_and_report" and frame.f_code.co_filename.endswith(
+                "/_pytest/runner.py"):
+            when = frame.f_locals.get("when")
+            return when if isinstance(when, str) else None
+        frame = frame.f_back
+    return None

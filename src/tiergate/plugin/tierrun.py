@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tiergate.diagnose.culprit import fixture_words
 from tiergate.diagnose.treedumps import dump_name, dump_tree
 from tiergate.errors import UsageError
 from tiergate.plugin.highwater import maxrss
 from tiergate.plugin.markers import ClosestMarker
 from tiergate.plugin.reproduce import Reproductions
 from tiergate.plugin.selection import TierSelection
-from tiergate.plugin.softtimeout import SoftTimer, TestTimeout
+from tiergate.plugin.softtimeout import (
+    SoftTimer,
+    TestTimeout,
+    fixture_in_flight,
+    protocol_phase,
+)
+from tiergate.protocol import debuglog, environ, layout, redact
 from tiergate.protocol import events as ev
-from tiergate.protocol import redact
-from tiergate.protocol.findings import Finding, Location
+from tiergate.protocol.findings import Culprit, Finding, Location
 from tiergate.protocol.runspec import RunSpec
 from tiergate.results.files import ResultsDirClaim, claim_results_dir
 from tiergate.settings.config import TIER_MARKERS, Tier
@@ -33,6 +40,7 @@ if TYPE_CHECKING:
     from tiergate.plugin.leaks import LeakWatch
 
 _TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
+logger = debuglog.logger("plugin")  # --debug: decisions only, never a call per test
 
 
 def _worker_id(config: pytest.Config) -> str | None:
@@ -55,10 +63,12 @@ class TierRun:
                 self._claim = claim_results_dir(spec.results_dir, config.rootpath)
             except UsageError as exc:
                 raise pytest.UsageError(str(exc)) from None
+        debuglog.start(spec.results_dir)  # after the claim (it clears the dir); before capture
         # Under the supervisor, which follows the events to see hangs and crashes, each one is
         # written at once; a plain `pytest --tier` run reads them only at its end.
         self.events = ev.EventWriter(spec.events_file, worker=self.worker, live=spec.supervised)
-        self.timer = SoftTimer(self._on_soft_timeout)
+        self.timer = SoftTimer(self._on_soft_timeout, lambda: self._debugger(active=True))
+        self._debugged: str | None = None  # the last test said to be in a debugger
         self._timeout_marker = ClosestMarker("timeout")
         self._high_water = maxrss()  # this process's peak RSS at the end of the last test
         self._item: pytest.Item | None = None
@@ -82,7 +92,7 @@ class TierRun:
             from tiergate.child import boot_env
 
             os.environ.update(boot_env(self.spec.run_dir, os.environ))
-        os.environ["TIERGATE_EVENTS"] = str(self.events.path)
+        os.environ[environ.EVENTS] = str(self.events.path)
         if self.tier.network != "any":
             os.environ.update(guard_env(self.tier.network, self.tier.name))
             install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
@@ -91,10 +101,16 @@ class TierRun:
 
             self.leaks = LeakWatch(
                 tier=self.tier, emit=self.emit_finding,
-                record=lambda fields: self.events.emit_fields(ev.LEAK_CHECK, fields))
+                record=self._record_leak_check)
             config.pluginmanager.register(self.leaks, "tiergate-leaks")
 
+    def _record_leak_check(self, fields: dict[str, Any]) -> None:
+        logger.info("leak watch: %s left %s; run again %d time(s): %s", fields["nodeid"],
+                    "; ".join(fields["suspected"]) or "memory", fields["repeats"], fields["kinds"])
+        self.events.emit_fields(ev.LEAK_CHECK, fields)
+
     def emit_finding(self, finding: Finding) -> None:
+        logger.info("finding %s: %s (%s)", finding.kind, finding.message, finding.test)
         finding = project_relative(finding, self.config.rootpath)
         self.events.emit(ev.FINDING, finding=finding.to_json())
 
@@ -123,6 +139,8 @@ class TierRun:
             keep = [i for i in keep if i.nodeid in wanted or as_logged(i.nodeid) in wanted]
         if self.spec.shard is not None:
             keep = self._shard(keep)
+        logger.info("selected %d of %d tests (markers %r, resume %s, shard %s)", len(keep),
+                    len(items), self.tier.markers, self.spec.only is not None, self.spec.shard)
         if len(keep) != len(items):
             dropped = [i for i in items if i not in set(keep)]
             config.hook.pytest_deselected(items=dropped)
@@ -202,7 +220,7 @@ class TierRun:
         if run.ok or not why:  # green, or nothing to name (pytest's word stands)
             return result
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        summary = self.spec.results_dir.absolute() / "summary.md"
+        summary = self.spec.results_dir.absolute() / layout.SUMMARY_FILE
         try:
             summary = summary.relative_to(Path.cwd())
         except ValueError:  # not under the working directory: the whole path
@@ -228,6 +246,7 @@ class TierRun:
             self.events.flush()
             write_result_files(self.spec.results_dir)
         self.events.close()
+        debuglog.stop()
         if self._claim is not None:
             self._claim.release()
 
@@ -246,6 +265,32 @@ class TierRun:
     def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool:
         self.timer.disarm()  # also what pytest-timeout asks when pytest enters the debugger
         return True
+
+    # A debugger in use (breakpoint(), --pdb, an IDE's): the user's pause is no hang. Both rungs
+    # stand down for the test in it: the soft timer here, the hard one in the supervisor, which
+    # learns it from the `debugger` event. Leaving the debugger gives the test its limit again.
+
+    def pytest_enter_pdb(self, config: pytest.Config, pdb: Any) -> None:
+        self.timer.disarm()
+        self._debugger(active=True)
+
+    def pytest_leave_pdb(self, config: pytest.Config, pdb: Any) -> None:
+        item = self._item
+        if item is not None:
+            self._debugger(active=False)
+            limit = self.limit_of(item)
+            if limit is not None:
+                self.timer.start(limit)
+
+    def _debugger(self, active: bool) -> None:
+        item = self._item
+        if item is None:
+            return
+        self.events.emit(ev.DEBUGGER, nodeid=item.nodeid, active=active)
+        if active and self._debugged != item.nodeid:  # said once per test, however often
+            self._debugged = item.nodeid
+            print(f"tiergate: timeouts suspended while the debugger is active for {item.nodeid}",
+                  file=sys.stderr, flush=True)
 
     def limit_of(self, item: pytest.Item) -> float | None:
         """The test's soft limit: its closest ``@pytest.mark.timeout``, else --timeout, else the
@@ -396,13 +441,17 @@ class TierRun:
         )
         self._dump = saved.path
         culprit = saved.culprit
+        if culprit is not None and not culprit.reason and self.events.live:
+            culprit = _reason_seen_at_half(self.events.path, nodeid, culprit)
         path, line = _location(item) if item else (None, None)
+        in_protocol = self._where_in_protocol(item.name) if item else ""
         if culprit:
             reason = f", {culprit.reason}" if culprit.reason else ""
-            where = f", stuck in {culprit.function} ({culprit.path}:{culprit.line}){reason}"
+            where = (f"{';' if in_protocol else ','} stuck in {culprit.function} "
+                     f"({culprit.path}:{culprit.line}){reason}")
         else:
             where = f" (no dump: {saved.problem})" if saved.problem else ""
-        message = f"timeout: ran past its {limit:g}s limit{where}"
+        message = f"timeout: ran past its {limit:g}s limit{in_protocol}{where}"
         finding = Finding(
             kind="timeout",
             test=nodeid,
@@ -414,6 +463,46 @@ class TierRun:
         )
         self.events.emit(ev.FINDING, finding=finding.to_json())
         return message
+
+    def _where_in_protocol(self, test: str) -> str:
+        """`` in the teardown of fixture `db` (conftest.py:3), used by test_x``, or `` in
+        setup``: where pytest was when the limit hit, unless in the test function itself."""
+        frame = sys._getframe(1)
+        fixture = fixture_in_flight(
+            frame, lambda path: _relative_path(Path(path), self.config.rootpath))
+        if fixture is not None:
+            return f" {fixture_words(fixture, test)}"
+        phase = protocol_phase(frame)
+        return f" in {phase}" if phase in ("setup", "teardown") else ""
+
+
+def _reason_seen_at_half(log: Path, nodeid: str, culprit: Culprit) -> Culprit:
+    """The reason the supervisor's dump at half the limit gave for the same frame: from
+    outside it sees what the test's own thread cannot see of itself in the handler (busy in C,
+    holding the GIL). Read from the end of the log, once, when a limit is hit."""
+    import json
+
+    try:
+        with open(log, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - _SLOW_NOTE_WINDOW))
+            tail = file.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return culprit
+    for text in reversed(tail):
+        if f'"{ev.SLOW}"' not in text or nodeid not in text:
+            continue
+        try:
+            seen = json.loads(text).get("culprit") or {}
+        except ValueError:
+            continue
+        same = (seen.get("function"), seen.get("line")) == (culprit.function, culprit.line)
+        if same and seen.get("reason"):
+            return dataclasses.replace(culprit, reason=f"{seen['reason']} (seen at half the limit)")
+        break
+    return culprit
+
+
+_SLOW_NOTE_WINDOW = 256 * 1024  # bytes of the log's end read for the test's `slow` note
 
 
 def _marker_seconds(mark: pytest.Mark, default: float) -> float:

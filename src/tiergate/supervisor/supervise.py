@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import os
 import shutil
 import signal
@@ -20,12 +21,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from tiergate.child import boot_env, stacks_file
 from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
+from tiergate.protocol import debuglog, environ, layout
 from tiergate.protocol import events as ev
-from tiergate.protocol.findings import Culprit, Finding, Location
+from tiergate.protocol.findings import Culprit, Finding, FindingKind, Location
 from tiergate.protocol.redact import current as redact_current
 from tiergate.protocol.redact import export_names, redact_secrets, weak_secret_warnings
 from tiergate.protocol.runspec import RunSpec
@@ -38,26 +40,56 @@ from tiergate.results.files import (
 from tiergate.results.model import ORPHANED_PREFIX, RunResult, build
 from tiergate.settings.config import Tier
 from tiergate.supervisor import outpump
+from tiergate.supervisor.exitwatch import (
+    ExitWatch,
+    exit_blocker,
+    file_size,
+    main_thread_since,
+    stuck_words,
+)
 from tiergate.supervisor.lastwill import LastWill
 from tiergate.supervisor.procs import (
     become_subreaper,
-    die_with_parent,
     kill_leftovers,
+    kill_tree,
     pump_while_waiting,
-    reap_zombies,
+    reap,
     signal_on_parent_death,
+    start,
     stop_group,
 )
-from tiergate.supervisor.treewatch import TreeWatch
-
-if TYPE_CHECKING:
-    from tiergate.diagnose.culprit import CodeFilter, ThreadStack
+from tiergate.supervisor.slownotes import SlowNotes
+from tiergate.supervisor.treewatch import OverLimit, TreeWatch
 
 POLL_SECONDS = 0.05
 CANCEL_STOP_SECONDS = 2.0  # GitHub gives 7.5 s from SIGINT to SIGTERM and 2.5 s more to SIGKILL
 HARD_TIMEOUT_STOP_SECONDS = 2.0
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_NO_TESTS = 0, 1, 2, 5
+logger = debuglog.logger("supervisor")  # --debug: the decisions below, told
+
+
+class Ending(enum.Enum):
+    """Why one pytest attempt ended; what the run does next is decided on it (``final``)."""
+
+    FINISHED = "finished"  # pytest ended its session and exited
+    USAGE = "usage"  # pytest exited 3 or 4: interrupted, or a usage error
+    CRASHED = "crashed"  # pytest died mid-run: resume with the tests left
+    COLLECTION = "collection"  # a module hung or crashed the collection: again, without it
+    HARD_TIMEOUT = "hard-timeout"  # a test stuck past its limit, pytest killed: resume
+    RESOURCE_PRESSURE = "resource-pressure"  # the tree over a limit, pytest killed: resume
+    EXIT_HANG = "exit-hang"  # the tests finished, pytest did not exit and was killed
+    BUDGET = "budget"  # the tier's budget ran out
+    CANCELLED = "cancelled"  # a signal to the supervisor (CI cancelled the job)
+
+    @property
+    def final(self) -> bool:
+        """No further attempt: the run is over, whatever is left."""
+        return self in _FINAL
+
+
+_FINAL = frozenset({Ending.FINISHED, Ending.USAGE, Ending.EXIT_HANG, Ending.BUDGET,
+                    Ending.CANCELLED})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +121,8 @@ class _InFlight:
     path: str | None
     line: int | None
     slow_noted: bool = False
+    slow_culprit: Culprit | None = None  # what the dump at half the limit found
+    debugging: bool = False  # in a debugger: no hard timeout (the plugin's `debugger` event)
 
 
 class Supervisor:
@@ -97,8 +131,8 @@ class Supervisor:
         self.tier = plan.tier
         self.out = out or sys.stdout
         self.results_dir = plan.results_dir
-        self.run_dir = plan.results_dir / ".run"
-        self.events_path = plan.results_dir / ev.EVENTS_FILE
+        self.run_dir = layout.run_dir(plan.results_dir)
+        self.events_path = plan.results_dir / layout.EVENTS_FILE
         self.collected: list[str] = []
         self.finished: set[str] = set()
         self.in_flight: dict[str, _InFlight] = {}
@@ -118,6 +152,7 @@ class Supervisor:
         self.will: LastWill | None = None
         self.claim: ResultsDirClaim | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._slow: SlowNotes[_InFlight] = SlowNotes(self._slow_dump, self._slow_noted)
         self._pump: outpump.OutputPump | None = None  # pytest's output, redacted (issue 16)
 
     # -- the whole run ---------------------------------------------------------------------
@@ -148,6 +183,8 @@ class Supervisor:
 
     def _start(self) -> None:
         self.run_dir.mkdir(parents=True)
+        if debuglog.start(self.results_dir):  # after the claim: claiming clears the dir
+            logger.info("tier %s resolved: %s", self.tier.name, self.tier.describe())
         self.log = ev.OwnedLog(self.events_path)
         self.events = ev.EventWriter(self.log.writer_path, raise_errors=True)
         self.tail = self.log.tail
@@ -176,7 +213,7 @@ class Supervisor:
                            message=f"the run was stopped: {what}"))
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            stop_group(proc, proc.pid, min(self.tier.grace, CANCEL_STOP_SECONDS))
+            stop_group(proc, min(self.tier.grace, CANCEL_STOP_SECONDS))
 
     def _current_test(self) -> str | None:
         return next(iter(self.in_flight), None)
@@ -198,7 +235,7 @@ class Supervisor:
         if log is not None and (lost := log.lost):
             self._record(Finding(
                 kind="run-error", test=None, severity="error",
-                message=f"{ev.EVENTS_FILE} was {lost} during the run (by a test, a fixture or "
+                message=f"{layout.EVENTS_FILE} was {lost} during the run (by a test, a fixture or "
                 "a cleanup step); tiergate kept the run's events and restored the file, but "
                 "the suite deletes files it did not make"))
         run = build(ev.parse_events(log.read_all())) if log is not None else RunResult()
@@ -241,11 +278,11 @@ class Supervisor:
             done_before = len(self.finished)
             ignored_before = len(self.ignored)
             ending = self._attempt(only)
-            if ending in ("finished", "budget", "cancelled", "usage", "exit-hang"):
+            if ending.final:
                 return
             if time.monotonic() >= self.deadline or self.cancel_signal is not None:
                 return
-            if ending == "collection":  # again, without the module that hung or crashed
+            if ending is Ending.COLLECTION:  # again, without the module that hung or crashed
                 if len(self.ignored) == ignored_before:
                     return
                 only = (tuple(n for n in self.collected if n not in self.finished)
@@ -258,7 +295,7 @@ class Supervisor:
 
     # -- one pytest process ----------------------------------------------------------------
 
-    def _attempt(self, only: tuple[str, ...] | None) -> str:
+    def _attempt(self, only: tuple[str, ...] | None) -> Ending:
         self.attempt += 1
         spec = RunSpec(
             tier=self.tier,
@@ -270,7 +307,7 @@ class Supervisor:
             durations_from=self.plan.durations_from,
             events_path=self.log.writer_path,
         )
-        spec_file = spec.write(self.run_dir / f"attempt-{self.attempt}.json")
+        spec_file = spec.write(layout.attempt_spec(self.run_dir, self.attempt))
         argv = self._argv(spec_file)
         self.events.emit(
             ev.ATTEMPT_START,
@@ -278,6 +315,8 @@ class Supervisor:
             argv=argv,
             only=len(only) if only is not None else None,
         )
+        logger.info("attempt %d: %s%s", self.attempt, " ".join(argv), "" if only is None
+                    else f" (resume: {len(only)} of {len(self.collected)} tests left)")
         if self.attempt > 1 and only is None:
             self._say(f"tiergate: collecting again without {', '.join(self.ignored)} "
                       f"(attempt {self.attempt})")
@@ -289,60 +328,29 @@ class Supervisor:
         self.session_end = None
         proc = self._popen(argv)
         self._proc = proc
-        pgid = proc.pid
         if self.will is not None:
-            self.will.watch_group(pgid)
-        ending = ""
-        watch = self._watch_tree(proc, pgid)  # issue 8: samples and resource limits
-        while proc.poll() is None:
+            self.will.watch_group(proc.pid)
+        self._slow = SlowNotes(self._slow_dump, self._slow_noted)
+        watch = self._watch_tree(proc)  # samples and resource limits
+        ending: Ending | None = None
+        while ending is None and proc.poll() is None:
             self._pause(POLL_SECONDS)
             self._follow()
-            reap_zombies(keep=proc.pid)
-            now = time.monotonic()
-            if self.cancel_signal is not None:
-                self._cancel(proc, pgid)
-                ending = "cancelled"
-                break
-            if now >= self.deadline:
-                self._expire_budget(proc, pgid)
-                ending = "budget"
-                break
-            if self.log.check():
-                self._say(f"tiergate: {self.events_path} was {self.log.lost} by the run; "
-                          "keeping its events (a finding follows)")
-            if self._exit_hang(proc, pgid):
-                ending = "exit-hang"
-                break
-            stuck = self._stuck_collection()
-            if stuck is not None:
-                self._collect_timeout(proc, pgid, stuck)
-                ending = "collection"
-                break
-            self._note_slow_tests()
-            hung = self._hung_test()
-            if hung is not None and self._hard_timeout(proc, pgid, hung):
-                ending = "hard-timeout"
-                break
-            if watch is not None and self._over_limit(watch):
-                ending = "resource-pressure"
-                break
+            reap()  # orphans re-parented to us; never pytest, whose Popen waits for it
+            ending = self._check(proc, watch)
+        self._slow.finish(give_up=lambda: self.cancel_signal is not None)
         if watch is not None:
             watch.close()
         self.pytest_exit = proc.returncode if proc.returncode is not None else proc.wait()
-        stop_group(proc, pgid, 0)  # anything of the group still alive goes with pytest
+        stop_group(proc, 0)  # anything of the group still alive goes with pytest
         self._end_output()
         self.log.repair_tear()  # a writer killed inside a write must not swallow the next event
         self._follow()
-        if not ending:
-            if proc.pid in self.session_finished:
-                ending = "usage" if self.pytest_exit in (3, 4) else "finished"
-            elif self.collecting and not self.in_flight:
-                ending = "collection"
-                self._crashed_collecting(self.pytest_exit)
-            else:
-                ending = "crashed"
-                self._crashed(self.pytest_exit)
+        if ending is None:
+            ending = self._how_it_ended(proc)
         rc = self.pytest_exit
+        logger.info("attempt %d ended: %s (pytest exit status %s)", self.attempt, ending.value,
+                    rc)
         self.events.emit(
             ev.PYTEST_EXIT,
             attempt=self.attempt,
@@ -355,6 +363,45 @@ class Supervisor:
         self._kill_leftovers(f"after pytest ended (attempt {self.attempt})")
         return ending
 
+    def _check(self, proc: subprocess.Popen[bytes], watch: TreeWatch | None) -> Ending | None:
+        """One look at the run, between two polls: the ending when a rung of the ladder had to
+        stop pytest, else None. The first that applies wins: a cancel, then the budget."""
+        if self.cancel_signal is not None:
+            self._cancel(proc)
+            return Ending.CANCELLED
+        if time.monotonic() >= self.deadline:
+            self._expire_budget(proc)
+            return Ending.BUDGET
+        if self.log.check():
+            self._say(f"tiergate: {self.events_path} was {self.log.lost} by the run; "
+                      "keeping its events (a finding follows)")
+        if self._exit_hang(proc):
+            return Ending.EXIT_HANG
+        stuck = self._stuck_collection()
+        if stuck is not None:
+            self._collect_timeout(proc, stuck)
+            return Ending.COLLECTION
+        self._note_slow_tests()
+        hung = self._hung_test()
+        if hung is not None and self._hard_timeout(proc, hung):
+            return Ending.HARD_TIMEOUT
+        over = watch.poll() if watch is not None else None
+        if watch is not None and over is not None:
+            self._stop_over_limit(proc, watch, over)
+            return Ending.RESOURCE_PRESSURE
+        return None
+
+    def _how_it_ended(self, proc: subprocess.Popen[bytes]) -> Ending:
+        """pytest exited on its own (no rung stopped it): finished, or crashed, and where."""
+        assert self.pytest_exit is not None
+        if proc.pid in self.session_finished:
+            return Ending.USAGE if self.pytest_exit in (3, 4) else Ending.FINISHED
+        if self.collecting and not self.in_flight:
+            self._crashed_collecting(self.pytest_exit)
+            return Ending.COLLECTION
+        self._crashed(self.pytest_exit)
+        return Ending.CRASHED
+
     # -- pytest's stdout and stderr (issue 16) ---------------------------------------------------
 
     def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -365,8 +412,7 @@ class Supervisor:
                 self._say(warning)
         env = export_names(self._env())  # the config's `redact` names reach the plugin too
         if not outpump.enabled():
-            return subprocess.Popen(argv, cwd=self.plan.root, env=env, start_new_session=True,
-                                    preexec_fn=die_with_parent)
+            return start(argv, cwd=self.plan.root, env=env)
         if os.isatty(1) and not any(a == "--color" or a.startswith("--color=")
                                     for a in self.plan.pytest_args):
             argv = [*argv, "--color=yes"]  # a pipe is no terminal: keep the colours of one
@@ -375,8 +421,7 @@ class Supervisor:
         pump = outpump.OutputPump()
         stdout, stderr = pump.open()
         try:
-            proc = subprocess.Popen(argv, cwd=self.plan.root, env=env, start_new_session=True,
-                                    preexec_fn=die_with_parent, stdout=stdout, stderr=stderr)
+            proc = start(argv, cwd=self.plan.root, env=env, stdout=stdout, stderr=stderr)
         except BaseException:
             pump.close()
             raise
@@ -433,8 +478,8 @@ class Supervisor:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("PYTEST_CURRENT_TEST", None)  # an outer pytest's: would name our leftovers' test
-        env["TIERGATE_TIER"] = self.tier.name
-        env["TIERGATE_EVENTS"] = str(self.log.writer_path)
+        env[environ.TIER] = self.tier.name
+        env[environ.EVENTS] = str(self.log.writer_path)
         env.update(boot_env(self.run_dir, env))  # every Python process of the run can be dumped
         return env
 
@@ -465,6 +510,11 @@ class Supervisor:
         elif kind in (ev.TEST_FINISH, ev.HARD_TIMEOUT):
             self.in_flight.pop(record["nodeid"], None)
             self.finished.add(record["nodeid"])
+        elif kind == ev.DEBUGGER and record["nodeid"] in self.in_flight:
+            test = self.in_flight[record["nodeid"]]
+            test.debugging = bool(record.get("active"))
+            if not test.debugging:  # the test goes on: its limit counts again from here
+                test.started = float(record["t"])
         elif kind == ev.COLLECT_START:
             pid = int(record["pid"])
             self.collecting[pid] = _Collecting(
@@ -488,39 +538,41 @@ class Supervisor:
     def _hung_test(self) -> _InFlight | None:
         now = time.time()
         for test in self.in_flight.values():
-            if test.timeout and now > test.started + test.timeout + self.tier.grace:
+            if (test.timeout and not test.debugging
+                    and now > test.started + test.timeout + self.tier.grace):
                 return test
         return None
 
     def _note_slow_tests(self) -> None:
-        """Past half its limit, a test gets a `slow` note with where it is now, so a report can
-        tell "slow and progressing" from "stuck in the same frame" when the timeout comes."""
-        now = time.time()
-        for test in list(self.in_flight.values()):
-            if test.slow_noted or not test.timeout or now < test.started + test.timeout / 2:
-                continue
-            test.slow_noted = True
-            saved = dump_tree(
-                test.pid,
-                results_dir=self.results_dir,
-                run_dir=self.run_dir,
-                project_root=self.plan.root,
-                name=dump_name("slow", test.nodeid, self.attempt),
-                reason=f"{test.nodeid} passed half of its {test.timeout:g}s limit",
-                stuck_pid=test.pid,
-            )
-            self.events.emit(
-                ev.SLOW,
-                nodeid=test.nodeid,
-                elapsed=round(now - test.started, 3),
-                limit=test.timeout,
-                dump=saved.path,
-                culprit=dataclasses.asdict(saved.culprit) if saved.culprit else None,
-            )
+        """Past half its limit, a test gets a `slow` note; its dump runs beside this loop."""
+        self._slow.check(list(self.in_flight.values()), time.time())
+
+    def _slow_dump(self, test: _InFlight) -> SavedDump:
+        """The dump of a `slow` note (in a thread of SlowNotes' own): where the test is now."""
+        return dump_tree(
+            test.pid,
+            results_dir=self.results_dir,
+            run_dir=self.run_dir,
+            project_root=self.plan.root,
+            name=dump_name("slow", test.nodeid, self.attempt),
+            reason=f"{test.nodeid} passed half of its {test.timeout:g}s limit",
+            stuck_pid=test.pid,
+        )
+
+    def _slow_noted(self, test: _InFlight, elapsed: float, saved: SavedDump) -> None:
+        test.slow_culprit = saved.culprit
+        self.events.emit(
+            ev.SLOW,
+            nodeid=test.nodeid,
+            elapsed=elapsed,
+            limit=test.timeout,
+            dump=saved.path,
+            culprit=dataclasses.asdict(saved.culprit) if saved.culprit else None,
+        )
 
     # -- the rungs of the ladder -----------------------------------------------------------
 
-    def _hard_timeout(self, proc: subprocess.Popen[bytes], pgid: int, test: _InFlight) -> bool:
+    def _hard_timeout(self, proc: subprocess.Popen[bytes], test: _InFlight) -> bool:
         """The test ignored its soft timeout for `grace` seconds. Returns True when pytest itself
         had to go (no xdist); with xdist only the stuck worker is killed and xdist replaces it."""
         limit = test.timeout or 0.0
@@ -531,11 +583,15 @@ class Supervisor:
             f"{test.nodeid} did not return {self.tier.grace:g}s after its {limit:g}s limit",
             stuck_pid=test.pid,
         )
+        saved = _with_reason_seen_at_half(saved, test.slow_culprit)
         message = (
             f"timeout: ran past its {limit:g}s limit and did not return within "
             f"{self.tier.grace:g}s more (hard timeout: the process was killed)"
-            + _stuck_words(saved)
+            + stuck_words(saved) + _why_the_soft_timeout_could_not_act(test.pid, saved.culprit)
         )
+        logger.info("hard timeout: %s (pid %d) ran past %gs + %gs grace; culprit %s; killing %s",
+                    test.nodeid, test.pid, limit, self.tier.grace, debuglog.where(saved.culprit),
+                    "its xdist worker" if test.pid != proc.pid else "pytest")
         self.events.emit(
             ev.HARD_TIMEOUT, nodeid=test.nodeid, test_pid=test.pid, dump=saved.path, message=message
         )
@@ -556,16 +612,15 @@ class Supervisor:
         self._say(
             f"tiergate: {test.nodeid} is stuck past its limit; killing "
             + ("its xdist worker" if test.pid != proc.pid else "pytest")
-            + _stuck_words(saved)
+            + stuck_words(saved)
         )
         if test.pid != proc.pid:
-            _kill_tree(test.pid)
+            kill_tree(test.pid)
             return False
-        stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
+        stop_group(proc, HARD_TIMEOUT_STOP_SECONDS)
         return True
 
-    def _collect_timeout(self, proc: subprocess.Popen[bytes], pgid: int,
-                         module: _Collecting) -> None:
+    def _collect_timeout(self, proc: subprocess.Popen[bytes], module: _Collecting) -> None:
         """Collecting (importing) one module took longer than the tier's collect-timeout: no
         per-test limit covers that, and no in-process timer can be trusted inside an import.
         Dump, name the line, kill; the next attempt leaves the module out, so the rest runs."""
@@ -574,14 +629,16 @@ class Supervisor:
                            f"collecting {module.path} took more than {limit:g}s",
                            stuck_pid=module.pid)
         message = (f"timeout: collecting {module.path} (importing it) ran past its {limit:g}s "
-                   "collect-timeout; its tests did not run" + _stuck_words(saved))
+                   "collect-timeout; its tests did not run" + stuck_words(saved))
+        logger.info("collect timeout: %s ran past %gs; culprit %s; killing pytest, leaving it out",
+                    module.path, limit, debuglog.where(saved.culprit))
         self.events.emit(ev.COLLECT_TIMEOUT, nodeid=module.nodeid, path=module.path,
                          message=message, dump=saved.path)
         self._module_failed(module, "collect-timeout", message, culprit=saved.culprit,
                             dump=saved.path)
         self._say(f"tiergate: collecting {module.path} is stuck past {limit:g}s; killing pytest, "
-                  "then going on without it" + _stuck_words(saved))
-        stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
+                  "then going on without it" + stuck_words(saved))
+        stop_group(proc, HARD_TIMEOUT_STOP_SECONDS)
 
     def _crashed_collecting(self, returncode: int) -> None:
         how = _how_pytest_ended(returncode, "")
@@ -592,7 +649,7 @@ class Supervisor:
             self._say(f"tiergate: pytest {how} while collecting {module.path}; going on "
                       "without it")
 
-    def _module_failed(self, module: _Collecting, kind: str, message: str,
+    def _module_failed(self, module: _Collecting, kind: FindingKind, message: str,
                        **extra: Any) -> None:
         """A module that could not be collected: an error in the results (as pytest reports a
         module that fails to import), a finding, and no place in later attempts."""
@@ -607,9 +664,9 @@ class Supervisor:
             self.ignored.append(module.path)
         self.collecting.pop(module.pid, None)
 
-    _exit_watch: _ExitWatch | None = None  # from pytest's session end to its exit
+    _exit_watch: ExitWatch | None = None  # from pytest's session end to its exit
 
-    def _exit_hang(self, proc: subprocess.Popen[bytes], pgid: int) -> bool:
+    def _exit_hang(self, proc: subprocess.Popen[bytes]) -> bool:
         """pytest said its session ended and has not exited: after its own wrap-up (terminal
         summary, unconfigure, cleanups) the interpreter waits only for non-daemon threads, atexit
         handlers and the children those wait for. A hang is a whole grace during which pytest's
@@ -622,18 +679,19 @@ class Supervisor:
         blocking = [t for t in self.blocking.get(proc.pid) or [] if isinstance(t, dict)]
         watch = self._exit_watch
         if watch is None or watch.session_end != self.session_end:
-            watch = self._exit_watch = _ExitWatch(proc.pid, blocking, self.session_end)
+            watch = self._exit_watch = ExitWatch(proc.pid, blocking, self.session_end)
         if not watch.hung(time.monotonic(), self.tier.grace):
             return False
         stacks = stacks_file(proc.pid, self.run_dir)
-        offset = _file_size(stacks)
+        offset = file_size(stacks)
         saved = self._dump(proc.pid, None, "exit-hang",
                            f"pytest's session ended and for {self.tier.grace:g}s it has not "
                            "exited nor done any work", stuck_pid=proc.pid)
-        main = _main_thread_since(stacks, offset)
-        why, culprit = _exit_blocker(main, watch.waited_threads(), saved, proc.pid, self.plan.root)
+        main = main_thread_since(stacks, offset)
+        why, culprit = exit_blocker(main, watch.waited_threads(), saved, proc.pid, self.plan.root)
         message = (f"pytest finished its tests but did not exit within {self.tier.grace:g}s "
                    f"and was idle: {why}; it was killed (every test result stands)")
+        logger.info("exit hang: %s; culprit %s; killing pytest", why, debuglog.where(culprit))
         self.events.emit(ev.EXIT_HANG, waited=self.tier.grace, blocking=blocking,
                          dump=saved.path)
         self._emit_finding(Finding(kind="exit-hang", test=None, severity="error",
@@ -641,7 +699,7 @@ class Supervisor:
                                    location=Location(culprit.path, culprit.line)
                                    if culprit else None))
         self._say(f"tiergate: {message}")
-        stop_group(proc, pgid, HARD_TIMEOUT_STOP_SECONDS)
+        stop_group(proc, HARD_TIMEOUT_STOP_SECONDS)
         return True
 
     def _dump_stuck(
@@ -658,17 +716,20 @@ class Supervisor:
         )
         return stuck, saved
 
-    def _expire_budget(self, proc: subprocess.Popen[bytes], pgid: int) -> None:
+    def _expire_budget(self, proc: subprocess.Popen[bytes]) -> None:
         stuck, saved = self._dump_stuck(
             proc, "job-timeout", f"the tier's {self.tier.budget:g}s budget ran out"
         )
         self._blame_in_flight(
             "job-timeout",
             f"timeout: the tier's budget of {self.tier.budget:g}s ran out",
-            _stuck_words(saved),
+            stuck_words(saved),
             culprit=saved.culprit,
             dump=saved.path,
         )
+        logger.info("budget of %gs spent while %s ran; culprit %s; stopping pytest",
+                    self.tier.budget, stuck.nodeid if stuck else "no test",
+                    debuglog.where(saved.culprit))
         self.events.emit(
             ev.BUDGET_EXPIRED,
             budget=self.tier.budget,
@@ -679,16 +740,18 @@ class Supervisor:
             f"tiergate: budget of {self.tier.budget:g}s spent; stopping pytest "
             f"(SIGTERM, then SIGKILL after {self.tier.grace:g}s)"
         )
-        stop_group(proc, pgid, self.tier.grace)
+        stop_group(proc, self.tier.grace)
 
-    def _cancel(self, proc: subprocess.Popen[bytes], pgid: int) -> None:
+    def _cancel(self, proc: subprocess.Popen[bytes]) -> None:
         name = signal.Signals(self.cancel_signal or signal.SIGTERM).name
         stuck, saved = self._dump_stuck(proc, "cancelled", f"the run was cancelled ({name})")
+        logger.info("%s received while %s ran; stopping pytest", name,
+                    stuck.nodeid if stuck else "no test")
         self.events.emit(
             ev.CANCELLED, signal=name, dump=saved.path, nodeid=stuck.nodeid if stuck else None
         )
         self._say(f"tiergate: {name} received; stopping pytest and writing the results")
-        stop_group(proc, pgid, min(self.tier.grace, CANCEL_STOP_SECONDS))
+        stop_group(proc, min(self.tier.grace, CANCEL_STOP_SECONDS))
 
     def _crashed(self, returncode: int) -> None:
         how = _how_pytest_ended(returncode, " before finishing")
@@ -698,7 +761,8 @@ class Supervisor:
         self.finished.update(blamed)  # never run again: it may be what kills pytest
         self._say(f"tiergate: pytest {how}")
 
-    def _blame_in_flight(self, kind: str, what: str, after: str, **extra: Any) -> list[str]:
+    def _blame_in_flight(self, kind: FindingKind, what: str, after: str,
+                         **extra: Any) -> list[str]:
         """One error finding per test in flight (or one for the run when none was): what
         happened, while which test. Returns the node ids blamed."""
         tests: list[_InFlight | None] = list(self.in_flight.values()) or [None]
@@ -718,7 +782,7 @@ class Supervisor:
 
     # -- resource pressure (the logic lives in treewatch.py) ----------------------------------
 
-    def _watch_tree(self, proc: subprocess.Popen[bytes], pgid: int) -> TreeWatch | None:
+    def _watch_tree(self, proc: subprocess.Popen[bytes]) -> TreeWatch | None:
         if not self.tier.sample_interval:
             return None
         return TreeWatch(
@@ -729,33 +793,27 @@ class Supervisor:
             dump=lambda nodeid, kind, reason, stuck: self._dump(
                 proc.pid, nodeid, kind, reason, stuck_pid=stuck
             ),
-            stop=lambda grace: self._stop_over_limit(proc, pgid, grace),
             in_flight=lambda: list(self.in_flight.values()),
             fast=POLL_SECONDS,
             adopter=os.getpid(),  # a subreaper: what the tree orphans (a daemon) is ours to count
         )
 
-    def _stop_over_limit(self, proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
+    def _stop_over_limit(self, proc: subprocess.Popen[bytes], watch: TreeWatch,
+                         over: OverLimit) -> None:
         """The tree went over a limit: what it orphaned to us first (a daemon may be what holds
-        the memory, and no group signal reaches it), then pytest's group."""
+        the memory, and no group signal reaches it), then pytest's group; the watch reports it.
+        The test it blames is finished (failed, never re-run) and the rest can resume."""
         self._kill_leftovers("when the tree went over a limit", adopted_from_tree=proc.pid)
-        stop_group(proc, pgid, grace)
-
-    def _over_limit(self, watch: TreeWatch) -> bool:
-        """True when the tree crossed a limit and pytest was killed; the test it blames is
-        finished (failed, never re-run) and the attempt ends so the rest can resume."""
-        killed = watch.poll()
-        if killed is None:
-            return False
-        if killed.nodeid is not None:
-            self.in_flight.pop(killed.nodeid, None)
-            self.finished.add(killed.nodeid)
+        stop_group(proc, over.grace)
+        watch.report(over)
+        if over.nodeid is not None:
+            self.in_flight.pop(over.nodeid, None)
+            self.finished.add(over.nodeid)
         self._say(
-            f"tiergate: {killed.verdict.describe()}"
-            + (f" in {killed.nodeid}" if killed.nodeid else "")
+            f"tiergate: {over.verdict.describe()}"
+            + (f" in {over.nodeid}" if over.nodeid else "")
             + "; pytest was killed"
         )
-        return True
 
     def _dump(
         self, root: int, nodeid: str | None, kind: str, reason: str, stuck_pid: int | None
@@ -828,164 +886,51 @@ def _where(test: _InFlight | None) -> Location | None:
     return Location(test.path, test.line) if test and test.path else None
 
 
-def _stuck_words(saved: SavedDump) -> str:
-    culprit = saved.culprit
-    if culprit is None:
-        return f" (no dump: {saved.problem})" if saved.problem else ""
-    reason = f", {culprit.reason}" if culprit.reason else ""
-    return f"; stuck in {culprit.function} ({culprit.path}:{culprit.line}){reason}"
+def _with_reason_seen_at_half(saved: SavedDump, slow: Culprit | None) -> SavedDump:
+    """A stuck frame whose reason the last dump could not read keeps the one the dump at half
+    the limit gave for the same frame (busy in C is seen over time, not in one sample)."""
+    now = saved.culprit
+    if now is None or now.reason or slow is None or not slow.reason:
+        return saved
+    if (slow.path, slow.line, slow.function) != (now.path, now.line, now.function):
+        return saved
+    reason = f"{slow.reason} (seen at half the limit)"
+    return dataclasses.replace(saved, culprit=dataclasses.replace(now, reason=reason))
+
+
+_SIGNAL_MASKS = {"SigBlk": "blocked", "SigIgn": "ignored"}
+
+
+def _why_the_soft_timeout_could_not_act(pid: int, culprit: Culprit | None) -> str:
+    """Why the soft rung (SIGALRM, in the test's process) did not end the test, read from
+    the kernel's view of the process's signals while it is still alive, and why SIGTERM may
+    not end it either."""
+    why = []
+    if culprit is not None and "holds the GIL" in (culprit.reason or ""):
+        why.append("a C call held the GIL")
+    masks = _signal_masks(pid)
+    for mask, state in _SIGNAL_MASKS.items():
+        if masks.get(mask, 0) >> (signal.SIGALRM - 1) & 1:
+            why.append(f"SIGALRM is {state} in the test process")
+    if masks.get("SigIgn", 0) >> (signal.SIGTERM - 1) & 1:
+        why.append("SIGTERM is ignored")
+    return f"; the soft timeout could not act: {', and '.join(why)}" if why else ""
+
+
+def _signal_masks(pid: int) -> dict[str, int]:
+    """``SigBlk``/``SigIgn`` of ``/proc/<pid>/status`` (its main thread's, as bit masks)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            lines = [line.split(":", 1) for line in status if line.startswith(("SigBlk", "SigIgn"))]
+    except OSError:
+        return {}
+    return {name: int(value.strip(), 16) for name, value in lines}
 
 
 def _how_pytest_ended(returncode: int, early: str) -> str:
     if returncode < 0:
         return f"was killed by {signal.Signals(-returncode).name}"
     return f"exited with code {returncode}{early}"
-
-
-def _thread_words(thread: dict[str, Any]) -> str:
-    where = thread.get("where") or {}
-    at = (f" in {where.get('function')} ({where.get('path')}:{where.get('line')})"
-          if where else "")
-    return f"thread {thread.get('name')!r}{at}"
-
-
-# -- the exit watch (issue 15) -------------------------------------------------------------
-
-# Below this share of one CPU over a whole grace, the exiting pytest is waiting, not working:
-# a thread that polls (a sleep loop, a timed wait) uses far less; a terminal summary, an import
-# or a garbage collection uses nearly all of it, even on a loaded 2-core runner.
-_WORKING_SHARE = 0.1
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _thread_ticks(pid: int, tid: int) -> int | None:
-    """CPU clock ticks (user + system) used by thread *tid* of *pid*; None once it has ended."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-class _ExitWatch:
-    """Is pytest, past its session end, still on its way out? Judged over windows of one grace
-    each by what the interpreter really waits for: its main thread (tid = pid) and the non-daemon
-    threads alive at the session end. A window in which they used CPU, or one of the threads
-    ended, is progress and starts the next window."""
-
-    def __init__(self, pid: int, blocking: list[dict[str, Any]], session_end: float) -> None:
-        self.pid = pid
-        self.session_end = session_end
-        self.blocking = blocking
-        tids = [t.get("tid") for t in blocking]
-        self.tids = [pid, *(tid for tid in tids if isinstance(tid, int))]
-        self.since = session_end
-        self.ticks = self._sample()
-
-    def _sample(self) -> dict[int, int | None]:
-        return {tid: _thread_ticks(self.pid, tid) for tid in self.tids}
-
-    def hung(self, now: float, grace: float) -> bool:
-        if now < self.since + grace:
-            return False
-        ticks = self._sample()
-        ended = any(ticks[t] is None and self.ticks[t] is not None for t in self.tids)
-        used = sum((ticks[t] or 0) - (self.ticks[t] or 0) for t in self.tids
-                   if ticks[t] is not None)
-        if ended or used >= _WORKING_SHARE * (now - self.since) * _CLOCK_TICKS:
-            self.since, self.ticks = now, ticks
-            return False
-        return True
-
-    def waited_threads(self) -> list[dict[str, Any]]:
-        """The non-daemon threads still alive (all of them, from a plugin that sent no tids)."""
-        return [t for t in self.blocking if not isinstance(t.get("tid"), int)
-                or _thread_ticks(self.pid, t["tid"]) is not None]
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _main_thread_since(stacks: Path, offset: int) -> ThreadStack | None:
-    """pytest's main thread as the dump just taken saw it: from what pytest's dump handler
-    appended to its stacks file past *offset* (the later sample, when it was sampled twice)."""
-    from tiergate.diagnose.culprit import parse_faulthandler
-
-    try:
-        with stacks.open("rb") as handle:
-            handle.seek(offset)
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    return next((t for t in parse_faulthandler(text) if t.main), None)
-
-
-def _exit_blocker(main: ThreadStack | None, threads: list[dict[str, Any]], saved: SavedDump,
-                  pid: int, root: Path) -> tuple[str, Culprit | None]:
-    """What the exit waits for, in words, and its culprit. Read from where the main thread is:
-    in ``threading._shutdown`` the interpreter joins non-daemon threads; in pytest's entry point,
-    pytest's own wrap-up has not returned; anywhere else an atexit handler runs (it is called
-    from C, so it is the outermost frame). Never a daemon thread: nothing waits for those."""
-    from tiergate.diagnose.culprit import CodeFilter
-
-    outermost = main.frames[-1] if main is not None and main.frames else None
-    joining = (outermost is not None and outermost.path.endswith("threading.py")
-               and outermost.function == "_shutdown")
-    if threads and (joining or outermost is None):
-        first = next((t for t in threads if t.get("where")), None)
-        return (f"the interpreter waits for non-daemon threads: "
-                f"{'; '.join(_thread_words(t) for t in threads)}", _thread_culprit(first))
-    trusted = _dump_culprit_of(main, saved, pid)
-    stuck = _stuck_words(SavedDump(saved.path, trusted)) if trusted else ""
-    if main is None or outermost is None:
-        return f"its stacks could not be read{stuck or _stuck_words(saved)}", trusted
-    code = CodeFilter(root)
-    culprit = trusted or _main_culprit(main, code, pid)
-    if not trusted and culprit is not None:
-        stuck = f"; stuck in {culprit.function} ({culprit.path}:{culprit.line})"
-    if joining:
-        what = "the interpreter waits for a non-daemon thread started after the session ended"
-    elif outermost.function == "<module>":
-        what = "pytest's own wrap-up after the session (terminal summary, unconfigure) is stuck"
-    else:
-        what = (f"the atexit handler {outermost.function} ({code.display(outermost.path)}) "
-                "has not returned")
-    return what + stuck, culprit
-
-
-def _thread_culprit(thread: dict[str, Any] | None) -> Culprit | None:
-    if thread is None:
-        return None
-    where = thread["where"]
-    return Culprit(path=str(where.get("path")), line=where.get("line"),
-                   function=str(where.get("function")),
-                   reason=f"thread {thread.get('name')!r} is still running")
-
-
-def _dump_culprit_of(main: ThreadStack | None, saved: SavedDump, pid: int) -> Culprit | None:
-    """The dump's culprit where it explains the main thread's wait: a child process, or a frame
-    of the main thread itself; not another thread of pytest's (a daemon one, as likely as not)."""
-    culprit = saved.culprit
-    if culprit is None:
-        return None
-    if culprit.pid is not None and culprit.pid != pid:
-        return culprit
-    frames = main.frames if main is not None else ()
-    if any(f.function == culprit.function and f.line == culprit.line for f in frames):
-        return culprit
-    return None
-
-
-def _main_culprit(main: ThreadStack, code: CodeFilter, pid: int) -> Culprit | None:
-    """The main thread's innermost frame of the user's code, else its innermost frame."""
-    frame = next((f for f in main.frames if code.is_user(f.path)), main.frames[0])
-    return Culprit(path=code.display(frame.path), line=frame.line, function=frame.function,
-                   pid=pid)
 
 
 def _step_summary_fallback(run: RunResult) -> None:
@@ -999,22 +944,6 @@ def _step_summary_fallback(run: RunResult) -> None:
         actions.append_step_summary(render_summary(run, budget=actions.step_summary_room()))
     except OSError:
         pass
-
-
-def _kill_tree(pid: int) -> None:
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        family = [*root.children(recursive=True), root]
-    except psutil.Error:
-        return
-    for proc in family:
-        try:
-            proc.kill()
-        except psutil.Error:
-            continue
-    psutil.wait_procs(family, timeout=3)
 
 
 def run_plan(plan: RunPlan, **kwargs: Any) -> int:

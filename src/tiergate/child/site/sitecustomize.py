@@ -8,10 +8,13 @@ hook. Like coverage.py's ``process_startup`` it is switched on by an environment
 ``sitecustomize``, which this file would otherwise hide.
 
 What it does: registers a faulthandler dump of all threads on a dedicated signal, writing into
-``$TIERGATE_RUN_DIR/stacks/<pid>.txt``. The file's first line records the pid and the process start
-time, so the dumper can tell this process from a later one that reuses the pid; the dumper signals
-only processes whose file matches AND whose kernel signal mask shows the handler (an unregistered
-process would be killed by the signal's default action).
+``$TIERGATE_RUN_DIR/stacks/<pid>.txt``, chained to a Python-level handler that appends the tasks of
+every running asyncio event loop (``_tiergate_tasks``): faulthandler's C handler answers even
+while C code holds the GIL, but only Python code can read a coroutine's await chain. The file's
+first line records the pid and the process start time, so the dumper can tell this process from a
+later one that reuses the pid; the dumper signals only processes whose file matches AND whose
+kernel signal mask shows the handler (an unregistered process would be killed by the signal's
+default action).
 
 Stdlib only, no ``signal`` import (it pulls in ``enum``): this runs in every process and must cost
 next to nothing.
@@ -19,13 +22,35 @@ next to nothing.
 
 import _signal  # type: ignore[import-not-found]  # no stubs; cheaper than signal
 import os
+import sys
 
 # Keep in sync with tiergate.child.DUMP_SIGNAL (a test checks). Not SIGUSR1/2: users take those.
 DUMP_SIGNAL = _signal.SIGRTMIN + 3
+# Copies of tiergate.protocol.environ's and .layout's names (this file cannot import tiergate);
+# tests/test_protocol_names.py checks that they are equal.
 _RUN_DIR_ENV = "TIERGATE_RUN_DIR"
+_NETWORK_ENV = "TIERGATE_NETWORK"
+_STACKS_DIR = "stacks"
 _HEADER = "tiergate-stacks pid=%d start=%d signal=%d\n"
 
 _stacks_fd = -1
+_chained = False  # faulthandler hands the signal on to _on_dump_signal
+
+
+def _on_dump_signal(signum: int, frame: object) -> None:
+    """The Python half of a dump, after faulthandler wrote the threads: asyncio's tasks. It runs
+    in the main thread at its next bytecode (a thread asleep in epoll is woken by the signal);
+    without asyncio loaded it does nothing, so other processes pay nothing."""
+    if "asyncio" not in sys.modules or _stacks_fd < 0:
+        return
+    try:
+        import _tiergate_tasks  # type: ignore[import-not-found]  # beside this file, on sys.path
+
+        text = _tiergate_tasks.describe(sys._current_frames())
+        if text:
+            os.write(_stacks_fd, text.encode("utf-8", "replace"))
+    except Exception:
+        pass  # a dump must never raise into the code it interrupted
 
 
 def _start_ticks() -> int:
@@ -44,7 +69,7 @@ def _register() -> None:
         return
     import faulthandler
 
-    directory = os.path.join(run_dir, "stacks")
+    directory = os.path.join(run_dir, _STACKS_DIR)
     pid = os.getpid()
     final = os.path.join(directory, f"{pid}.txt")
     staging = final + ".new"
@@ -55,13 +80,28 @@ def _register() -> None:
         os.makedirs(directory, exist_ok=True)
         fd = os.open(staging, flags, 0o644)
     os.write(fd, (_HEADER % (pid, _start_ticks(), DUMP_SIGNAL)).encode())
-    faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True, chain=False)
+    _chain_to_python_handler()
+    faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True, chain=_chained)
     # The file appears under its final name only once the handler writes into it: a forked child
     # inherits its parent's handler (and file) until this point, and must not be signalled before.
     os.rename(staging, final)
     previous, _stacks_fd = _stacks_fd, fd
     if previous >= 0:
         os.close(previous)  # after a fork: this process's copy of the parent's descriptor
+
+
+def _chain_to_python_handler() -> None:
+    """Install _on_dump_signal under faulthandler, once: faulthandler keeps the handler it found
+    at its first registration and re-raises the signal to it. Chaining only onto our own handler:
+    chained onto the default action, the signal would kill the process after the dump."""
+    global _chained
+    if _chained:
+        return  # a forked child keeps its parent's handlers; faulthandler still chains to ours
+    try:
+        _signal.signal(DUMP_SIGNAL, _on_dump_signal)
+    except (ValueError, OSError):
+        return  # not the main thread: the threads' dump alone
+    _chained = True
 
 
 def _register_quietly() -> None:
@@ -73,8 +113,6 @@ def _register_quietly() -> None:
 
 def _chain_to_next_sitecustomize() -> None:
     """Import the ``sitecustomize`` this one shadows, as ddtrace's bootstrap does."""
-    import sys
-
     here = os.path.dirname(os.path.abspath(__file__))
     positions = [i for i, entry in enumerate(sys.path) if os.path.abspath(entry or ".") == here]
     if not positions:
@@ -102,7 +140,7 @@ if os.environ.get(_RUN_DIR_ENV):
 _chain_to_next_sitecustomize()
 
 # --- extension point: the network guard (tiergate.child.site._tiergate_netguard) ---------------
-if os.environ.get("TIERGATE_NETWORK"):
+if os.environ.get(_NETWORK_ENV):
     try:
         __import__("_tiergate_netguard").install_from_env()
     except ImportError:

@@ -22,28 +22,44 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tiergate.diagnose import procfs
 from tiergate.plugin.leaks.sites import REGISTRY, Site
+from tiergate.protocol.layout import RESULTS_ROOT
 from tiergate.protocol.redact import command_line
 
 if TYPE_CHECKING:
     import asyncio
 
-# Environment variables that pytest and tiergate themselves change around every test.
-_VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST", "TIERGATE_CURRENT_TEST"})
+# Environment variables that pytest itself changes around every test.
+_VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST"})
 # Threads tiergate itself starts are named with this prefix and never reported.
 OWN_THREAD_PREFIX = "tiergate"
 # File descriptors pointing into a results directory belong to tiergate (events, dumps).
-_OWN_PATH_PART = os.sep + ".tiergate" + os.sep
+_OWN_PATH_PART = os.sep + RESULTS_ROOT + os.sep
 
-# Objects a caller asked us to keep alive after reporting them, so that their garbage collection
-# does not raise a ResourceWarning in whichever test happens to run next.
-KEEP_ALIVE: list[object] = []
+# Objects of reported leftovers, kept alive to the end of the process so that their collection
+# does not raise a ResourceWarning in whichever test happens to run next. Bounded, or a suite
+# that leaks in every test would keep everything it leaked: past KEPT_MOST the oldest goes.
+KEPT_MOST = 256
+KEEP_ALIVE: collections.deque[object] = collections.deque()
+
+
+def keep_alive(obj: object) -> None:
+    """Keep *obj* (a reported leftover) alive; let go of the oldest one past ``KEPT_MOST``,
+    quietly: its finding is out already, and what its collection says must reach no test."""
+    KEEP_ALIVE.append(obj)
+    if len(KEEP_ALIVE) > KEPT_MOST:
+        from tiergate.plugin.leaks import quiet  # the slow path: past hundreds of leaks
+
+        with quiet.caught():
+            KEEP_ALIVE.popleft()  # collected here, by reference counting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +119,8 @@ class ThreadProbe:
         for thread in threads_after - threads_before:
             if (isinstance(thread, threading._DummyThread)
                     or thread.name.startswith(OWN_THREAD_PREFIX) or not thread.is_alive()
-                    or _older_pool_worker(thread, executors_before)):
+                    or _older_pool_worker(thread, executors_before)
+                    or _process_wide_worker(thread)):
                 continue
             target = getattr(thread, "_target", None)
             if target is not None:
@@ -122,6 +139,19 @@ class ThreadProbe:
         for thread in threading.enumerate():
             if any(left.key == ("thread", id(thread), thread.ident) for left in leftovers):
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+
+# Thread caches a library keeps for the whole process: a worker is made on first need, reused by
+# every later call and ends on its own when idle. The test that first needed one leaked nothing.
+_PROCESS_WIDE_WORKERS = frozenset({
+    ("trio._core._thread_cache", "WorkerThread._work"),  # trio.to_thread / run_sync_in_thread
+})
+
+
+def _process_wide_worker(thread: threading.Thread) -> bool:
+    target = getattr(thread, "_target", None)
+    return (getattr(target, "__module__", None),
+            getattr(target, "__qualname__", None)) in _PROCESS_WIDE_WORKERS
 
 
 def _older_pool_worker(thread: threading.Thread, executors_before: int) -> bool:
@@ -198,9 +228,19 @@ def held_fds(thread: threading.Thread) -> set[int]:
             children = [obj.__self__]
         else:
             attributes = getattr(obj, "__dict__", None)
-            children = list(attributes.values())[:64] if isinstance(attributes, dict) else []
+            if not isinstance(attributes, dict):
+                attributes = {}
+            children = list(attributes.values())[:64]
+            # A raw descriptor kept as a number (os.pipe(), inotify_init()), named as one.
+            fds.update(value for name, value in list(attributes.items())[:64]
+                       if type(value) is int and value > 2 and _FD_NAME.search(name))
         queue.extend((child, depth - 1) for child in children)
     return fds
+
+
+# Attribute names under which code keeps a raw descriptor: _kill_r/_kill_w, _inotify_fd, wakeup_fd,
+# read_pipe, sock_fd, fileno.
+_FD_NAME = re.compile(r"fd|fileno|pipe|sock|_[rw]$", re.IGNORECASE)
 
 
 def thread_of(left: Leftover) -> threading.Thread | None:
@@ -213,29 +253,16 @@ def thread_of(left: Leftover) -> threading.Thread | None:
 
 
 def _children() -> frozenset[int]:
-    pids: set[int] = set()
     try:
-        tasks = os.listdir("/proc/self/task")
+        return frozenset(procfs.children("self"))
     except OSError:
         return frozenset()
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as handle:
-                pids.update(int(p) for p in handle.read().split())
-        except OSError:
-            continue
-    return frozenset(pids)
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks) of *pid*, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[19])
+    stat = procfs.read_stat(pid)
+    return (stat.state, stat.start) if stat is not None else None
 
 
 def _cmdline(pid: int) -> str:

@@ -38,25 +38,26 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from tiergate.plugin.leaks import audit
 from tiergate.plugin.leaks.probes import (
-    KEEP_ALIVE,
     Leftover,
     Probe,
     client_in_process,
     default_probes,
     held_fds,
+    keep_alive,
     memory_rss,
     open_memory_probe,
     server_key,
     thread_of,
 )
 from tiergate.plugin.leaks.sites import REGISTRY, Site
-from tiergate.protocol.findings import Culprit, Finding, Location
+from tiergate.plugin.netguard import refused_fds
+from tiergate.protocol.findings import Culprit, Finding, FindingKind, Location
 from tiergate.settings.config import Tier
 
 if TYPE_CHECKING:  # imported where used: the slow path, after a test that left something
@@ -363,7 +364,7 @@ class LeakWatch:
         children die with the run."""
         for left in leftovers:
             if left.obj is not None:
-                KEEP_ALIVE.append(left.obj)
+                keep_alive(left.obj)
             if left.kind == "leak-process":
                 self._leaked_processes.append(left)
 
@@ -485,7 +486,7 @@ class LeakWatch:
             return []  # the common case: nothing a probe looks for was created
         changed = [(probe, before, after) for probe, before, after
                    in zip(self.probes, window.before, now, strict=True) if before is not after]
-        claimed = _guard_claimed_fds()
+        claimed = refused_fds()  # the network-blocked finding's, not leaks
         out: list[Leftover] = []
         for probe, before, after in changed:
             out.extend(probe.diff(before, after, claimed))
@@ -551,8 +552,9 @@ class LeakWatch:
             severity = "warning"
             details.update({"allowed": True, **allowance})
             message = f"allowed: {message} (reason: {allowance.get('reason') or 'none given'})"
-        self.emit(Finding(
-            kind=kind, test=test, severity=severity, message=message[:2000], location=location,
+        self.emit(Finding(  # the probes' kinds are leak-* finding kinds (typed str in probes.py)
+            kind=cast(FindingKind, kind), test=test, severity=severity, message=message[:2000],
+            location=location,
             culprit=Culprit(site.path, site.line, site.function) if site else None, details=details,
         ))
 
@@ -714,22 +716,6 @@ def _drop_last_failure() -> None:
     for name in ("last_type", "last_value", "last_traceback", "last_exc"):
         if hasattr(sys, name):
             setattr(sys, name, None)
-
-
-def _guard_claimed_fds() -> set[int]:
-    """Sockets the network guard refused belong to the network-blocked finding, not to leaks."""
-    guard = sys.modules.get("_tiergate_netguard") or sys.modules.get(
-        "tiergate.child.site._tiergate_netguard")
-    if guard is None:
-        return set()
-    fds: set[int] = set()
-    for sock in getattr(guard, "BLOCKED_SOCKETS", ()):
-        try:
-            fds.add(sock.fileno())
-        except (OSError, ValueError):
-            continue
-    fds.discard(-1)
-    return fds
 
 
 class WatchEveryTest:
