@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ghapi import GhApi
+from resultsdirs import SECRET
 
 
 @pytest.fixture
@@ -36,3 +37,20 @@ def listeners() -> Iterator[dict[str, int]]:
     yield ports
     for sock in socks:
         sock.close()
+
+
+@pytest.fixture
+def actions_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    files = {"summary": tmp_path / "step_summary.md", "output": tmp_path / "output.txt"}
+    for f in files.values():
+        f.write_text("")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(files["summary"]))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(files["output"]))
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("MY_API_TOKEN", SECRET)
+    for name in ("GITHUB_SERVER_URL", "GITHUB_RUN_ID", "GITHUB_REPOSITORY"):
+        monkeypatch.delenv(name, raising=False)
+    return files
+
+

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_report import finding, write_results_dir
+from resultsdirs import finding, write_results_dir
 
 from tiergate.report.actions import annotation_commands
 from tiergate.report.annotations import annotations_for

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from ghapi import GhApi
-from test_report import HOSTILE, finding, leak, timeout_finding, write_results_dir
+from resultsdirs import HOSTILE, finding, leak, timeout_finding, write_results_dir
 
 from tiergate import cli
 from tiergate.github.client import GitHubClient, GitHubError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import SECRET, actions_env, parse_outputs  # noqa: F401  (actions_env: fixture)
+from resultsdirs import SECRET, parse_outputs
 
 from tiergate import cli
 from tiergate.protocol.findings import Finding
@@ -97,7 +97,7 @@ def commands_in(out: str) -> list[str]:
 
 
 def test_a_forged_results_dir_injects_nothing(
-        tmp_path: Path, actions_env: dict[str, Path],  # noqa: F811
+        tmp_path: Path, actions_env: dict[str, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
     results = forged_dir(tmp_path / "artifact")
     code = report("--results-dir", str(results))
@@ -142,7 +142,7 @@ def test_a_forged_results_dir_injects_nothing(
 
 
 def test_tier_from_the_command_line_wins_over_the_artifact(
-        tmp_path: Path, actions_env: dict[str, Path],  # noqa: F811
+        tmp_path: Path, actions_env: dict[str, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
     results = forged_dir(tmp_path / "artifact")
     assert report("--results-dir", str(results), "--tier", "fast") == 1
@@ -158,7 +158,7 @@ def test_tier_from_the_command_line_wins_over_the_artifact(
 
 def test_a_tier_name_that_matches_says_nothing(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from test_report import write_results_dir
+    from resultsdirs import write_results_dir
 
     results = write_results_dir(tmp_path / "res", tier="fast", passed=2)
     assert report("--results-dir", str(results), "--tier", "fast") == 0
@@ -173,7 +173,7 @@ def test_a_tier_name_that_matches_says_nothing(tmp_path: Path,
 @pytest.mark.parametrize("tier", ["", "a" * 65, "fast\n::error::x", "a b", "f/g"])
 def test_a_bad_tier_option_is_exit_2_with_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], tier: str) -> None:
-    from test_report import write_results_dir
+    from resultsdirs import write_results_dir
 
     results = write_results_dir(tmp_path / "res", passed=1)
     assert report("--results-dir", str(results), f"--tier={tier}") == 2
@@ -182,7 +182,7 @@ def test_a_bad_tier_option_is_exit_2_with_one_line(
 
 
 def test_a_huge_failure_text_in_junit_is_cut_and_said(
-        tmp_path: Path, actions_env: dict[str, Path],  # noqa: F811
+        tmp_path: Path, actions_env: dict[str, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "junit.xml"
     text = "first line\n" + ("z" * 99 + "\n") * (BIG // 100) + "AssertionError: last line"
@@ -243,7 +243,7 @@ def test_junit_that_declares_entities_is_refused(tmp_path: Path,
 
 
 def test_hostile_junit_names_inject_nothing(
-        tmp_path: Path, actions_env: dict[str, Path],  # noqa: F811
+        tmp_path: Path, actions_env: dict[str, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "junit.xml"
     path.write_text(
@@ -267,7 +267,7 @@ def test_hostile_junit_names_inject_nothing(
 def test_streamed_events_match_a_whole_read(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The log is read a chunk at a time: lines across chunk boundaries come out whole."""
-    from test_report import leak, write_results_dir
+    from resultsdirs import leak, write_results_dir
 
     from tiergate.protocol.events import read_events
     from tiergate.results.model import build
@@ -286,7 +286,7 @@ def test_streamed_events_match_a_whole_read(tmp_path: Path,
 
 def test_an_events_file_past_its_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from test_report import write_results_dir
+    from resultsdirs import write_results_dir
 
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.setattr(inputs, "_CHUNK", 512)
@@ -337,7 +337,7 @@ def test_a_dump_path_from_the_artifact_reads_nothing_outside(
 
 def test_summary_written_over_a_link_replaces_the_link(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_report import write_results_dir
+    from resultsdirs import write_results_dir
 
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     results = write_results_dir(tmp_path / "res", passed=1)

@@ -78,7 +78,7 @@ class TierRun:
         self._modules_collecting: set[str] = set()
         self.leaks: LeakWatch | None = None  # its test windows open and close in our wrapper
         self._select(config)
-        # issue 8: @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
+        # @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
         self.reproductions = Reproductions(config, self.emit_finding)
         config.pluginmanager.register(self.reproductions, "tiergate-reproduce")
         if not self.is_xdist_controller:

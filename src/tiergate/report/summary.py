@@ -404,7 +404,7 @@ def _findings_table(heading: str, items: list[Finding], view: _View, d: _Detail)
 
 def _leak_checks(view: _View, d: _Detail) -> str:
     """One line: the tests run again to confirm a leak, what that cost and what each came to
-    (issue 15: the repeats are part of the run's time, so the run says where it went)."""
+    (the repeats are part of the run's time, so the run says where it went)."""
     checks = leak_checks(view.run)
     if checks is None:
         return ""

@@ -238,7 +238,7 @@ class _Builder:
 
     def on_leak_check(self, r: rec.LeakCheck) -> None:
         self.run.leak_checks.append(dict(r))
-        # Written when the repeats end, after the test's own finish: run time too (issue 15).
+        # Written when the repeats end, after the test's own finish: run time too.
         self.run.finished = max(self.run.finished or 0.0, r["t"])
 
     def on_finding(self, r: rec.FindingEvent) -> None:

@@ -153,7 +153,7 @@ class Supervisor:
         self.claim: ResultsDirClaim | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._slow: SlowNotes[_InFlight] = SlowNotes(self._slow_dump, self._slow_noted)
-        self._pump: outpump.OutputPump | None = None  # pytest's output, redacted (issue 16)
+        self._pump: outpump.OutputPump | None = None  # pytest's output, redacted
 
     # -- the whole run ---------------------------------------------------------------------
 
@@ -402,7 +402,7 @@ class Supervisor:
         self._crashed(self.pytest_exit)
         return Ending.CRASHED
 
-    # -- pytest's stdout and stderr (issue 16) ---------------------------------------------------
+    # -- pytest's stdout and stderr --------------------------------------------------------------
 
     def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
         """pytest, its stdout and stderr in pipes that we pass on redacted (unless
