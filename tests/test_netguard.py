@@ -308,6 +308,17 @@ def test_gethostbyname_fails_as_offline():
         socket.gethostbyname("api.example.test")
 
 
+def test_a_child_that_retries_a_lookup_like_pip():
+    import subprocess, sys
+    retry = ("import socket\\n"
+             "for _ in range(3):\\n"
+             "    try:\\n"
+             "        socket.getaddrinfo('index.example.test', 443)\\n"
+             "    except socket.gaierror:\\n"
+             "        pass\\n")
+    subprocess.run([sys.executable, "-c", retry], check=True)
+
+
 def test_a_black_hole_and_a_name_that_never_resolves_fail_as_offline():
     with pytest.raises(OSError) as info:
         socket.create_connection(("240.0.0.1", 80), timeout=2)
@@ -324,11 +335,15 @@ def test_an_offline_probe_at_import_lets_the_module_import_and_its_tests_run(
     (pytester.path / "test_probe.py").write_text(OFFLINE_PROBE_SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tier", "fast")
     assert result.ret != 98, "the guard was not installed before the suite ran"
-    result.assert_outcomes(passed=4, skipped=1)
+    result.assert_outcomes(passed=5, skipped=1)
     findings = json.loads((pytester.path / ".tiergate/fast/findings.json").read_text())["findings"]
     blocked = {f["details"]["host"]: f for f in findings if f["kind"] == "network-blocked"}
     # and none for 240.0.0.1 or badhost.invalid: no network ever reaches them
-    assert set(blocked) == {"192.0.2.1", "db.example.test", "api.example.test"}
+    assert set(blocked) == {"192.0.2.1", "db.example.test", "api.example.test",
+                            "index.example.test"}
+    # a child retrying one lookup three times is one root cause: one finding, counted
+    retried = [f for f in findings if f["details"].get("host") == "index.example.test"]
+    assert len(retried) == 1 and retried[0]["message"].endswith("(3 times)"), retried
     assert blocked["192.0.2.1"]["details"]["operation"] == "connect"
     lookup = blocked["db.example.test"]
     assert lookup["test"] == "test_probe.py::test_a_failed_lookup_raises_gaierror"

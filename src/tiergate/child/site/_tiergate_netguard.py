@@ -610,16 +610,20 @@ def _current_test() -> str | None:
 
 def _record(message: str, operation: str, host: str, port: int | None) -> None:
     culprit = _culprit()
+    test = _current_test()
     finding = {
         "kind": "network-blocked",
-        "test": _current_test(),
+        "test": test,
         "severity": "error",
         "message": message,
         "location": {"path": culprit["path"], "line": culprit["line"]} if culprit else None,
         "culprit": culprit,
         "details": {"operation": operation, "host": host, "port": port,
                     "policy": _policy.describe() if _policy else None, "tier": _tier,
-                    "pid": _getpid()},
+                    "pid": _getpid(),
+                    # One finding per test and destination: pip retrying a lookup 36 times
+                    # is one root cause (the results model joins a group's repeats).
+                    "group": f"{test} {operation} {host}:{port}"},
     }
     if _reporter is not None:
         _reporter(finding)
