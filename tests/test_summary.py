@@ -323,3 +323,13 @@ def test_a_url_in_a_message_or_an_id_reaches_the_reader_as_written() -> None:
     shown = outside_hrefs(text)
     assert "://" not in shown and "www." not in shown  # nothing for the autolinker to start on
     assert "https&#58;//ci.example.test/list\\_items?page=2&amp;per\\_page=50" in shown
+
+
+def test_a_finding_of_no_test_and_no_place_has_no_stray_separator() -> None:
+    """A budget spent while collecting: no test was running, so the line goes straight from the
+    kind to the message."""
+    run = RunResult(tier="fast")
+    run.findings = [Finding(kind="job-timeout", test=None, severity="error",
+                            message="timeout: the tier's budget of 3s ran out")]
+    lines = render_terminal(run).splitlines()
+    assert "  ERROR   job-timeout: timeout: the tier's budget of 3s ran out" in lines, lines

@@ -69,7 +69,7 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
 
 def _finding_lines(f: Finding) -> list[str]:
     where = f.test or (f"{f.location.path}:{f.location.line}" if f.location else "")
-    head = f"{f.severity.upper():7} {f.kind} {where}: {f.message}"
+    head = f"{f.severity.upper():7} {f.kind}{' ' + where if where else ''}: {f.message}"
     lines = [head]
     if f.culprit is not None:
         c = f.culprit
