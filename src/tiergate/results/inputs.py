@@ -310,12 +310,7 @@ def _details(value: Any, notes: ReadNotes) -> dict[str, Any]:
     """A probe's own details: any JSON, kept when it is small, else left out (and counted)."""
     if not isinstance(value, dict):
         raise _Malformed
-    try:
-        size = len(json.dumps(value, ensure_ascii=True))
-    except (ValueError, TypeError, RecursionError):
-        raise _Malformed from None
-    if size > TEXT_LIMIT:
-        notes.texts_cut += 1
+    if _json(value, notes) is None:  # too big: left out, and counted
         return {}
     return {cut_name(str(k), notes): _fix(v) if isinstance(v, str) else v
             for k, v in value.items()}
