@@ -437,6 +437,28 @@ def test_hangs():
     finally:
         child.kill()
 ''', "consume"),
+    "import deadlock (2 threads, 2 modules)": ('''
+from pathlib import Path
+
+# dl_a's import waits for a thread whose import of dl_b waits for dl_a's import lock
+DL_A = """
+import threading
+
+def warm_up():
+    import dl_b
+
+warmer = threading.Thread(target=warm_up, daemon=True)
+warmer.start()
+warmer.join()
+CONFIG = {}
+"""
+
+def test_hangs():
+    here = Path(__file__).parent
+    (here / "dl_a.py").write_text(DL_A)
+    (here / "dl_b.py").write_text("from dl_a import CONFIG\\n")
+    import dl_a  # noqa: F401
+''', "import deadlock"),  # named: the cycle, in words; every tool shows both stacks
 }
 
 PASSING = "\n\ndef test_passes():\n    assert True\n"

@@ -8,7 +8,9 @@ real files, since the rules read them (Python shows no frame for a C call such a
 
 from __future__ import annotations
 
+import sys
 import sysconfig
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 import tiergate
+from tiergate.child.site import _tiergate_waits
 from tiergate.diagnose.culprit import (
     SYSCALLS_KNOWN,
     CodeFilter,
@@ -23,10 +26,15 @@ from tiergate.diagnose.culprit import (
     ProcessView,
     Socket,
     ThreadStack,
+    Wait,
+    code_only,
     find_culprit,
+    fixture_on_stack,
+    fixture_words,
     parse_asyncio,
     parse_faulthandler,
     parse_py_spy,
+    parse_waits,
     stdlib_helper,
 )
 from tiergate.protocol.findings import Culprit
@@ -468,6 +476,65 @@ def test_a_deadlock_of_many_threads_names_two_others(root: Path) -> None:
     assert "four" not in reason
 
 
+# -- deadlock cycles among waits whose holders are known ---------------------------------------
+
+
+def test_a_cycle_of_rlocks_is_a_deadlock_named_at_both_lines(root: Path) -> None:
+    view = process(root, 100, JOINS, threads=[[at("with second", "a_then_b")],
+                                              [at("with first", "b_then_a")]])
+    view.waits = [Wait(1, "MainThread", 2, "one", "join"),
+                  Wait(2, "one", 3, "two", "the RLock `second`"),
+                  Wait(3, "two", 2, "one", "the RLock `first`")]
+
+    found = culprit(root, view)
+
+    assert found is not None and found.function == "a_then_b"
+    assert found.reason == (
+        f"deadlock: thread 'one' waits at app/waits.py:{LINE['with second']} (`with second:`)"
+        " for the RLock `second`, which thread 'two' holds; thread 'two' waits at"
+        f" app/waits.py:{LINE['with first']} (`with first:`) for the RLock `first`, which"
+        " thread 'one' holds")
+
+
+def test_waits_that_end_at_a_thread_waiting_for_nothing_are_no_deadlock(root: Path) -> None:
+    view = process(root, 100, JOINS, threads=[[at("recv", "fetch")]])
+    view.waits = [Wait(1, "MainThread", 2, "one", "join")]
+
+    found = culprit(root, view)
+
+    assert found is not None and (found.function, found.reason) == ("fetch", NO_PEER)
+
+
+@pytest.mark.parametrize(("line", "code"), [
+    ("worker.join()  # returns at once", "worker.join()"),
+    ("text = '# not a comment'", "text = '# not a comment'"),
+    ("call(first,  # the rest on the next line", "call(first,"),
+    ("with lock:", "with lock:"),
+])
+def test_a_quoted_source_line_is_its_code_without_the_comment(line: str, code: str) -> None:
+    assert code_only(line) == code
+
+
+def test_the_dump_handler_names_the_holder_of_an_rlock_a_thread_waits_for() -> None:
+    lock, ready = threading.RLock(), threading.Event()
+
+    def wait_for(lock: Any) -> None:
+        ready.set()
+        with lock:
+            pass
+
+    with lock:
+        waiter = threading.Thread(target=wait_for, args=(lock,), name="waiter")
+        waiter.start()
+        ready.wait()
+        text = _tiergate_waits.describe(sys._current_frames(), {})
+    waiter.join()
+
+    main = threading.main_thread()
+    assert parse_waits("Thread 0x1 (most recent call first):\n" + text) == [
+        Wait(waiter.ident or 0, "waiter", main.ident or 0, main.name, "the RLock `lock`")]
+
+
 # -- what py-spy adds -----------------------------------------------------------------------
 
 PY_SPY = """\
@@ -657,3 +724,44 @@ def test_a_fork_servers_child_is_searched_and_is_no_helper(root: Path) -> None:
     assert found is not None and (found.pid, found.function) == (200, "consume")
     assert stdlib_helper(server) == "multiprocessing's fork server"
     assert stdlib_helper(child) is None
+
+
+CONFTEST = """import time
+
+import pytest
+
+
+@pytest.fixture
+def db_session():
+    yield "db"
+    time.sleep(60)
+
+
+@pytest.fixture(scope="session", name="server")
+def start_server():
+    time.sleep(60)
+    yield "server"
+"""
+
+
+@pytest.mark.parametrize(("specs", "words"), [
+    ([("project:conftest.py", 9, "db_session"),
+      ("site:_pytest/fixtures.py", 1, "_teardown_yield_fixture"),
+      ("site:_pytest/fixtures.py", 2, "finish"), TEST_FRAME],
+     "in the teardown of fixture `db_session` (conftest.py:7), used by test_x"),
+    ([("project:conftest.py", 14, "start_server"),
+      ("site:_pytest/fixtures.py", 3, "call_fixture_func"), TEST_FRAME],
+     "in the setup of session fixture `server` (conftest.py:13), first used by test_x"),
+], ids=["teardown", "session setup"])
+def test_the_fixture_in_flight_is_read_from_the_stacks_text(root: Path, specs: list[Spec],
+                                                             words: str) -> None:
+    (root / "conftest.py").write_text(CONFTEST)
+
+    fixture = fixture_on_stack(stack(root, specs, main=True), CodeFilter(root))
+
+    assert fixture is not None and fixture_words(fixture, "test_x") == words
+
+
+def test_a_test_outside_any_fixture_has_none_on_its_stack(root: Path) -> None:
+    assert fixture_on_stack(stack(root, [at("sleep"), TEST_FRAME], main=True),
+                            CodeFilter(root)) is None

@@ -12,9 +12,11 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -656,3 +658,135 @@ def test_a_wildcard_listener_is_the_peer_of_a_loopback_connection(
         "pid 4242 (server-4242 --port 1, not in the dumped tree)",
         "pid 4343 (server-4343 --port 1, not in the dumped tree)",
         ""]
+
+
+def test_an_xdist_worker_is_labelled_and_its_command_line_is_whole(processes: Processes) -> None:
+    long_argument = "--" + "-".join(["a-very-long-option"] * 12)  # past any cut at 120
+    env = {**processes.env(), "PYTEST_XDIST_WORKER": "gw3"}
+    proc, _ = processes.start("worker_like", STUCK_RECV, long_argument, env=env)
+
+    dump = dump_of(processes, proc.pid)
+
+    tree_line = next(line for line in dump.text.splitlines() if line.startswith(f"  {proc.pid} ["))
+    assert ", xdist worker gw3]" in tree_line
+    assert tree_line.rstrip().endswith(long_argument + "  <- culprit"), tree_line
+    assert f"process {proc.pid} (parent {os.getpid()}, xdist worker gw3)" in dump.text
+
+
+PY_SPY_SECTION = """Thread 10722 (idle): "MainThread"
+    PyThread_acquire_lock_timed (libpython3.11.so.1.0)
+    Thread.join (threading.py:1119)
+    test_imports_deadlock (test_dl.py:2)
+    pytest_pyfunc_call (_pytest/python.py:187)
+    _multicall (pluggy/_execution.py:147)
+    PluginManager._hookexec (pluggy/_manager.py:183)
+    Function.runtest (_pytest/python.py:1798)
+    <module> (pytest/__main__.py:9)
+    _run_code (<frozen runpy>:88)
+Thread 10734 (idle): "Thread-1"
+    hook (pluggy/_hooks.py:1)
+    wait (app.py:3)
+"""
+
+
+def test_py_spy_runs_of_pytest_frames_are_folded_to_one_line() -> None:
+    folded = dump_module._fold_pytest(PY_SPY_SECTION.splitlines())
+
+    assert folded == [
+        'Thread 10722 (idle): "MainThread"',
+        "    PyThread_acquire_lock_timed (libpython3.11.so.1.0)",
+        "    Thread.join (threading.py:1119)",
+        "    test_imports_deadlock (test_dl.py:2)",
+        "    … 5 pytest/pluggy frames",
+        "    _run_code (<frozen runpy>:88)",
+        'Thread 10734 (idle): "Thread-1"',
+        "    hook (pluggy/_hooks.py:1)",  # one alone is kept
+        "    wait (app.py:3)",
+    ]
+
+
+STREAM_READER = """
+    import pathlib, socket, sys
+
+    def read_the_stream(port):
+        client = socket.create_connection(("127.0.0.1", port))
+        pathlib.Path(sys.argv[1]).write_text("ready")
+        while True:
+            client.recv(65536)
+
+    read_the_stream(int(sys.argv[2]))
+"""
+
+
+def test_a_recv_while_data_flows_is_a_slow_stream_not_a_silent_peer(
+        processes: Processes) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def stream() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while not stop.wait(0.002):  # a trickle, as a slow download sends
+                conn.sendall(b"x" * 64)
+
+    sender = threading.Thread(target=stream, daemon=True)
+    sender.start()
+    try:
+        proc, _ = processes.start("stream_reader", STREAM_READER, str(server.getsockname()[1]))
+        dump = dump_of(processes, proc.pid)
+    finally:
+        stop.set()
+        sender.join()
+        server.close()
+
+    assert dump.culprit is not None and dump.culprit.function == "read_the_stream", dump.text
+    reason = dump.culprit.reason or ""
+    assert "data is flowing (" in reason and "a slow stream, not a silent peer" in reason, reason
+    assert "no answer from the peer" not in reason
+
+
+IMPORT_WAITER = """
+    import pathlib, sys, threading
+
+    here = pathlib.Path(__file__).parent
+    (here / "slow_mod.py").write_text("open(__import__('sys').argv[2]).read()\\n")
+
+    def load_slowly():
+        import slow_mod  # noqa: F401  # blocked on the FIFO until the test opens it
+
+    loader = threading.Thread(target=load_slowly)
+    loader.start()
+    while "slow_mod" not in sys.modules:  # the loader holds slow_mod's import lock from here
+        pass
+    pathlib.Path(sys.argv[1]).write_text("ready")
+    import slow_mod  # noqa: F401,E402  # waits for the loader's import lock
+    loader.join()
+    print("imported")
+"""
+
+
+def test_a_dump_during_an_import_wait_names_the_holder_and_the_import_goes_on(
+        processes: Processes, tmp_path: Path) -> None:
+    """The dump handler imports its own module while the main thread waits for an import lock:
+    before Python 3.12 that import rewrites the main thread's entry in importlib's table, and the
+    waiting import would end in a KeyError, had the handler not put the entry back."""
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    script = processes.script("import_waiter", IMPORT_WAITER)
+    marker = processes.project / "import_waiter.ready"
+    proc = subprocess.Popen([sys.executable, str(script), str(marker), str(fifo)],
+                            cwd=processes.project, env=processes.env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    processes.started.append(proc)
+    wait_until(written(marker), "the loader to hold the import lock")
+    wait_until(settled(proc.pid), "the main thread to wait for it")
+
+    dump = dump_of(processes, proc.pid)
+    with fifo.open("w"):
+        pass  # the loader's read ends: its import, then the main thread's, can finish
+    out, err = proc.communicate(timeout=60)
+
+    assert "the import lock of module 'slow_mod'" in dump.text, dump.text
+    assert (proc.returncode, out.strip(), b"KeyError" in err) == (0, b"imported", False), err

@@ -286,3 +286,59 @@ def test_asyncio_tasks_and_spawned_children_are_named(tmp_path: Path) -> None:
     dump = (results(project) / awaits["dump"]).read_text()
     assert "Task 'Task-1' (awaited by run_until_complete) — awaits a Future nobody" in dump
     assert not processes_running(marker), "a stuck child outlived the run"
+
+
+# -- an import deadlock: two threads, two modules, each waiting for the other ------------------
+
+DL_A = """
+import threading
+
+
+def warm_up():
+    import dl_b  # noqa: F401
+
+
+_warmer = threading.Thread(target=warm_up, daemon=True)
+_warmer.start()
+_warmer.join()  # returns at once: warm_up only reads a file
+CONFIG = {}
+"""
+
+DL_B = """
+from dl_a import CONFIG  # a constant, nothing waits here
+"""
+
+IMPORTS_DL_A = """
+def test_imports_a_module_that_deadlocks():
+    import dl_a  # noqa: F401
+
+
+def test_pass():
+    pass
+"""
+
+
+def test_an_import_deadlock_names_both_modules_and_both_lines(tmp_path: Path) -> None:
+    """CPython raises on a cycle of import locks alone, not on one closed by a join: tiergate
+    reads who holds which import lock and names the cycle. The source lines it quotes are code,
+    not the comments that claim something else."""
+    project = make_project(tmp_path, {"test_imports.py": IMPORTS_DL_A, "dl_a.py": DL_A,
+                                      "dl_b.py": DL_B})
+    proc = run_tiergate(project, "run", "--tier", "fast", "--test-timeout", "3s", "--grace", "2s",
+                        timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    data = findings(project)
+    assert data["counts"]["passed"] == 1, out
+    (timeout,) = [f for f in data["findings"] if f["kind"] == "timeout"]
+    culprit = timeout["culprit"]
+    assert (culprit["path"], culprit["line"], culprit["function"]) == ("dl_a.py", 11, "<module>")
+    first_line = timeout["message"].splitlines()[0]
+    assert ("import deadlock: the main thread, importing dl_a, waits at dl_a.py:11"
+            " (`_warmer.join()`) for thread 'Thread-1 (warm_up)' to finish (join); thread"
+            " 'Thread-1 (warm_up)', importing dl_b, waits at dl_b.py:2 (`from dl_a import"
+            " CONFIG`) for the import lock of module 'dl_a', which the main thread holds"
+            ) in first_line, first_line
+    assert "returns at once" not in first_line and "nothing waits" not in first_line
+    dump = (results(project) / timeout["dump"]).read_text()
+    assert dump.splitlines()[0].startswith("culprit: dl_a.py:11 in <module> — import deadlock")

@@ -21,10 +21,12 @@ project's source line itself (Python shows no frame for C calls such as ``sock.r
 from __future__ import annotations
 
 import ast
+import io
 import linecache
 import platform
 import re
 import sysconfig
+import tokenize
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +58,8 @@ class Socket:
     remote: str
     status: str
     peer: str = ""  # who is at the other end of a loopback socket: "pid 12 (python srv.py)"
+    received: int | None = None  # bytes it received while the dump was taken (None: unknown)
+    window: float = 0.0  # over how many seconds
 
     def describe(self) -> str:
         ends = f"{self.local} → {self.remote}" if self.remote else self.local
@@ -72,6 +76,17 @@ class AsyncTask:
     awaits: str | None  # what the innermost frame waits for, in words
     awaited_task: str | None = None  # the task it waits for: the search follows it
     main: bool = False  # the one run_until_complete waits for: the test's own coroutine
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One thread waiting for another, as the dump handler saw it (``_tiergate_waits``)."""
+
+    waiter: int  # thread idents, as in the threads' labels
+    waiter_name: str
+    holder: int
+    holder_name: str
+    what: str  # "join", or the lock: "the import lock of module 'dl_a'", "the RLock `lock`"
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,7 @@ class ProcessView:
     is_self: bool = False  # the process taking the dump: no kernel view of its main thread
     loops: list[EventLoop] = field(default_factory=list)  # asyncio loops running in its threads
     command: str = ""  # its command line, which names the standard library's helpers
+    waits: list[Wait] = field(default_factory=list)  # thread waits whose holder is known
 
     @property
     def main_thread(self) -> ThreadStack | None:
@@ -156,6 +172,9 @@ _LOOP_HEADER = re.compile(r"^asyncio loop 0x[0-9a-fA-F]+ in thread 0x(?P<thread>
 _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 _TASK_LINE = re.compile(rf"^  Task (?P<name>{_QUOTED})(?P<main> \(awaited by run_until_complete\))?"
                         r"(?: — (?P<awaits>.*))?$")
+_WAITS_HEADER = re.compile(r"^thread waits \(")
+_WAIT_LINE = re.compile(rf"^  thread 0x(?P<waiter>[0-9a-f]+) (?P<wname>{_QUOTED}) -> "
+                        rf"thread 0x(?P<holder>[0-9a-f]+) (?P<hname>{_QUOTED}): (?P<what>.+)$")
 _TASK_LINK = re.compile(rf"(?:awaits task|awaits gather: task|behind task) (?P<name>{_QUOTED})")
 _SPY_THREAD = re.compile(r'^Thread (?P<id>\S+) \((?P<state>[^)]*)\)(?::\s*"(?P<name>.*)")?')
 _SPY_FRAME = re.compile(r"^\s+(?P<function>.+?) \((?P<path>.+):(?P<line>\d+)\)$")
@@ -184,7 +203,7 @@ def parse_faulthandler(text: str) -> list[ThreadStack]:
     frames: list[Frame] = []
     for raw in text.splitlines():
         header = _FH_THREAD.match(raw)
-        if header or _LOOP_HEADER.match(raw):  # the asyncio tasks after the threads are no thread
+        if header or _LOOP_HEADER.match(raw) or _WAITS_HEADER.match(raw):  # after the threads
             if label is not None:
                 threads.append(ThreadStack(label, tuple(frames), main))
             label, main, frames = None, False, []
@@ -238,6 +257,24 @@ def parse_asyncio(text: str) -> list[EventLoop]:
             tasks[-1] = replace(tasks[-1], frames=(*tasks[-1].frames, where))
     close()
     return loops
+
+
+def parse_waits(text: str) -> list[Wait]:
+    """The thread waits the dump handler appends after the threads (those before the first
+    thread are left from an earlier dump and skipped)."""
+    waits: list[Wait] = []
+    seen_threads = inside = False
+    for raw in text.splitlines():
+        if _FH_THREAD.match(raw):
+            seen_threads, inside, waits = True, False, []
+        elif _WAITS_HEADER.match(raw):
+            inside = seen_threads
+        elif inside and (wait := _WAIT_LINE.match(raw)):
+            waits.append(Wait(int(wait["waiter"], 16), _unquote(wait["wname"]),
+                              int(wait["holder"], 16), _unquote(wait["hname"]), wait["what"]))
+        elif inside and not raw.startswith("  "):
+            inside = False
+    return waits
 
 
 @dataclass(frozen=True)
@@ -319,7 +356,20 @@ _BUSY_SHARE = 0.25  # of one core, over the dump; a blocked thread has none, a s
 
 
 def source_line(path: str, line: int | None) -> str:
-    return linecache.getline(path, line).strip() if line and not path.startswith("<") else ""
+    """The code of a source line, without its comment: what the code does, not what the comment
+    says it does (a comment may even name another call)."""
+    text = linecache.getline(path, line).strip() if line and not path.startswith("<") else ""
+    return code_only(text)
+
+
+def code_only(text: str) -> str:
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                return text[:token.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):
+        pass  # a line of a longer statement: its comment, if any, was already seen
+    return text
 
 
 def _library_wait(inner: Sequence[Frame]) -> tuple[str, str] | None:
@@ -349,6 +399,10 @@ def _socket_text(operation: str, view: ProcessView, fd: int | None) -> str:
     where = chosen[0].describe() if chosen else "a socket"
     if len(chosen) > 1:
         where += f" (+{len(chosen) - 1} more)"
+    flowing = chosen[0].received if chosen and operation == "recv" else None
+    if flowing:  # counted twice by the kernel: not silent, only slower than the limit
+        return (f"blocked in recv on {where}: data is flowing ({flowing} bytes received in"
+                f" {chosen[0].window:.2f} s), a slow stream, not a silent peer")
     return {
         "recv": f"blocked in recv on {where}: no answer from the peer",
         "accept": f"blocked in accept on {where}: nobody connects",
@@ -510,6 +564,9 @@ class _Search:
         in_loop = self.in_event_loop(view, main)
         if in_loop:
             return in_loop
+        deadlock = self.deadlock(view, main)
+        if deadlock:
+            return deadlock
         at = self.culprit_frame(main)
         why = classify(view, main, at)
         if why.kind == "child" or at is None:
@@ -521,6 +578,40 @@ class _Search:
             if found:
                 return found
         return self.make(view, main, at, why) if at is not None else None
+
+    def deadlock(self, view: ProcessView, start: ThreadStack) -> Culprit | None:
+        """A cycle of waits whose holders are known, reached from *start* (which may only wait
+        for a thread in it): named at its first thread with a frame of the project's."""
+        cycle = wait_cycle(view.waits, _thread_ident(start.label))
+        if not cycle:
+            return None
+        by_ident = {_thread_ident(t.label): t for t in view.threads}
+        sides = []
+        for wait in cycle:
+            thread = by_ident.get(wait.waiter)
+            at = self.culprit_frame(thread) if thread else None
+            if thread is None or at is None:
+                return None
+            sides.append((wait, thread, at))
+        text = "; ".join(self.wait_words(wait, thread, at) for wait, thread, at in sides)
+        kind = "import deadlock" if any("import lock" in w.what for w in cycle) else "deadlock"
+        _, thread, at = sides[0]
+        return self.make(view, thread, at, Blocked("deadlock", f"{kind}: {text}"))
+
+    def wait_words(self, wait: Wait, thread: ThreadStack, at: int) -> str:
+        """``the main thread, importing dl_a, waits at dl_a.py:7 (`t.join()`) for thread 'w'
+        to finish (join)``."""
+        frame = thread.frames[at]
+        modules = [Path(f.path).stem for f in thread.frames
+                   if f.function == "<module>" and self.code.is_project(f.path)]
+        importing = f", importing {modules[0]}," if modules else ""
+        code = source_line(frame.path, frame.line)
+        where = f"{self.code.display(frame.path)}:{frame.line}" + (f" (`{code}`)" if code else "")
+        holder = _who(wait.holder, wait.holder_name, thread_main=False)
+        target = (f"{holder} to finish (join)" if wait.what == "join"
+                  else f"{wait.what}, which {holder} holds")
+        waiter = _who(wait.waiter, wait.waiter_name, thread_main=thread.main)
+        return f"{waiter}{importing} waits at {where} for {target}"
 
     def children(self, view: ProcessView, first: int | None) -> Culprit | None:
         order = ([first] if first in view.children else []) + sorted(view.children)
@@ -554,6 +645,29 @@ class _Search:
         return self.make(view, thread, at, why)
 
 
+def _who(ident: int, name: str, *, thread_main: bool) -> str:
+    if thread_main or name == "MainThread":
+        return "the main thread"
+    return f"thread {name!r}" if name and name != "?" else f"thread 0x{ident:x}"
+
+
+def wait_cycle(waits: Sequence[Wait], start: int | None) -> list[Wait]:
+    """The cycle the waits from *start* run into (each thread waits for one holder), or []."""
+    by_waiter: dict[int, Wait] = {}
+    for wait in waits:
+        by_waiter.setdefault(wait.waiter, wait)
+    path: list[Wait] = []
+    seen: dict[int, int] = {}
+    current = start
+    while current is not None and current in by_waiter and current not in seen:
+        seen[current] = len(path)
+        path.append(by_waiter[current])
+        current = by_waiter[current].holder
+    if current is None or current not in seen:
+        return []
+    return path[seen[current]:]
+
+
 def find_culprit(views: Mapping[int, ProcessView], stuck_pid: int,
                  code: CodeFilter) -> Culprit | None:
     return _Search(views, code).process(stuck_pid)
@@ -584,3 +698,41 @@ def fixture_words(fixture: FixtureInFlight, test: str) -> str:
     else:
         used = "first used by" if fixture.phase == "setup" else "torn down after"
     return f"in the {fixture.phase} of {scoped}fixture `{fixture.name}` ({where}), {used} {test}"
+
+
+_FIXTURE_CALLS = {"call_fixture_func": "setup", "_teardown_yield_fixture": "teardown",
+                  "finish": "teardown"}
+
+
+def fixture_on_stack(thread: ThreadStack | None, code: CodeFilter) -> FixtureInFlight | None:
+    """The fixture being set up or torn down, read from a stack's text: what the hard rung has,
+    where the soft rung reads live frames. The fixture's own frame is the one pytest's
+    ``call_fixture_func``/``_teardown_yield_fixture``/``finish`` called; its name, scope and
+    ``def`` line come from its source."""
+    frames = thread.frames if thread else ()
+    for i, frame in enumerate(frames[1:], start=1):
+        phase = _FIXTURE_CALLS.get(frame.function)
+        inner = frames[i - 1]
+        if (phase and frame.path.replace("\\", "/").endswith("/_pytest/fixtures.py")
+                and code.is_user(inner.path)):
+            name, scope, line = _fixture_source(inner)
+            return FixtureInFlight(phase, name, scope, code.display(inner.path), line)
+    return None
+
+
+def _fixture_source(frame: Frame) -> tuple[str, str, int | None]:
+    """(name, scope, def line) of the fixture function *frame* runs, from its decorator."""
+    try:
+        tree = ast.parse(Path(frame.path).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return frame.function, "function", None
+    for node in ast.walk(tree):
+        if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name == frame.function
+                and node.lineno <= (frame.line or 0) <= (node.end_lineno or node.lineno)):
+            words = {k.arg: k.value.value for d in node.decorator_list if isinstance(d, ast.Call)
+                     for k in d.keywords
+                     if k.arg in ("scope", "name") and isinstance(k.value, ast.Constant)}
+            return (str(words.get("name", node.name)), str(words.get("scope", "function")),
+                    node.lineno)
+    return frame.function, "function", None

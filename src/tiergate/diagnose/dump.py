@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import sys
@@ -28,20 +29,23 @@ from types import FrameType
 import psutil
 
 from tiergate.child import DUMP_SIGNAL, is_registered, stacks_dir, stacks_file
-from tiergate.child.site import _tiergate_tasks
-from tiergate.diagnose import procfs
+from tiergate.child.site import _tiergate_tasks, _tiergate_waits
+from tiergate.diagnose import procfs, tcpinfo
 from tiergate.diagnose.culprit import (
     SYSCALLS_KNOWN,
     CodeFilter,
     EventLoop,
+    FixtureInFlight,
     Frame,
     ProcessView,
     Socket,
     ThreadStack,
     find_culprit,
+    fixture_on_stack,
     parse_asyncio,
     parse_faulthandler,
     parse_py_spy,
+    parse_waits,
     stdlib_helper,
 )
 from tiergate.protocol.findings import Culprit
@@ -63,6 +67,7 @@ class TreeDump:
     culprit: Culprit | None
     processes: int
     seconds: float
+    fixture: FixtureInFlight | None = None  # the fixture the stuck test was in, if any
 
 
 @dataclass
@@ -91,6 +96,7 @@ class _Process:
     tasks: list[_Task] = field(default_factory=list)
     syscall: str = ""
     problem: str | None = None
+    worker: str = ""  # the xdist worker it is (gw0, ...), from its environment
     stacks: str = ""  # from the process's own faulthandler (or ours)
     stacks_again: str = ""
     stacks_problem: str | None = None
@@ -161,6 +167,7 @@ def _snapshot(proc: psutil.Process, run_dir: Path) -> _Process:
                 info.sockets.append(Socket(conn.fd, kind, local, remote, str(conn.status)))
             info.files = [redact(f.path) for f in proc.open_files()
                           if not f.path.startswith(ignored)]
+            info.worker = _xdist_worker(proc, cmdline)
     except psutil.NoSuchProcess:
         info.problem = "exited while the dump was taken"
     except psutil.AccessDenied as exc:
@@ -168,6 +175,19 @@ def _snapshot(proc: psutil.Process, run_dir: Path) -> _Process:
     info.tasks = _tasks(proc.pid)
     info.syscall = _read(f"/proc/{proc.pid}/syscall")
     return info
+
+
+def _xdist_worker(proc: psutil.Process, cmdline: list[str]) -> str:
+    """``gw0`` for an xdist worker: xdist sets PYTEST_XDIST_WORKER in it; its command line
+    (``python -c ...execnet...``) does not say which worker it is, unless it was started so."""
+    try:
+        worker = proc.environ().get("PYTEST_XDIST_WORKER", "")
+    except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        worker = ""
+    if not worker:
+        named = [w for w in cmdline if w.startswith("gw") and w[2:].isdigit()]
+        worker = named[0] if named else ""
+    return worker if worker.isidentifier() else ""
 
 
 # -- Python stacks -------------------------------------------------------------------------
@@ -223,7 +243,8 @@ def _own_stacks() -> str:
         out.extend(f'  File "{f.f_code.co_filename}", line {f.f_lineno} in {f.f_code.co_name}'
                    for f in frames[:100])
         out.append("")
-    return "\n".join(out) + _tiergate_tasks.describe(current)
+    waits = _tiergate_waits.describe(current, _tiergate_waits.import_waits())
+    return "\n".join(out) + waits + _tiergate_tasks.describe(current)
 
 
 def _send(pid: int, run_dir: Path) -> bool:
@@ -502,6 +523,7 @@ def _view(info: _Process, ticks_before: int, seconds: float) -> ProcessView:
     if info.stacks:
         view.threads = _threads(info, info.stacks)
         view.loops = _loops(info, info.stacks)
+        view.waits = parse_waits(info.stacks)
         again = [t for t in _threads(info, info.stacks_again) if t.main]
         view.again = again[0] if again else None
     elif spied:
@@ -509,6 +531,35 @@ def _view(info: _Process, ticks_before: int, seconds: float) -> ProcessView:
                         for t in spied.threads]
     view.holds_gil = bool(spied and spied.main_holds_gil)
     return view
+
+
+class _StreamCount:
+    """The bytes each established TCP socket of the tree received between two readings: the
+    stacks collection lies between them (50 ms or more)."""
+
+    def __init__(self, infos: list[_Process]) -> None:
+        self.infos = [i for i in infos if any(s.status == "ESTABLISHED" for s in i.sockets)]
+        self.started = time.monotonic()
+        self.before = tcpinfo.bytes_received() if self.infos else {}
+
+    def count_again(self) -> None:
+        if not self.before:
+            return
+        after = tcpinfo.bytes_received()
+        window = time.monotonic() - self.started
+        for info in self.infos:
+            info.sockets = [self.counted(s, after, window) for s in info.sockets]
+
+    def counted(self, sock: Socket, after: dict[tcpinfo.Ends, int], window: float) -> Socket:
+        ends = (_ends(sock.local), _ends(sock.remote))
+        if ends in self.before and ends in after:
+            return replace(sock, received=after[ends] - self.before[ends], window=window)
+        return sock
+
+
+def _ends(address: str) -> str:
+    """``::ffff:127.0.0.1:5000`` as sock_diag writes an IPv4-mapped end: ``127.0.0.1:5000``."""
+    return address.removeprefix("::ffff:")
 
 
 def _views(infos: list[_Process], ticks: dict[int, int], window: float,
@@ -538,6 +589,7 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
     if me in by_pid:
         by_pid[me].stacks, by_pid[me].registered = own, True
 
+    streams = _StreamCount(infos)
     others = [i.pid for i in infos if i.pid != me and i.problem is None]
     for pid, text in _collect(others, run_dir, started + timeout * 0.4).items():
         by_pid[pid].stacks, by_pid[pid].registered = text, True
@@ -549,6 +601,7 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
         for pid, text in again.items():
             by_pid[pid].stacks_again = text
     window = time.monotonic() - started
+    streams.count_again()
     for info in infos:
         info.tasks = _tasks(info.pid) or info.tasks
     for info in infos:
@@ -575,7 +628,9 @@ def take_tree_dump(root_pid: int, *, run_dir: Path, project_root: Path, reason: 
     helpers = {pid: what for pid, view in views.items() if (what := stdlib_helper(view))}
     text = _render(infos, culprit, reason, seconds, root_pid, helpers)
     text = redact_secrets(text)  # the stacks and what the kernel said too, in every form
-    return TreeDump(text=text, culprit=culprit, processes=len(infos), seconds=seconds)
+    fixture = fixture_on_stack(views[stuck].main_thread, code) if stuck in views else None
+    return TreeDump(text=text, culprit=culprit, processes=len(infos), seconds=seconds,
+                    fixture=fixture)
 
 
 def save_dump(results_dir: Path, name: str, dump: TreeDump) -> str:
@@ -626,10 +681,10 @@ def _render(infos: list[_Process], culprit: Culprit | None, reason: str, seconds
         if info.pid in helpers:  # said, so nobody reads its stacks for the hang
             star = f"  ({helpers[info.pid]}: started by the standard library, never the culprit)"
         lines.append(f"{'  ' * (depth[info.pid] + 1)}{info.pid} [{info.status}, "
-                     f"{marks[info.pid]}] {info.command[:120]}{star}")
+                     f"{marks[info.pid]}{_worker(info)}] {info.command}{star}")
     if peers:
         lines.append("not in the tree, at the other end of its loopback sockets:")
-        lines += [f"  {info.pid} [{info.status}, {marks[info.pid]}] {info.command[:120]}"
+        lines += [f"  {info.pid} [{info.status}, {marks[info.pid]}] {info.command}"
                   f" (peer of {info.peer_of})" for info in peers]
     for info in infos:
         lines += ["", "=" * 100, *_render_process(info)]
@@ -653,6 +708,31 @@ def _fold_library(lines: list[str]) -> list[str]:
     return out[:-1]
 
 
+def _worker(info: _Process) -> str:
+    return f", xdist worker {info.worker}" if info.worker else ""
+
+
+# py-spy's frames of pytest's own machinery: ``pytest_pyfunc_call (_pytest/python.py:187)``
+_PYTEST_FRAME = re.compile(r"\((?:_pytest|pluggy|pytest|xdist|execnet)/[^():]*\.py:\d+\)$")
+
+
+def _fold_pytest(lines: list[str]) -> list[str]:
+    """py-spy's runs of pytest/pluggy frames (about 45 under each test) as one line: the test's
+    frames above them and the stuck ones stay in view."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:
+        if _PYTEST_FRAME.search(line):
+            run.append(line)
+            continue
+        if len(run) > 2:
+            indent = run[0][:len(run[0]) - len(run[0].lstrip())]
+            run = [f"{indent}… {len(run)} pytest/pluggy frames"]
+        out += [*run, line]
+        run = []
+    return out[:-1]
+
+
 def _render_process(info: _Process) -> list[str]:
     cpu = f"{info.cpu[0]:.2f} s user + {info.cpu[1]:.2f} s system" if info.cpu else "?"
     age = f"{info.age:.1f} s" if info.age is not None else "?"
@@ -661,7 +741,7 @@ def _render_process(info: _Process) -> list[str]:
     if info.peer_of is not None:
         where += f"; not in the dumped tree, the peer of a socket of {info.peer_of}"
     lines = [
-        f"process {info.pid} ({where}): {info.command}",
+        f"process {info.pid} ({where}{_worker(info)}): {info.command}",
         f"  state {info.status}, wait channel {wchan or '-'}, CPU {cpu}, RSS {_mib(info.rss)},"
         f" age {age}",
     ]
@@ -687,7 +767,7 @@ def _render_process(info: _Process) -> list[str]:
                      + ("; py-spy's view below" if info.native else ""))
     if info.native:
         lines.append("  native and Python frames (py-spy):")
-        lines += [f"    {line}" for line in info.native.splitlines()]
+        lines += [f"    {line}" for line in _fold_pytest(info.native.splitlines())]
     elif info.native_problem:
         lines.append(f"  native frames: not available — {info.native_problem}")
     return lines

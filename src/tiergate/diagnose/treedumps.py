@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from tiergate.diagnose.culprit import FixtureInFlight
 from tiergate.protocol.findings import Culprit
 
 
@@ -15,6 +16,7 @@ class SavedDump:
     path: str | None  # relative to the results dir
     culprit: Culprit | None
     problem: str | None = None  # why there is no dump, when there is none
+    fixture: FixtureInFlight | None = None  # the fixture the stuck test was in (its stack)
 
 
 def dump_tree(
@@ -33,7 +35,7 @@ def dump_tree(
         dump = take_tree_dump(
             root_pid, run_dir=run_dir, project_root=project_root, reason=reason, stuck_pid=stuck_pid
         )
-        return SavedDump(save_dump(results_dir, name, dump), dump.culprit)
+        return SavedDump(save_dump(results_dir, name, dump), dump.culprit, fixture=dump.fixture)
     except Exception as exc:  # a dump that fails must not stop the escalation that asked for it
         return SavedDump(None, None, f"{type(exc).__name__}: {exc}")
 

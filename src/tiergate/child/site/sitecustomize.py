@@ -38,19 +38,41 @@ _chained = False  # faulthandler hands the signal on to _on_dump_signal
 
 
 def _on_dump_signal(signum: int, frame: object) -> None:
-    """The Python half of a dump, after faulthandler wrote the threads: asyncio's tasks. It runs
-    in the main thread at its next bytecode (a thread asleep in epoll is woken by the signal);
-    without asyncio loaded it does nothing, so other processes pay nothing."""
-    if "asyncio" not in sys.modules or _stacks_fd < 0:
+    """The Python half of a dump, after faulthandler wrote the threads: asyncio's tasks, and who
+    waits for whom (a deadlock's cycle). It runs in the main thread at its next bytecode (a
+    thread asleep in epoll or a lock is woken by the signal); a process with one thread and no
+    asyncio does nothing, so other processes pay nothing."""
+    current = sys._current_frames()
+    if _stacks_fd < 0 or ("asyncio" not in sys.modules and len(current) < 2):
         return
+    bootstrap = sys.modules.get("_frozen_importlib")
+    table = getattr(bootstrap, "_blocking_on", None)
+    me = _thread_ident()
+    # Before Python 3.12 an import of ours overwrites, then deletes, this thread's entry: the
+    # import it interrupted would raise KeyError when it ends. Put it back.
+    before = table.get(me) if type(table) is dict else None
     try:
-        import _tiergate_tasks  # type: ignore[import-not-found]  # beside this file, on sys.path
+        waits = dict(table.items()) if table is not None else {}
+        import _tiergate_waits  # type: ignore[import-not-found]  # beside this file, on sys.path
 
-        text = _tiergate_tasks.describe(sys._current_frames())
+        text = _tiergate_waits.describe(current, waits)
+        if "asyncio" in sys.modules:
+            import _tiergate_tasks  # type: ignore[import-not-found]
+
+            text += _tiergate_tasks.describe(current)
         if text:
             os.write(_stacks_fd, text.encode("utf-8", "replace"))
     except Exception:
         pass  # a dump must never raise into the code it interrupted
+    finally:
+        if before is not None and table is not None:
+            table[me] = before
+
+
+def _thread_ident() -> int:
+    import _thread  # built in: no import lock, no file
+
+    return int(_thread.get_ident())
 
 
 def _start_ticks() -> int:
