@@ -134,6 +134,7 @@ def test_four_hangs_are_explained_and_the_run_goes_on(tmp_path: Path, workers: s
 # -- issue 18: where in pytest's protocol, and why the soft rung could not act -----------------
 
 FIXTURE_CONFTEST = """
+import signal
 import time
 
 import pytest
@@ -149,6 +150,14 @@ def db_session():
 def server():
     time.sleep(60)
     yield "server"
+
+
+@pytest.fixture
+def stubborn_pool():
+    yield "pool"
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
 """
 
 STUBBORN_HANGS = """
@@ -173,6 +182,10 @@ def test_blocks_sigalrm_and_ignores_sigterm():
 
 def test_catastrophic_regex():
     re.match(r"(a+)+$", "a" * 40 + "b")
+
+
+def test_pool_teardown_ignores_the_soft_rung(stubborn_pool):
+    pass
 """
 
 
@@ -185,14 +198,14 @@ def test_fixture_hangs_and_stubborn_tests_say_where_and_why(tmp_path: Path) -> N
     assert proc.returncode == 1, out
     first_line = {f["test"].split("::")[1]: f["message"].splitlines()[0]
                   for f in findings(project)["findings"] if f["kind"] == "timeout"}
-    assert len(first_line) == 4, out
+    assert len(first_line) == 5, out
     assert first_line["test_teardown_hangs"].startswith(
-        "timeout: ran past its 2s limit in the teardown of fixture `db_session` (conftest.py:8), "
-        "used by test_teardown_hangs; stuck in db_session (conftest.py:10), sleeping"), out
+        "timeout: ran past its 2s limit in the teardown of fixture `db_session` (conftest.py:9), "
+        "used by test_teardown_hangs; stuck in db_session (conftest.py:11), sleeping"), out
     assert first_line["test_session_setup_hangs"].startswith(
         "timeout: ran past its 2s limit in the setup of session fixture `server` "
-        "(conftest.py:14), first used by test_session_setup_hangs; "
-        "stuck in server (conftest.py:15), sleeping"), out
+        "(conftest.py:15), first used by test_session_setup_hangs; "
+        "stuck in server (conftest.py:16), sleeping"), out
     stubborn = first_line["test_blocks_sigalrm_and_ignores_sigterm"]
     assert "hard timeout" in stubborn, out
     assert "stuck in test_blocks_sigalrm_and_ignores_sigterm (test_stubborn.py:18)" in stubborn
@@ -201,6 +214,13 @@ def test_fixture_hangs_and_stubborn_tests_say_where_and_why(tmp_path: Path) -> N
     regex = first_line["test_catastrophic_regex"]
     assert "stuck in test_catastrophic_regex (test_stubborn.py:22), busy in C" in regex, regex
     assert "holds the GIL" in regex, regex
+    # The hard rung reads the fixture from the dump's stack, as the soft rung reads live frames.
+    pool = first_line["test_pool_teardown_ignores_the_soft_rung"]
+    assert pool.startswith(
+        "timeout: ran past its 2s limit in the teardown of fixture `stubborn_pool` "
+        "(conftest.py:21), used by test_pool_teardown_ignores_the_soft_rung, and did not return"
+    ), pool
+    assert "hard timeout" in pool, pool
 
 
 ASYNC_AND_SPAWN = """

@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from tiergate.child import boot_env, stacks_file
+from tiergate.diagnose.culprit import fixture_words
 from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.protocol import debuglog, environ, layout
 from tiergate.protocol import events as ev
@@ -585,7 +586,10 @@ class Supervisor:
         )
         saved = _with_reason_seen_at_half(saved, test.slow_culprit)
         message = (
-            f"timeout: ran past its {limit:g}s limit and did not return within "
+            f"timeout: ran past its {limit:g}s limit"
+            + (f" {fixture_words(saved.fixture, test.nodeid.rsplit('::', 1)[-1])},"
+               if saved.fixture else "")
+            + f" and did not return within "
             f"{self.tier.grace:g}s more (hard timeout: the process was killed)"
             + stuck_words(saved) + _why_the_soft_timeout_could_not_act(test.pid, saved.culprit)
         )
