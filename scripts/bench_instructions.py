@@ -15,11 +15,17 @@ The variants are tiers written into the suite's pyproject.toml, so each isolates
 ``plain`` (selection, timer, events and reports only), ``markers`` (+ the default tier's marker
 expression), ``guard`` (+ the loopback network guard), ``leaks`` (+ the leak probes), ``fast``
 (the default fast tier: all of it).
+
+Two rows of what a user would run instead come first: ``pytest --junitxml``, and the stack that
+gives a fraction of tiergate's features, pytest-timeout + pytest-socket + ``--junitxml`` (needs
+``pip install pytest-socket``; without it the row says so). pytest-socket is kept out of every
+other row (``-p no:socket``), so that installing it changes no other number.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -48,6 +54,23 @@ network = "any"
 """
 
 _COLLECTED = re.compile(rb"Collected : (\d+)")
+_NO_SOCKET = ["-p", "no:socket"]  # pytest-socket, when installed, only in its own row
+# The stack a user would run instead: a signal timeout per test, sockets refused but loopback.
+STACK = ["-p", "no:tiergate", "--timeout", "60", "--disable-socket",
+         "--allow-hosts", "127.0.0.1,::1", "--junitxml", "stack.xml"]
+STACK_LABEL = "pytest-timeout + pytest-socket + --junitxml"
+
+
+def configurations(variants: list[str]) -> dict[str, list[str] | None]:
+    """Label -> pytest arguments, in the order of the table; None: a row that cannot run."""
+    rows: dict[str, list[str] | None] = {
+        "bare pytest": ["-p", "no:tiergate", *_NO_SOCKET],
+        "pytest --junitxml": ["-p", "no:tiergate", *_NO_SOCKET, "--junitxml", "bare.xml"],
+        STACK_LABEL: STACK if importlib.util.find_spec("pytest_socket") else None,
+    }
+    for name in variants:
+        rows[f"--tier {name}"] = ["--tier", name, *_NO_SOCKET]
+    return rows
 
 
 def instructions(root: Path, args: list[str]) -> int:
@@ -73,28 +96,35 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install valgrind")
-    configurations = {"bare pytest": ["-p", "no:tiergate"]}
-    for name in args.variants.split(","):
-        configurations[f"--tier {name}"] = ["--tier", name]
+    rows = configurations(args.variants.split(","))
     with tempfile.TemporaryDirectory(prefix="tiergate-instructions-") as scratch:
         one, many = Path(scratch, "one"), Path(scratch, "many")
         for root, tests in ((one, 1), (many, args.tests)):
             root.mkdir()
             generate(root, tests, probes_conftest=False)
             (root / "pyproject.toml").write_text(TIERS)
-        counts: dict[str, tuple[int, int]] = {}
+        counts: dict[str, tuple[int, int] | None] = {}
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for label, extra in configurations.items():
+            for label, extra in rows.items():
+                if extra is None:
+                    counts[label] = None
+                    continue
                 small = pool.submit(instructions, one, extra)
                 large = pool.submit(instructions, many, extra)
                 counts[label] = (small.result(), large.result())
-    bare_fixed, bare_large = counts["bare pytest"]
+    bare = counts["bare pytest"]
+    assert bare is not None
+    bare_fixed, bare_large = bare
     bare_each = (bare_large - bare_fixed) / (args.tests - 1)
     print(f"Instructions (valgrind), 1 test and {args.tests} trivial tests; the last column puts "
           f"both costs on a 2,000-test run\n")
     print("| run | fixed | per test | fixed over bare | per test over bare | 2,000 tests |")
     print("|---|---:|---:|---:|---:|---:|")
-    for label, (fixed, large) in counts.items():
+    for label, count in counts.items():
+        if count is None:
+            print(f"| {label} | not run: pip install pytest-socket | | | | |")
+            continue
+        fixed, large = count
         each = (large - fixed) / (args.tests - 1)
         ratio = (fixed + 1999 * each) / (bare_fixed + 1999 * bare_each)
         extra = "" if label == "bare pytest" else f"+{(fixed - bare_fixed) / 1e6:.0f} M"

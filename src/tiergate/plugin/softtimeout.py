@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tiergate.diagnose.culprit import FixtureInFlight
+if TYPE_CHECKING:  # the culprit rules load when a limit is hit, not with every run
+    from tiergate.diagnose.culprit import FixtureInFlight
 
 # The C function: signal.getsignal wraps it in an enum conversion that raises and catches
 # ValueError for every handler that is a function, several microseconds per test.
@@ -190,6 +191,8 @@ def _fixture(phase: str, name: object, scope: object, function: object,
         return None
     code = getattr(inspect.unwrap(function), "__code__", None) if callable(function) else None
     path, line = (code.co_filename, _def_line(code)) if code is not None else ("?", None)
+    from tiergate.diagnose.culprit import FixtureInFlight
+
     return FixtureInFlight(phase, name, str(scope or "function"), display(path), line)
 
 

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tiergate.diagnose.culprit import fixture_words
-from tiergate.diagnose.treedumps import dump_name, dump_tree
 from tiergate.errors import UsageError
 from tiergate.plugin.highwater import maxrss
 from tiergate.plugin.markers import ClosestMarker
@@ -31,13 +29,15 @@ from tiergate.plugin.softtimeout import (
 )
 from tiergate.protocol import debuglog, environ, layout, redact
 from tiergate.protocol import events as ev
-from tiergate.protocol.findings import Culprit, Finding, Location
+from tiergate.protocol.findings import Finding, Location
 from tiergate.protocol.runspec import RunSpec
 from tiergate.results.files import ResultsDirClaim, claim_results_dir
 from tiergate.settings.config import TIER_MARKERS, Tier
 
 if TYPE_CHECKING:
     from tiergate.plugin.leaks import LeakWatch
+    from tiergate.protocol.findings import Culprit
+    from tiergate.results.model import RunResult
 
 _TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
 logger = debuglog.logger("plugin")  # --debug: decisions only, never a call per test
@@ -195,12 +195,13 @@ class TierRun:
         session end (and ours, which flushes the batched events) is in the log when it is read,
         and the terminal summary comes after."""
         result = yield
-        if (self.spec.supervised or self.worker is not None or session.exitstatus not in (0, 5)
-                or self.config.option.collectonly):
+        if self.spec.supervised or self.worker is not None:
             return result
-        from tiergate.results.model import build
-
-        run = build(ev.read_events(self.spec.events_file))
+        # The result files now, from the one model the verdict also reads: every test's events
+        # are in the log, and building the model twice was a cost per test.
+        run = self._write_result_files()
+        if session.exitstatus not in (0, 5) or self.config.option.collectonly:
+            return result
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             if run.outcome == "no-tests" and run.ok:  # the tier's allow-no-tests
                 session.exitstatus = pytest.ExitCode.OK
@@ -237,14 +238,22 @@ class TierRun:
         if self._verdict_line is not None:
             terminalreporter.write_line(self._verdict_line, red=True, bold=True)
 
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.timer.close()
-        if not self.spec.supervised and self.worker is None:
+    _run: RunResult | None = None  # the model the result files were written from
+
+    def _write_result_files(self) -> RunResult:
+        """A plain ``pytest --tier`` run's end: junit.xml, findings.json, summary.md, once."""
+        if self._run is None:
             from tiergate.results.files import write_result_files
 
             self.events.emit(ev.RUN_FINISH, exit_code=None)
             self.events.flush()
-            write_result_files(self.spec.results_dir)
+            self._run = write_result_files(self.spec.results_dir)
+        return self._run
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.timer.close()
+        if not self.spec.supervised and self.worker is None:
+            self._write_result_files()  # a session that never finished (usage error, crash)
         self.events.close()
         debuglog.stop()
         if self._claim is not None:
@@ -429,6 +438,10 @@ class TierRun:
 
     def _on_soft_timeout(self, limit: float) -> str:
         # Runs in the SIGALRM handler, in the test's own thread: dump first, then fail the test.
+        # The dump and culprit code is imported here, when a limit is hit, not by every run; the
+        # import lock is reentrant, so a test stuck inside an import does not block this one.
+        from tiergate.diagnose.treedumps import dump_name, dump_tree
+
         item = self._item
         nodeid = item.nodeid if item else "?"
         saved = dump_tree(
@@ -471,6 +484,8 @@ class TierRun:
         fixture = fixture_in_flight(
             frame, lambda path: _relative_path(Path(path), self.config.rootpath))
         if fixture is not None:
+            from tiergate.diagnose.culprit import fixture_words
+
             return f" {fixture_words(fixture, test)}"
         phase = protocol_phase(frame)
         return f" in {phase}" if phase in ("setup", "teardown") else ""

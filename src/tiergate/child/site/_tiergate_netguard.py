@@ -430,6 +430,22 @@ _reporter: Any = None  # callable(finding dict) in the test process; None in chi
 _installed = False
 _local: LocalNames | None = None  # read once per process, at the first install
 _busy = _thread._local()
+# One other watcher of audit events in this process (the leak watch's dirty set), called from this
+# hook: each Python audit hook is a call for every audited event, and pytest raises about twenty
+# per test, so two watchers sharing one hook cost one call, not two (hooks cannot be removed).
+_observed: Any = frozenset()  # the events the observer wants: a container it keeps current
+_observer: Any = None
+
+
+def observe(events: Any, callback: Any) -> bool:
+    """Call *callback(event, args)* for each audit event in *events* (a dict or set the caller
+    may change later) from the guard's hook. False when that hook is not installed in this
+    process: then the caller installs a hook of its own."""
+    global _observed, _observer
+    if not _installed:
+        return False
+    _observer, _observed = callback, events
+    return True
 
 
 def local_names() -> LocalNames:
@@ -482,6 +498,8 @@ def _resolving(call: Any) -> Any:
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
+    if event in _observed:  # before the guard decides: it may refuse by raising
+        _observer(event, args)
     if event not in _EVENTS or _policy is None or getattr(_busy, "on", False):
         return
     __tracebackhide__ = True  # pytest shows the caller's line, not the guard's frames

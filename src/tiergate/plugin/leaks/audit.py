@@ -7,9 +7,10 @@ it looks for was raised (``open``, ``socket.__new__``, ``subprocess.Popen``, ``o
 the probe's cheap token changed (a counter, a length: what no audit event announces).
 
 The hook is installed once per process and never removed (PEP 578 hooks cannot be); its body is
-one dict lookup for every event it does not watch, which is nearly all of them. It is separate from
-the network guard's hook: that one decides whether an operation may happen, this one only notes
-that it did, and each can be on without the other.
+one dict lookup for every event it does not watch, which is nearly all of them. Where the network
+guard's hook is already in the process it is called from that one (``observe``), so the process
+has one hook: the guard's decides whether an operation may happen, this function only notes that
+it did, and each can be on without the other.
 """
 
 from __future__ import annotations
@@ -52,7 +53,16 @@ def watch(events: Mapping[str, tuple[str, ...]], quiet: Iterable[object] = ()) -
         DIRTY.update(names)
     if not _installed:
         _installed = True
-        sys.addaudithook(_hook)
+        if not _share_guard_hook():
+            sys.addaudithook(_hook)
+
+
+def _share_guard_hook() -> bool:
+    """Ride on the network guard's hook when it is in this process: one audit hook, not two
+    (each costs a Python call on every audited event, about twenty per test)."""
+    from tiergate.plugin.netguard import core
+
+    return bool(core().observe(_WATCHED, _hook))
 
 
 def unwatch() -> None:
