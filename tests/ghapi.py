@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -33,6 +34,7 @@ TITLE_LIMIT = 255
 COMMENT_LIMIT = 65_536
 ANNOTATIONS_PER_REQUEST = 50
 NOT_ACCESSIBLE = "Resource not accessible by integration"
+RECORD = "GHAPI_RECORD"  # a folder: every request is also written there (see _record)
 
 
 @dataclass
@@ -287,6 +289,16 @@ def _refused_output(output: dict[str, Any]) -> str | None:
     return None
 
 
+def _record(request: dict[str, Any]) -> None:
+    """With GHAPI_RECORD=DIR, every request also goes to DIR/ghapi-PID.jsonl with the test that
+    sent it: tests/test_openapi.py validates each against GitHub's REST description."""
+    folder = os.environ.get(RECORD)
+    if folder:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(Path(folder) / f"ghapi-{os.getpid()}.jsonl", "a", encoding="utf-8") as out:
+            out.write(json.dumps({**request, "test": test}) + "\n")
+
+
 def _invalid(message: str) -> dict[str, Any]:
     return {"message": "Validation Failed", "errors": [{"message": message}]}
 
@@ -316,6 +328,7 @@ def _handler(api: GhApi) -> type[BaseHTTPRequestHandler]:
                 api.state.requests.append({
                     "method": self.command, "path": parts.path, "query": query, "body": body,
                     "status": status, "authorized": bool(auth)})
+                _record(api.state.requests[-1])
                 if api.state_file is not None:
                     tmp = api.state_file.with_suffix(".tmp")
                     tmp.write_text(json.dumps(api.dump(), indent=1))

@@ -102,3 +102,20 @@ def test_the_action_names_the_tier_for_report_and_post(command: str) -> None:
     # [A-Za-z0-9_.-]), so the two can never disagree.
     setup = next(s for s in steps if s.get("id") == "setup")["run"]
     assert "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$" in setup
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_the_cancelled_run_step_uses_what_the_action_used(path: Path) -> None:
+    """With `working-directory` or `python`, a hard-coded .tiergate/TIER or `python` reports
+    nothing: the step reads the interpreter, results dir and project the action wrote down."""
+    steps = [step for job in yaml.safe_load(path.read_text())["jobs"].values()
+             for step in job["steps"] if step.get("if") == "cancelled()"]
+    if path.name == "fork-report.yml":
+        assert steps == []  # it runs no tests
+        return
+    (step,) = steps
+    assert "tiergate-last-run" in step["run"]
+    assert ".tiergate/" not in step["run"] and "python -m" not in step["run"]
+    setup = next(s for s in yaml.safe_load(ACTION.read_text())["runs"]["steps"]
+                 if s.get("id") == "setup")["run"]
+    assert '"${RUNNER_TEMP:-/tmp}/tiergate-last-run"' in setup

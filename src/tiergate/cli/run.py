@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tiergate.cli.options import add_project_option
 from tiergate.errors import UsageError
 from tiergate.protocol import debuglog, environ, layout
 from tiergate.protocol.layout import default_results_dir
 from tiergate.settings.config import TIER_KEYS, Flag, TierKey, load_config, resolve_tier
-from tiergate.supervisor.supervise import RunPlan, run_plan
+
+if TYPE_CHECKING:
+    from tiergate.supervisor.supervise import RunPlan
 
 
 def add_parser(sub: Any, name: str) -> None:
@@ -64,6 +67,13 @@ def _add_override(parser: argparse.ArgumentParser, key: TierKey, flag: Flag) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    if not sys.platform.startswith("linux"):
+        # The supervisor stands on /proc, process groups, prctl and `resource`; elsewhere it would
+        # fail half-way (or pretend). The plugin's selection still works under plain pytest.
+        raise UsageError(f"tiergate run supports Linux only (this is {sys.platform}); "
+                         "run the tier's tests with plain pytest here, or use a Linux runner")
+    from tiergate.supervisor.supervise import RunPlan  # see run_plan
+
     project: Path = args.project.resolve()
     if not project.is_dir():
         raise UsageError(f"--project {args.project}: no such directory")
@@ -88,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
     )
     with _debug(args.debug):
         return run_plan(plan)
+
+
+def run_plan(plan: RunPlan) -> int:
+    """The supervisor, imported only when a run starts, so that `tiergate --help` and the other
+    commands still work on platforms it does not support (it needs `resource`, /proc, prctl)."""
+    from tiergate.supervisor.supervise import run_plan as supervise
+
+    return supervise(plan)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,16 @@ construction, and nothing else.
 
 The code runs in ``python -I -S``: no site, no imports beyond the standard library's core, so it
 costs a few milliseconds and cannot be broken by the project's environment.
+
+Why it has its own kill loop instead of ``procs.kill_tree`` / ``procs.stop_group``, the run's one
+process-control API: those cannot hold their guarantees here. ``stop_group`` needs the ``Popen``
+of the group's leader and reaps it, but the will is no parent of pytest (it cannot wait on it).
+``kill_tree`` reads the tree from a live root, but when the will acts its root has died and the
+orphans have been re-parented to init or a subreaper: no tree leads to them any more, only the
+run's marker in their environment does. Both need psutil and ``tiergate`` importable, that is
+site-packages of the project's interpreter, which ``-I -S`` deliberately keeps out so that a
+broken or half-upgraded environment cannot stop the will. There is no grace rung either: the
+supervisor that would have collected dumps is gone, so SIGKILL is all that is left to do.
 """
 
 from __future__ import annotations
