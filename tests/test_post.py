@@ -63,8 +63,59 @@ def test_post_twice_creates_one_comment_then_updates_it(tmp_path: Path, env: Pat
     assert [c["id"] for c in comments(ghapi)] == [first_id]
     methods = [(r["method"], r["path"]) for r in ghapi.writes()]
     assert methods.count(("POST", "/repos/octo/app/issues/7/comments")) == 1
-    assert ("PATCH", f"/repos/octo/app/issues/comments/{first_id}") not in methods  # unchanged
+    # the second post made a new check run, which the header links: updated in place
+    assert ("PATCH", f"/repos/octo/app/issues/comments/{first_id}") in methods
     assert comments(ghapi)[0]["body"].startswith(marker("fast"))
+
+
+def _comment_writes(ghapi: GhApi) -> list[str]:
+    return [r["method"] for r in ghapi.writes() if "/comments" in r["path"]]
+
+
+def test_the_header_says_which_commit_and_run(tmp_path: Path, env: Path, ghapi: GhApi) -> None:
+    assert post(failing_dir(tmp_path)) == 0
+    body = comments(ghapi)[0]["body"]
+    (check_id,) = ghapi.state.check_runs
+    header = body.split("\n\n", 1)[0].splitlines()[1:]  # after the hidden markers
+    header = [line for line in header if not line.startswith("<!--")]
+    assert len(header) <= 5
+    about = header[-1]
+    assert f'<a href="https://github.com/octo/app/commit/{HEAD}"><code>{HEAD[:7]}</code></a>' \
+        in about
+    assert '<a href="https://github.com/octo/app/actions/runs/42">run</a>' in about
+    assert f'<a href="https://github.com/octo/app/runs/{check_id}">check run</a>' in about
+    assert "actions/runs/42#artifacts" in about
+    assert "Slowest tests" not in body and "Heaviest" not in body and "mermaid" not in body
+
+
+def test_comment_changes_edits_only_when_the_findings_change(tmp_path: Path, env: Path,
+                                                              ghapi: GhApi) -> None:
+    assert post(failing_dir(tmp_path), "--comment", "changes") == 0
+    assert post(failing_dir(tmp_path), "--comment", "changes") == 0
+    assert _comment_writes(ghapi) == ["POST"]  # same verdict and findings: left as it is
+    other = write_results_dir(tmp_path / "other", failures=[("tests/test_bad.py::test_y", "no")])
+    assert post(other, "--comment", "changes") == 0
+    assert _comment_writes(ghapi) == ["POST", "PATCH"]
+    assert "test\\_y" in comments(ghapi)[0]["body"]
+
+
+def test_comment_off_writes_none_and_always_writes_on_green(tmp_path: Path, env: Path,
+                                                            ghapi: GhApi) -> None:
+    assert post(failing_dir(tmp_path), "--comment", "off") == 0
+    assert comments(ghapi) == [] and len(ghapi.state.check_runs) == 1
+    assert post(write_results_dir(tmp_path / "green", passed=4), "--comment", "always") == 0
+    (only,) = comments(ghapi)
+    assert "passed" in only["body"] and "green again" not in only["body"]  # its first comment
+
+
+def test_the_tiers_comment_key_is_read_from_the_results(tmp_path: Path, env: Path,
+                                                         ghapi: GhApi) -> None:
+    results = write_results_dir(tmp_path / "res", failures=[("tests/test_bad.py::test_x", "no")],
+                                settings={"comment": "off"})
+    assert post(results) == 0
+    assert comments(ghapi) == []
+    assert post(results, "--comment", "on-failure") == 0  # the option wins
+    assert len(comments(ghapi)) == 1
 
 
 def test_comment_and_check_run_carry_nothing_hostile(tmp_path: Path, env: Path,

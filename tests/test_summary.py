@@ -81,10 +81,11 @@ def test_two_findings_read_well() -> None:
     text = render_summary(run_with([hang(), leak(1)]), dump_loader=loader)
     lines = text.splitlines()
     assert lines[0] == "### ❌ tiergate · tier fast: failed"
-    assert lines[2].startswith("**Failed: 1 test timed out, 1 test failed and 1 leak found**")
+    assert lines[1].startswith("**Failed: 1 test timed out, 1 test failed and 1 leak found**")
     assert "stuck in <code>connect</code> at <code>src/app/db.py:88</code>: recv on" in text
     assert "<details><summary>Process-tree dump" in text and "line 88, in connect" in text
-    assert "| <code>tests/test\\_l.py::test\\_1</code> | leak-thread |" in text
+    assert ("- **leak-thread** <code>tests/test\\_l.py::test\\_1</code> at "
+            "<code>tests/test\\_l.py:1</code>: thread worker-1 still running") in text
     assert "#### ❌ Failures (1)" in text and "#### 🐢 Slowest tests" in text
     assert "✂️" not in text  # nothing cut
 
@@ -123,7 +124,7 @@ def test_memory_chart_from_samples() -> None:
     ]
     text = render_summary(run)
     chart = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
-    assert chart.startswith("xychart-beta")
+    assert "\nxychart-beta\n" in chart and "plotColorPalette" in chart
     values = re.search(r"line \[(.*)\]", chart)
     assert values and len(values.group(1).split(",")) <= 40
     assert "peak 647 MiB" in chart
@@ -166,7 +167,10 @@ def test_known_findings_are_marked_and_listed_after_new_ones() -> None:
     text = render_summary(run_with([old, new]), known={fingerprint.of_finding(old)})
     assert "1 new" not in text.splitlines()[0]
     assert text.index("test\\_2</code> **new**") < text.index("test\\_1</code> *(known)*")
-    assert "already failing on the base commit" in text
+    # the same units as the counts line: 2 failing tests + 2 findings = 2 + 1 new + 1 known
+    assert "1 ❌ failed · 1 ⏱️ timed out · 🔎 2 findings" in text
+    assert ("**Changes vs the base commit:** 2 new failures · 1 new finding · 0 fixed · "
+            "1 still failing") in text
 
 
 def test_hostile_text_is_inert(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,8 @@ COMMANDS = {
     "post": "tiergate.cli.post",
     "audit-imports": "tiergate.cli.audit_imports",
     "init": "tiergate.cli.init",
+    "quarantine": "tiergate.cli.quarantine",
+    "trace": "tiergate.cli.trace",
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from tiergate.cli.options import add_project_option
 from tiergate.errors import TiergateError, UsageError
+from tiergate.protocol.environ import EXPECT_SHARDS
 from tiergate.settings.config import Config, format_duration, load_config
 
 # template file -> the name it gets in .github/workflows/ (prefixed: users have their own pr.yml)
@@ -40,6 +41,7 @@ _SHARD_LINE = re.compile(r"^(?P<head>\s*shard: )\[[\d, ]+\]$", re.MULTILINE)
 _TOTAL_LINE = re.compile(
     r"^(?P<head>\s*total: )\[\d+\](?P<tail> # the number of shards above)$", re.MULTILINE
 )
+_EXPECT_LINE = re.compile(rf'^(?P<head>\s*{EXPECT_SHARDS}: )"\d+"$', re.MULTILINE)
 _ACTION_REF = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[\w./-]+$|^\./[\w./-]*$")
 
 
@@ -97,6 +99,7 @@ def adapt(text: str, config: Config, *, action: str, shards: int) -> str:
         lambda m: m["head"] + "[" + ", ".join(str(k) for k in range(1, shards + 1)) + "]", text
     )
     text = _TOTAL_LINE.sub(lambda m: f"{m['head']}[{shards}]{m['tail']}", text)
+    text = _EXPECT_LINE.sub(lambda m: f'{m["head"]}"{shards}"', text)  # the merge's gate
     pinned = re.search(r"@[0-9a-f]{40}$", action) is not None
     text = text.replace(PLACEHOLDER_ACTION + _PIN_NOTE, action + ("" if pinned else _PIN_NOTE))
     return text

@@ -23,9 +23,11 @@ from tiergate.github.context import Context, load_context
 from tiergate.github.known import known_on_base
 from tiergate.report import fingerprint
 from tiergate.report.escape import terminal_text, workflow_command
+from tiergate.report.links import Links
 from tiergate.report.summary import CHECK_RUN_LIMIT, COMMENT_LIMIT, render_summary
 from tiergate.results.inputs import load_run, name_tier
 from tiergate.results.model import RunResult
+from tiergate.settings.config import COMMENT_MODES
 
 _MARKER_ROOM = 200
 
@@ -45,6 +47,11 @@ def add_parser(sub: Any, name: str) -> None:
                         help="the tier name for the comment and check run; it wins over the "
                         "name the results carry (default: the run's). The action passes its "
                         "own input, so a fork's artifact cannot choose the check run's name")
+    parser.add_argument("--comment", choices=COMMENT_MODES, default=None,
+                        help="when to write the sticky PR comment: always, on-failure (none on "
+                        "a green PR, but an earlier one says green again), changes (only when "
+                        "the verdict or the findings changed), off (default: the tier's "
+                        "`comment` key, else on-failure)")
     parser.add_argument("--fail-on-error", action="store_true",
                         help="exit non-zero when posting fails (default: never fail the job)")
     parser.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
@@ -70,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         _say(terminal_text(f"tiergate post: input: {note}"))
     client = GitHubClient(ctx.api_url, ctx.token, timeout=args.timeout)
     ctx = find_fork_pull_request(client, ctx)
-    errors = publish(client, ctx, results, tier=args.tier or results.tier or "default")
+    errors = publish(client, ctx, results, tier=args.tier or results.tier or "default",
+                     comment_mode=comment_mode(args.comment, results))
     if not errors:
         return 0
     if all(e.not_accessible for e in errors):
@@ -85,6 +93,13 @@ def run(args: argparse.Namespace) -> int:
     for error in errors:
         _say(workflow_command("warning", f"tiergate post: {error}", title="tiergate post"))
     return 1 if args.fail_on_error else 0
+
+
+def comment_mode(given: str | None, results: RunResult) -> str:
+    """The option wins; else the tier's key as the run recorded it (untrusted: a value this
+    version does not know means the default)."""
+    recorded = results.settings.get("comment")
+    return given or (recorded if recorded in COMMENT_MODES else "on-failure")
 
 
 def find_fork_pull_request(client: GitHubClient, ctx: Context) -> Context:
@@ -106,8 +121,8 @@ def find_fork_pull_request(client: GitHubClient, ctx: Context) -> Context:
     return ctx
 
 
-def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
-            ) -> list[GitHubError]:
+def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str,
+            comment_mode: str = "on-failure") -> list[GitHubError]:
     """Every part that can be posted is posted; the errors of those that could not are returned."""
     errors: list[GitHubError] = []
     name = checks.check_name(tier, ctx.environment)
@@ -118,9 +133,13 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
     # selected nothing, or was cancelled, keeps the comment and the nightly issue open.
     failing = not results.ok or bool(results.findings)
 
+    links = Links(ctx.server_url, ctx.repository, ctx.sha, run_url=ctx.run_url,
+                  base_sha=ctx.base_sha)
+
     def summary(budget: int) -> str:
+        # The job summary has the diagnostics (slowest, heaviest, memory); a review does not.
         return render_summary(results, title=title, details_url=ctx.run_url, budget=budget,
-                              known=known)
+                              known=known, links=links, diagnostics=False)
 
     try:
         check_id = checks.publish_check_run(
@@ -128,20 +147,24 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
             summary=summary(CHECK_RUN_LIMIT - _MARKER_ROOM), fingerprints=prints,
             details_url=ctx.run_url)
         _say(terminal_text(f"tiergate post: check run {check_id} created on {ctx.sha[:12]}"))
+        links = dataclasses.replace(
+            links, check_url=f"{ctx.server_url}/{ctx.repository}/runs/{check_id}")
     except GitHubError as exc:
         errors.append(exc)
 
     body = summary(COMMENT_LIMIT - _MARKER_ROOM - 300)
     try:
         if ctx.pr_number is not None:
+            again = None
             if not failing and results.outcome == "passed":
-                body = (f"✅ **All green again** on {ctx.sha[:12]}: this comment reported "
-                        f"problems on an earlier push.\n\n{body}")
+                again = (f"✅ **All green again** on {ctx.sha[:12]}: this comment reported "
+                         "problems on an earlier push.")
             elif not failing:  # no tests ran, which the tier allows: not a pass, not a failure
-                body = (f"⚠️ **No tests ran** on {ctx.sha[:12]} (allowed by allow-no-tests): "
-                        f"this comment reported problems on an earlier push.\n\n{body}")
+                again = (f"⚠️ **No tests ran** on {ctx.sha[:12]} (allowed by allow-no-tests): "
+                         "this comment reported problems on an earlier push.")
             done = comment.upsert_comment(client, ctx.repository, ctx.pr_number, tier, body,
-                                          failing=failing)
+                                          failing=failing, mode=comment_mode, again=again,
+                                          state=fingerprint.state(results))
             _say(terminal_text(f"tiergate post: PR #{ctx.pr_number} comment {done}"))
         elif ctx.nightly:
             done = issue.sync_issue(client, ctx.repository, tier, body,

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tiergate.errors import UsageError
+from tiergate.protocol import environ
 from tiergate.protocol.layout import FINDINGS_FILE, SUMMARY_FILE
 from tiergate.report import actions
 from tiergate.report.summary import render_summary
@@ -41,7 +43,24 @@ def add_parser(sub: Any, name: str) -> None:
     parser.add_argument("--allow-no-tests", action="store_true",
                         help="a run in which no test ran is not a failure for this report "
                         "(default: the tier's allow-no-tests)")
+    parser.add_argument("--expect-shards", default=None, metavar="N",
+                        help="the results dirs are a sharded tier's: each of shards 1 to N must "
+                        "be there, once, or the verdict fails (default: "
+                        f"${environ.EXPECT_SHARDS})")
     parser.set_defaults(handler=run)
+
+
+def expected_shards(given: str | None, env: dict[str, str] | None = None) -> int | None:
+    """--expect-shards, else the variable the template sets; a bad value is one line."""
+    source = os.environ if env is None else env
+    raw, where = ((given, "--expect-shards") if given is not None
+                  else (source.get(environ.EXPECT_SHARDS), environ.EXPECT_SHARDS))
+    if raw is None or raw.strip() == "":
+        return None
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 4 and int(text) >= 1):
+        raise UsageError(f"{where} {raw!r} is not valid: use the number of shards, e.g. 4")
+    return int(text)
 
 
 def details_url(environ: dict[str, str] | None = None) -> str | None:
@@ -56,7 +75,7 @@ def details_url(environ: dict[str, str] | None = None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = load_run(args.results_dir, args.junit)
+    results = load_run(args.results_dir, args.junit, expected_shards(args.expect_shards))
     name_tier(results, args.tier)
     if args.allow_no_tests:
         results.settings["allow-no-tests"] = True

@@ -24,6 +24,9 @@ ACTIONS_BOT = "github-actions[bot]"
 # which is never more characters, so no way of counting can refuse it.
 BODY_LIMIT = 65_536
 
+# When to comment: the modes of settings.config.COMMENT_MODES (see upsert_comment).
+_STATE = re.compile(r"<!-- tiergate:state=([0-9a-f]+) -->")
+
 
 def fit_body(body: str) -> str:
     """The last guard: the summary is rendered to fit already, this only ever trims a margin."""
@@ -32,6 +35,15 @@ def fit_body(body: str) -> str:
 
 def marker(tier: str) -> str:
     return f"<!-- tiergate:tier={re.sub(r'[^A-Za-z0-9_.-]', '_', tier)} -->"
+
+
+def state_marker(state: str) -> str:
+    return f"<!-- tiergate:state={state} -->"
+
+
+def state_of(body: str | None) -> str | None:
+    match = _STATE.search(body or "")
+    return match.group(1) if match else None
 
 
 def token_login(client: GitHubClient) -> str | None:
@@ -61,22 +73,35 @@ def _ours(client: GitHubClient, path: str, tier: str, login: str | None) -> list
 
 
 def upsert_comment(client: GitHubClient, repository: str, pr_number: int, tier: str, body: str,
-                   *, failing: bool) -> str:
-    """Creates, updates or leaves the comment; returns what it did, in words."""
+                   *, failing: bool, mode: str = "on-failure", state: str | None = None,
+                   again: str | None = None) -> str:
+    """Creates, updates or leaves the comment as *mode* says; returns what it did, in words.
+    *state* (a hash of the verdict and the findings) goes into the hidden marker, for `changes`.
+    *again* ("all green again") heads the body only where it replaces an earlier comment."""
+    if mode == "off":
+        return "off (comment: off)"
     login = token_login(client)
     path = f"/repos/{repository}/issues/{pr_number}/comments"
-    body = fit_body(f"{marker(tier)}\n{body}")
+    head = marker(tier) + (f"\n{state_marker(state)}" if state else "")
     existing = _ours(client, path, tier, login)
+    body = fit_body(f"{head}\n{again}\n\n{body}" if again and existing else f"{head}\n{body}")
     if existing:
         keep = existing[0]
         for extra in existing[1:]:  # left by an earlier race
             client.delete(f"/repos/{repository}/issues/comments/{extra['id']}")
         if keep.get("body") == body:
             return "unchanged"
+        if mode == "changes" and state and state_of(keep.get("body")) == state:
+            return "unchanged (same verdict and findings; comment: changes)"
         client.patch(f"/repos/{repository}/issues/comments/{keep['id']}", {"body": body})
         return "updated"
-    if not failing:
+    if not failing and mode != "always":
         return "skipped (nothing to report and no earlier comment)"
+    return _create(client, repository, path, tier, login, body)
+
+
+def _create(client: GitHubClient, repository: str, path: str, tier: str, login: str | None,
+            body: str) -> str:
     created = client.post(path, {"body": body})
     again = _ours(client, path, tier, login)
     if len(again) > 1:  # another run created one at the same time: keep the oldest

@@ -33,6 +33,7 @@ class Context:
     # when it is not the default one (a dispatch on a feature branch speaks for that branch).
     environment: str | None = None
     branch: str | None = None
+    server_url: str = "https://github.com"  # where commit, blob and check run pages are
 
     @property
     def nightly(self) -> bool:
@@ -80,6 +81,7 @@ def load_context(environ: Mapping[str, str] | None = None) -> Context:
         fork_head=fork_head,
         environment=_environment(env, event),
         branch=_other_branch(env, event),
+        server_url=(server or "https://github.com").rstrip("/"),
     )
 
 

@@ -43,9 +43,12 @@ def pytest_configure(config: pytest.Config) -> None:
     spec = _resolve_spec(config)
     if spec is None:
         return
+    from tiergate.plugin.retries import Retries
     from tiergate.plugin.tierrun import TierRun
 
-    config.pluginmanager.register(TierRun(config, spec), "tiergate-run")
+    run = TierRun(config, spec)
+    config.pluginmanager.register(run, "tiergate-run")
+    config.pluginmanager.register(Retries(run), "tiergate-retries")
 
 
 def _resolve_spec(config: pytest.Config) -> RunSpec | None:

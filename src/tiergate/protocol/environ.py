@@ -53,6 +53,10 @@ DEBUG = "TIERGATE_DEBUG"
 # step has no variable naming its job's environment). Read by github/context.py.
 ENVIRONMENT = "TIERGATE_ENVIRONMENT"
 
+# Set by the user's workflow on the merge step of a sharded tier (the nightly template): how many
+# shards must report. Read by cli/report.py, as the default of --expect-shards.
+EXPECT_SHARDS = "TIERGATE_EXPECT_SHARDS"
+
 # Every variable a run sets for its processes or reads from the user.
 ALL = (RUN_DIR, EVENTS, TIER, NETWORK, NETWORK_ADDRESSES, REDACT, REDACT_OUTPUT, DEBUG,
-       ENVIRONMENT)
+       ENVIRONMENT, EXPECT_SHARDS)

@@ -33,6 +33,8 @@ COLLECT_FINISH = "collect-finish"
 COLLECTED = "collected"
 TEST_START = "test-start"
 TEST_FINISH = "test-finish"
+TEST_ATTEMPT = "test-attempt"  # a failed attempt of a test run again (plugin/retries.py)
+QUARANTINE = "quarantine"  # the quarantine entries of the project, once per run
 SLOW = "slow"
 FINDING = "finding"
 LEAK_CHECK = "leak-check"
@@ -47,11 +49,13 @@ SAMPLE = "sample"
 RESOURCE_PRESSURE = "resource-pressure"
 RUN_FINISH = "run-finish"
 DEBUGGER = "debugger"
+MAX_FAIL = "max-fail"
 KINDS = frozenset({
+    TEST_ATTEMPT, QUARANTINE,
     RUN_START, ATTEMPT_START, SESSION_START, COLLECT_START, COLLECT_FINISH, COLLECTED,
     TEST_START, TEST_FINISH, SLOW, FINDING, LEAK_CHECK, HARD_TIMEOUT, SESSION_FINISH,
     COLLECT_TIMEOUT, EXIT_HANG, PYTEST_EXIT, BUDGET_EXPIRED, CANCELLED, SAMPLE,
-    RESOURCE_PRESSURE, RUN_FINISH, DEBUGGER,
+    RESOURCE_PRESSURE, RUN_FINISH, DEBUGGER, MAX_FAIL,
 })
 
 

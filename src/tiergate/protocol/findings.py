@@ -35,6 +35,9 @@ FindingKind = Literal[
     "reproduction-fixed",
     "leftover-process",
     "resource-warning",
+    "shards",
+    "flaky",
+    "quarantine-expired",
 ]
 KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
 LEAK_KINDS: frozenset[FindingKind] = frozenset(k for k in KINDS if k.startswith("leak-"))
@@ -44,6 +47,7 @@ TIMEOUT_KINDS: frozenset[FindingKind] = frozenset(
 # Importance for ordering reports: what stops a pipeline first, then what corrupts the next run.
 _ORDER: tuple[FindingKind, ...] = (
     "run-error",
+    "shards",
     "job-timeout",
     "collect-timeout",
     "timeout",
@@ -61,6 +65,8 @@ _ORDER: tuple[FindingKind, ...] = (
     "import-side-effect",
     "env-changed",
     "resource-warning",
+    "quarantine-expired",
+    "flaky",
     "reproduction-fixed",
 )
 _RANK = {kind: rank for rank, kind in enumerate(_ORDER)}

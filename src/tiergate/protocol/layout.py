@@ -49,12 +49,13 @@ JUNIT_FILE = "junit.xml"
 FINDINGS_FILE = "findings.json"
 SUMMARY_FILE = "summary.md"
 DEBUG_LOG_FILE = "debug.log"  # only with --debug (protocol/debuglog.py)
+TRACE_FILE = "trace.json"  # `tiergate trace`: the run's timeline (report/trace.py)
 RUN_DIR = ".run"
 STACKS_DIR = "stacks"  # inside RUN_DIR
 _ATTEMPT_SPEC = "attempt-{}.json"  # inside RUN_DIR
 
 # What clearing a results dir may delete: only what a run makes (the mark stays: it is the lock).
-OWN_FILES = (EVENTS_FILE, JUNIT_FILE, FINDINGS_FILE, SUMMARY_FILE, DEBUG_LOG_FILE)
+OWN_FILES = (EVENTS_FILE, JUNIT_FILE, FINDINGS_FILE, SUMMARY_FILE, DEBUG_LOG_FILE, TRACE_FILE)
 OWN_DIRS = (DUMPS_DIR, RUN_DIR)
 
 

@@ -100,6 +100,9 @@ class CollectFinish(Event):
 
 class Collected(Event):
     tests: NotRequired[Annotated[list[str], NAMES]]
+    # A shard's plan: every test the tier selected before the split (the merge checks that
+    # each is in exactly one shard).
+    selected: NotRequired[Annotated[list[str], NAMES]]
 
 
 class TestStart(Event):
@@ -124,6 +127,23 @@ class TestFinish(Event):
     dump: NotRequired[Name | None]  # results-dir-relative path of the hang dump
     peak_rss: NotRequired[Int]
     reproduces: NotRequired[Name]  # the bug id of a @pytest.mark.reproduces test
+
+
+class TestAttempt(Event):  # plugin/retries.py: an attempt that failed and is run again
+    nodeid: Name
+    attempt: NotRequired[Int]  # 1 for the first run of the test
+    outcome: NotRequired[Annotated[Outcome, OUTCOME]]  # failed, error or timeout
+    duration: NotRequired[Duration]
+    phase: NotRequired[Name]
+    message: NotRequired[Text]
+    longrepr: NotRequired[Text]
+    stdout: NotRequired[Text]
+    stderr: NotRequired[Text]
+    dump: NotRequired[Name | None]
+
+
+class QuarantineEvent(Event):  # plugin/retries.py: [tool.tiergate.quarantine], once per run
+    entries: NotRequired[Json]  # [{test, reason, issue, owner, until, expired}]
 
 
 class Slow(Event):  # supervisor: the test passed half of its limit
@@ -187,6 +207,12 @@ class BudgetExpired(Event):
     dump: NotRequired[Name | None]
 
 
+class MaxFail(Event):  # supervisor: the tier's max-fail reached, pytest stopped
+    failures: Int
+    limit: Int
+    nodeids: NotRequired[Annotated[list[str], NAMES]]  # in flight: stopped, not run
+
+
 class Cancelled(Event):
     signal: NotRequired[Name]
     nodeid: NotRequired[Name | None]  # the test in flight
@@ -235,6 +261,8 @@ RECORDS: dict[str, type[Event]] = {
     ev.COLLECTED: Collected,
     ev.TEST_START: TestStart,
     ev.TEST_FINISH: TestFinish,
+    ev.TEST_ATTEMPT: TestAttempt,
+    ev.QUARANTINE: QuarantineEvent,
     ev.SLOW: Slow,
     ev.FINDING: FindingEvent,
     ev.LEAK_CHECK: LeakCheck,
@@ -249,6 +277,7 @@ RECORDS: dict[str, type[Event]] = {
     ev.RESOURCE_PRESSURE: ResourcePressure,
     ev.RUN_FINISH: RunFinish,
     ev.DEBUGGER: Debugger,
+    ev.MAX_FAIL: MaxFail,
 }
 
 

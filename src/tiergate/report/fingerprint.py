@@ -5,7 +5,9 @@ and keeps what the problem is: its kind, the test, and where it happens (file an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Collection
 
 from tiergate.protocol.findings import Finding
 from tiergate.results.model import RunResult, TestResult
@@ -36,3 +38,36 @@ def of_run(run: RunResult) -> list[str]:
     prints = [of_finding(f) for f in run.sorted_findings()]
     prints += [of_failure(t) for t in run.tests.values() if t.failing]
     return list(dict.fromkeys(prints))
+
+
+def state(run: RunResult) -> str:
+    """The verdict and the findings, as one hash: what `comment: changes` compares."""
+    return _digest("state", run.outcome, str(run.ok), *sorted(of_run(run)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Delta:
+    """The run against its base commit, in the units the counts line uses: failing tests and
+    findings, each counted once, so "new" + "still" is every problem the run reports."""
+
+    new_failures: int
+    new_findings: int
+    still: int  # failing tests and findings the base commit had too
+    fixed: int  # problems the base commit had that this run does not
+
+    @property
+    def any(self) -> bool:
+        return bool(self.new_failures or self.new_findings or self.still or self.fixed)
+
+
+def compare(run: RunResult, known: Collection[str]) -> Delta:
+    """Counted per failing test and per finding (not per distinct fingerprint), as the counts
+    line counts them."""
+    known = set(known)
+    failures = [of_failure(t) for t in run.tests.values() if t.failing]
+    findings = [of_finding(f) for f in run.findings]
+    items = failures + findings
+    return Delta(new_failures=sum(1 for p in failures if p not in known),
+                 new_findings=sum(1 for p in findings if p not in known),
+                 still=sum(1 for p in items if p in known),
+                 fixed=len(known - set(items)))

@@ -17,7 +17,10 @@ from tiergate.protocol.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
 from tiergate.report import fingerprint
 from tiergate.report.chart import memory_chart
 from tiergate.report.escape import html_pre, html_text, md_code, md_text
+from tiergate.report.flaky import flaky_sections
 from tiergate.report.leakchecks import leak_checks
+from tiergate.report.links import Links, link, where
+from tiergate.report.trace import trace_hint
 from tiergate.results.inputs import DUMP_LIMIT
 from tiergate.results.model import RunResult, TestResult
 
@@ -65,11 +68,16 @@ def render_summary(
     budget: int = STEP_SUMMARY_LIMIT,
     dump_loader: DumpLoader | None = None,
     known: Collection[str] | None = None,
+    links: Links | None = None,
+    diagnostics: bool = True,
 ) -> str:
     """Markdown of at most *budget* bytes (UTF-8). *known* holds fingerprints of findings that
-    were already present on the base commit: those are marked and listed after the new ones."""
+    were already present on the base commit: those are marked and listed after the new ones.
+    *links* (the Actions context) adds the commit, run, check run and artifact to the header and
+    links each location to its blob. *diagnostics* (slowest, heaviest, memory chart: nobody acts
+    on them in a review) are for the job summary; the PR comment and check run leave them out."""
     loader = dump_loader or dump_loader_for(run)
-    view = _View(run, known)
+    view = _View(run, known, links, diagnostics)
     for detail in _LEVELS:
         text = _render(view, detail, title, details_url, loader)
         if len(text.encode("utf-8")) <= budget:
@@ -116,8 +124,11 @@ def read_dump(path: Path, limit: int = DUMP_LIMIT) -> str:
 class _View:
     """The run sorted and grouped once for every level of detail."""
 
-    def __init__(self, run: RunResult, known: Collection[str] | None) -> None:
+    def __init__(self, run: RunResult, known: Collection[str] | None,
+                 links: Links | None = None, diagnostics: bool = True) -> None:
         self.run = run
+        self.links = links
+        self.diagnostics = diagnostics
         self.known = set(known or ())
         self.compare = known is not None
         findings = sorted(run.findings, key=lambda f: (self.is_known(f), f.rank))
@@ -145,18 +156,17 @@ class _View:
 
 
 def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: DumpLoader) -> str:
-    parts = [_heading(view, title), _status(view), _counts(view), _input_notes(view)]
+    parts = [_header(view, title), _input_notes(view)]
     parts += _timeouts(view, d, load)
     parts += _failures(view, d)
-    parts += _findings_table("💧 Leaks", view.leaks, view, d)
+    parts += flaky_sections(view.run)
+    parts += _findings_list("💧 Leaks", view.leaks, view, d)
     parts.append(_leak_checks(view, d))
-    parts += _findings_table("🔎 Other findings", view.others, view, d)
-    parts += _slowest(view, d)
-    parts += _heaviest(view, d)
+    parts += _findings_list("🔎 Other findings", view.others, view, d)
     parts += _reproductions(view)
-    if d.chart and (chart := memory_chart(view.run.samples)):
-        parts += ["#### 📈 Memory", chart]
     parts += _not_run(view, d)
+    parts.append(_diagnostics(view, d))
+    parts.append(trace_hint(view.run))  # how to open the timeline (report/trace.py)
     if d.cut:
         where = f"[the full job summary]({url})" if url else "the full job summary"
         parts.append(f"> ✂️ This summary was shortened to fit: it leaves out {d.cut}. "
@@ -192,6 +202,41 @@ def verdict_words(run: RunResult, quote: Callable[[str], str] = str) -> str:
     if run.outcome == "cancelled":
         return f"cancelled ({quote(run.cancelled)})" if run.cancelled else "cancelled"
     return run.outcome
+
+
+def _header(view: _View, title: str | None) -> str:
+    """At most five lines: the verdict, why in one sentence, the counts, the change against
+    the base commit, and which commit and run this is (a stale comment must look stale)."""
+    lines = [_heading(view, title), _status(view), _counts(view), _delta(view), _about(view)]
+    return "\n".join(line for line in lines if line)
+
+
+def _delta(view: _View) -> str:
+    if not view.compare:
+        return ""
+    delta = fingerprint.compare(view.run, view.known)
+    if not delta.any:
+        return "No failures or findings here or on the base commit."
+    parts = [_n(delta.new_failures, "new failure"), _n(delta.new_findings, "new finding"),
+             f"{delta.fixed:,} fixed", f"{delta.still:,} still failing"]
+    base = view.links.base_sha if view.links else None
+    against = f" vs base {view.links.commit_link(base)}" if view.links and base else \
+        " vs the base commit"
+    return f"**Changes{against}:** " + " · ".join(parts)
+
+
+def _about(view: _View) -> str:
+    links = view.links
+    if links is None:
+        return ""
+    parts = [f"Commit {links.commit_link()}"]  # the duration is in the status line
+    if links.run_url:
+        parts.append(link("run", links.run_url))
+    if links.check_url:
+        parts.append(link("check run", links.check_url))
+    if links.artifact_url:
+        parts.append(link("results artifact", links.artifact_url))
+    return " · ".join(parts)
 
 
 def _heading(view: _View, title: str | None) -> str:
@@ -245,10 +290,6 @@ def _status(view: _View) -> str:
     else:
         text = _join(reasons) or "it failed"
         line = f"**Failed: {text}** — {_n(total, 'test')} in {took}."
-    if view.compare:
-        prints = fingerprint.of_run(run)
-        known = sum(1 for p in prints if p in view.known)
-        line += f" {len(prints) - known:,} new, {known:,} already failing on the base commit."
     return line
 
 
@@ -276,10 +317,8 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
 
 
-def _where(path: str | None, line: int | None) -> str:
-    if not path:
-        return ""
-    return md_code(f"{path}:{line}" if line else path, 200)
+def _where(path: str | None, line: int | None, links: Links | None = None) -> str:
+    return where(path, line, links)
 
 
 def _details(summary: str, body: str) -> str:
@@ -295,37 +334,60 @@ def _timeouts(view: _View, d: _Detail, load: DumpLoader) -> list[str]:
     out = [f"#### ⏱️ Timeouts ({len(items):,})"]
     shown_rows = max(d.finding_rows, d.dumps)
     for index, item in enumerate(items[:shown_rows]):
-        if isinstance(item, Finding):
-            test = md_code(item.test, 300) if item.test else "the tier"
-            line = f"- {test}{view.mark(item)}: {md_text(item.message, 300)}"
-            if item.culprit is not None:
-                c = item.culprit
-                line += (f"\n  - stuck in {md_code(c.function, 100)} at {_where(c.path, c.line)}"
-                         + (f": {md_text(c.reason, 300)}" if c.reason else ""))
-                progress = slow_or_stuck(view.run, item)
-                if progress:
-                    line += f"\n  - {progress}"
-            dump = item.dump
-        else:
-            line = f"- {md_code(item.nodeid, 300)}{view.mark(item)}: " \
-                   f"{md_text(item.message or 'timed out', 300)}"
-            dump = item.dump
-            if not dump and item.longrepr and index < d.dumps and d.dump_chars:
-                out.append(line)
-                out.append(_details("Details", html_pre(item.longrepr, d.dump_chars)))
-                continue
-        out.append(line)
-        if dump and index < d.dumps and d.dump_chars:
-            text = load(dump)
-            if text:
-                label = f"Process-tree dump ({html_text(dump, 100)}, {len(text):,} characters)"
-                out.append(_details(label, html_pre(text, d.dump_chars)))
+        detailed = index < d.dumps and bool(d.dump_chars)
+        out.append(_timeout_item(view, item, d, load if detailed else None))
     if len(items) > shown_rows:
         out.append(f"… and {len(items) - shown_rows:,} more timeouts.")
     return out
 
 
-def slow_or_stuck(run: RunResult, timeout: Finding) -> str | None:
+def _timeout_item(view: _View, item: Finding | TestResult, d: _Detail,
+                  load: DumpLoader | None) -> str:
+    """One line: the test, where it was stuck (once: the message's own "stuck in" is cut), and
+    why; the dump in a toggle under it."""
+    if isinstance(item, TestResult):
+        line = (f"- ⏱️ {md_code(item.nodeid, 300)}{view.mark(item)}: "
+                f"{md_text(_reason(item.message or 'timed out'), 300)}")
+        if item.dump:
+            return line + _dump_toggle(item.dump, d, load)
+        if load and item.longrepr:
+            return line + _toggle("Details", html_pre(item.longrepr, d.dump_chars))
+        return line
+    test = md_code(item.test, 300) if item.test else "the tier"
+    line = f"- ⏱️ {test}{view.mark(item)}: {md_text(_reason(item.message), 300)}"
+    c = item.culprit
+    if c is not None:
+        line += (f"; stuck in {md_code(c.function, 100)} at {_where(c.path, c.line, view.links)}"
+                 + (f": {md_text(c.reason, 300)}" if c.reason else ""))
+        progress = slow_or_stuck(view.run, item, view.links)
+        if progress:
+            line += f"; {progress}"
+    return line + (_dump_toggle(item.dump, d, load) if item.dump else "")
+
+
+def _reason(message: str) -> str:
+    """A timeout's message without its kind and without the place, which the item shows."""
+    text = message.removeprefix("timeout: ")
+    for cut in ("; stuck in ", ", stuck in "):
+        text = text.split(cut, 1)[0]
+    return text
+
+
+def _dump_toggle(dump: str, d: _Detail, load: DumpLoader | None) -> str:
+    text = load(dump) if load else None
+    if not text:
+        return ""
+    label = f"Process-tree dump ({html_text(dump, 100)}, {len(text):,} characters)"
+    return _toggle(label, html_pre(text, d.dump_chars))
+
+
+def _toggle(summary: str, body: str) -> str:
+    """A toggle under a list item: indented so that it belongs to the item."""
+    return "\n\n" + "\n".join("  " + line if line else line
+                                for line in _details(summary, body).split("\n"))
+
+
+def slow_or_stuck(run: RunResult, timeout: Finding, links: Links | None = None) -> str | None:
     """Compare where a timed-out test was at half its limit (the `slow` note) with where it was
     stuck at the end: the same frame means stuck all along; another means slow but moving."""
     end = timeout.culprit
@@ -338,65 +400,111 @@ def slow_or_stuck(run: RunResult, timeout: Finding) -> str | None:
     if (was.get("path"), was.get("line"), was.get("function")) == (end.path, end.line,
                                                                     end.function):
         return f"stuck in the same frame since {at} (half its limit): a hang, not slowness"
-    where = _where(str(was.get("path", "?")), was.get("line"))
+    where = _where(str(was.get("path", "?")), was.get("line"), links)
     return (f"at {at} (half its limit) it was in {md_code(str(was.get('function', '?')), 100)} "
             f"at {where}: it was still moving, so it may be slow rather than stuck")
 
 
 def _failures(view: _View, d: _Detail) -> list[str]:
+    """Grouped by test function and message: 120 parametrized cases failing the same way are one
+    item, their ids in a toggle."""
     items = view.failures
     if not items:
         return []
     out = [f"#### ❌ Failures ({len(items):,})"]
-    for index, test in enumerate(items[: d.failure_rows]):
-        phase = f" (in {md_text(test.phase, 20)})" if test.phase and test.phase != "call" else ""
-        where = f" at {_where(test.path, test.line)}" if test.path else ""
-        message = md_text(test.message or test.outcome, 300)
-        out.append(f"- {md_code(test.nodeid, 300)}{phase}{where}{view.mark(test)}: {message}")
-        if index < d.failure_details and d.longrepr_chars and test.longrepr:
-            out.append(_details("Traceback", html_pre(test.longrepr, d.longrepr_chars)))
-    if len(items) > d.failure_rows:
-        out.append(f"… and {len(items) - d.failure_rows:,} more failures.")
+    groups = sorted(_failure_groups(items), key=lambda g: (view.is_known(g[0]), -len(g)))
+    for index, group in enumerate(groups[: d.failure_rows]):
+        detailed = index < d.failure_details and bool(d.longrepr_chars)
+        out.append(_failure_group(view, group, d if detailed else None))
+    if len(groups) > d.failure_rows:
+        rest = sum(len(g) for g in groups[d.failure_rows:])
+        out.append(f"… and {_n(rest, 'more failure')}.")
     return out
 
 
-def _finding_row(f: Finding, view: _View) -> str:
-    test = md_code(f.test, 200) if f.test else "—"
+def _failure_groups(items: list[TestResult]) -> list[list[TestResult]]:
+    groups: dict[tuple[str, str, str], list[TestResult]] = {}
+    for test in items:
+        key = (test.nodeid.split("[", 1)[0], test.phase or "", test.message or test.outcome)
+        groups.setdefault(key, []).append(test)
+    return list(groups.values())
+
+
+def _failure_group(view: _View, group: list[TestResult], d: _Detail | None) -> str:
+    first = group[0]
+    phase = f" (in {md_text(first.phase, 20)})" if first.phase and first.phase != "call" else ""
+    at = f" at {_where(first.path, first.line, view.links)}" if first.path else ""
+    message = md_text(first.message or first.outcome, 300)
+    if len(group) == 1:
+        line = f"- ❌ {md_code(first.nodeid, 300)}{phase}{at}{view.mark(first)}: {message}"
+    else:
+        function = first.nodeid.split("[", 1)[0] + "[…]"
+        line = f"- ❌ {len(group):,} {_TIMES} {md_code(function, 300)}{phase}{at}: {message}"
+        ids = "\n".join(html_text(t.nodeid, 300) + html_text(_mark_word(view, t))
+                        for t in group[:_IDS_SHOWN])
+        more = f"\n… and {len(group) - _IDS_SHOWN:,} more" if len(group) > _IDS_SHOWN else ""
+        line += _toggle(f"{len(group):,} tests", f"<pre>{ids}{more}</pre>")
+    if d is not None and first.longrepr:
+        label = "Traceback" if len(group) == 1 else "Traceback (the first)"
+        line += _toggle(label, html_pre(first.longrepr, d.longrepr_chars))
+    return line
+
+
+_TIMES = "\N{MULTIPLICATION SIGN}"
+_IDS_SHOWN = 200  # test ids listed in a group's toggle
+
+
+def _mark_word(view: _View, test: TestResult) -> str:
+    return " (known)" if view.is_known(test) else (" (new)" if view.compare else "")
+
+
+def _finding_item(f: Finding, view: _View) -> str:
+    """One line: kind, test, where, why; where the leaked thing was created, when the probe
+    says so in words, in a toggle under it."""
+    test = f" {md_code(f.test, 200)}" if f.test else ""
+    at = _finding_where(f, view.links)
+    line = (f"- **{md_text(f.kind, 40)}**{test}{view.mark(f)}{' at ' + at if at else ''}: "
+            f"{md_text(f.message, 300)}")
     created = _created(f)
-    return (f"| {test}{view.mark(f)} | {md_text(f.kind, 40)} | {md_text(f.message, 300)} "
-            f"| {created} |")
+    if created:
+        line += _toggle("Where created", html_pre(created, 4000))
+    return line
 
 
-def _created(f: Finding) -> str:
-    """Where the leaked thing was created: the probe's own word for it if it has one."""
+def _finding_where(f: Finding, links: Links | None) -> str:
+    if f.culprit is not None:
+        return (_where(f.culprit.path, f.culprit.line, links)
+                + f" in {md_code(f.culprit.function, 80)}")
+    if f.location is not None:
+        return _where(f.location.path, f.location.line, links)
+    return ""
+
+
+def _created(f: Finding) -> str | None:
+    """Where the leaked thing was created, in the probe's own words, if it has any."""
     for key in ("created", "created_at", "where", "origin"):
         value = f.details.get(key) if f.details else None
         if isinstance(value, str) and value:
-            return md_text(value, 200)
-    if f.culprit is not None:
-        return _where(f.culprit.path, f.culprit.line) + f" in {md_code(f.culprit.function, 80)}"
-    if f.location is not None:
-        return _where(f.location.path, f.location.line)
-    return "—"
+            return value
+    return None
 
 
-def _findings_table(heading: str, items: list[Finding], view: _View, d: _Detail) -> list[str]:
+def _findings_list(heading: str, items: list[Finding], view: _View, d: _Detail) -> list[str]:
     if not items:
         return []
-    head = "| Test | Kind | What | Where created |\n|---|---|---|---|"
     out = [f"#### {heading} ({len(items):,})"]
     if len(items) > d.finding_rows:
         kinds = Counter(f.kind for f in items)
         out.append("By kind: " + ", ".join(f"{n:,} {md_text(k, 40)}" for k, n in
                                            kinds.most_common()))
-    out.append(_table(head, (_finding_row(f, view) for f in items[: d.finding_rows])))
+    out += [_finding_item(f, view) for f in items[: d.finding_rows]]
     rest = items[d.finding_rows:]
     if rest:
         more = rest[: d.finding_more]
         if more:
             label = f"{len(rest):,} more" + (f" ({len(more):,} shown)" if len(more) < len(rest)
                                              else "")
-            out.append(_details(label, _table(head, (_finding_row(f, view) for f in more))))
+            out.append(_details(label, "\n".join(_finding_item(f, view) for f in more)))
         else:
             out.append(f"… and {len(rest):,} more.")
     return out
@@ -421,6 +529,19 @@ def _leak_checks(view: _View, d: _Detail) -> str:
 
 def _table(head: str, rows: Iterable[str]) -> str:
     return head + "\n" + "\n".join(rows)
+
+
+def _diagnostics(view: _View, d: _Detail) -> str:
+    """Slowest and heaviest tests and the memory chart: useful when tuning, acted on by nobody in
+    a review. Job summary only, collapsed."""
+    if not view.diagnostics:
+        return ""
+    parts = [*_slowest(view, d), *_heaviest(view, d)]
+    if d.chart and (chart := memory_chart(view.run.samples)):
+        parts += ["#### 📈 Memory", chart]
+    if not parts:
+        return ""
+    return _details("📊 Diagnostics: slowest tests, heaviest tests, memory", "\n\n".join(parts))
 
 
 def _slowest(view: _View, d: _Detail) -> list[str]:

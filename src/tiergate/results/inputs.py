@@ -531,8 +531,12 @@ def load_events(results_dir: Path) -> RunResult:
     return notes.apply(run)
 
 
-def load_run(results_dirs: Sequence[Path], junit_files: Sequence[Path] = ()) -> RunResult:
+def load_run(results_dirs: Sequence[Path], junit_files: Sequence[Path] = (),
+             expect_shards: int | None = None) -> RunResult:
+    """The run the inputs amount to, shards merged; with *expect_shards*, each of shards 1 to N
+    must be among the results dirs, once (results/shardgate.py: else error findings)."""
     from tiergate.results.junit_in import read_junit
+    from tiergate.results.shardgate import shard_findings
 
     dirs = list(results_dirs)
     if not dirs and not junit_files:
@@ -541,9 +545,12 @@ def load_run(results_dirs: Sequence[Path], junit_files: Sequence[Path] = ()) -> 
             raise UsageError("no results to report: pass --results-dir DIR or --junit FILE "
                              f"(nothing found under {DEFAULT_ROOT}/)")
     runs = [load_results(d) for d in dirs] + [read_junit(f) for f in junit_files]
+    gate = shard_findings(runs, expect_shards) if expect_shards is not None else []
     if len(runs) == 1:
+        runs[0].findings += gate
         return runs[0]
     merged = merge(runs)
     merged.input_notes = [note for run in runs for note in run.input_notes]
+    merged.findings += gate
     return merged
 

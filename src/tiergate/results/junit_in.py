@@ -44,13 +44,16 @@ from tiergate.results.inputs import (
     size_text,
 )
 from tiergate.results.junit_out import MARK_PROPERTY, TIMEOUT_TYPE, dotted_module
-from tiergate.results.model import RunResult, TestResult
+from tiergate.results.model import Attempt, RunResult, TestResult
 
 _ROOTS = ("testsuites", "testsuite")
 _CHUNK = 1 << 20
 # The children of a <testcase> that a report reads (properties and the like are not kept).
 _RESULTS = frozenset({"failure", "error", "skipped"})
-_KEPT = _RESULTS | {"system-out", "system-err"}
+# Maven Surefire's earlier attempts of a test run again, each with these parts.
+_ATTEMPTS = frozenset({"flakyFailure", "flakyError", "rerunFailure", "rerunError"})
+_ATTEMPT_PARTS = frozenset({"stackTrace", "system-out", "system-err"})
+_KEPT = _RESULTS | _ATTEMPTS | {"system-out", "system-err"}
 _TEXT_ATTRIBUTES = frozenset({"message"})  # cut to TEXT_LIMIT; every other one is a name
 
 
@@ -158,6 +161,7 @@ class _Reader:
         self.case_depth = 0
         self.child: ET.Element | None = None
         self.text: _Text | None = None
+        self.part: ET.Element | None = None  # a part of an attempt (its stackTrace...)
         self.cases = 0
         self.marked = False  # written by a tiergate that marks its timeouts by type
         self.events = 0  # handler calls: none in a whole chunk means one token spans it
@@ -193,13 +197,18 @@ class _Reader:
         elif self.depth == self.case_depth + 1 and local in _KEPT:
             if len(self.case) < MAX_CASE_CHILDREN:
                 self.child = ET.SubElement(self.case, local, self._attrs(attrs))
-                self.text = _Text()
+                self.text = None if local in _ATTEMPTS else _Text()
             else:
                 self.notes.left_out["children of a testcase"] += 1
+        elif (self.depth == self.case_depth + 2 and self.child is not None
+              and self.child.tag in _ATTEMPTS and local in _ATTEMPT_PARTS):
+            self.part = ET.SubElement(self.child, local)
+            self.text = _Text()
 
     def data(self, text: str) -> None:
         self.events += 1
-        if self.text is not None and self.depth == self.case_depth + 1:
+        if self.text is not None and self.depth == self.case_depth + (
+                1 if self.part is None else 2):
             self.text.add(text)
 
     def end(self, tag: str) -> None:
@@ -207,9 +216,13 @@ class _Reader:
         local = self.open.pop()
         case = self.case
         if case is not None:
-            if self.depth == self.case_depth + 1 and self.child is not None:
+            if self.depth == self.case_depth + 2 and self.part is not None:
                 assert self.text is not None
-                self.child.text = self.text.value(self.notes)
+                self.part.text = self.text.value(self.notes)
+                self.part = self.text = None
+            elif self.depth == self.case_depth + 1 and self.child is not None:
+                if self.text is not None:
+                    self.child.text = self.text.value(self.notes)
                 self.child = self.text = None
             elif self.depth == self.case_depth:
                 self.case = None
@@ -281,6 +294,25 @@ def _timed_out(kind: str | None, message: str | None, marked: bool) -> bool:
     return (message or "").lower().startswith("timeout")
 
 
+def _attempts_of(elem: ET.Element, marked: bool) -> list[Attempt]:
+    """The earlier attempts Surefire's ``flakyFailure``/``rerunFailure`` (and ``...Error``)
+    elements record, in the order written."""
+    attempts: list[Attempt] = []
+    for child in elem:
+        if child.tag not in _ATTEMPTS:
+            continue
+        parts = {part.tag: part.text for part in child}
+        trace = (parts.get("stackTrace") or "").strip() or None
+        message = (child.get("message") or "").strip() or (
+            trace.splitlines()[0] if trace else None)
+        outcome: Outcome = "error" if child.tag.endswith("Error") else (
+            "timeout" if _timed_out(child.get("type"), message, marked) else "failed")
+        attempts.append(Attempt(
+            number=len(attempts) + 1, outcome=outcome, message=message, longrepr=trace,
+            stdout=parts.get("system-out"), stderr=parts.get("system-err")))
+    return attempts
+
+
 def _test_result(elem: ET.Element, suite_file: str | None, marked: bool) -> TestResult:
     case = TestCase.fromelem(elem)  # type: ignore[no-untyped-call]
     classname = case.classname or ""
@@ -316,6 +348,7 @@ def _test_result(elem: ET.Element, suite_file: str | None, marked: bool) -> Test
     if not 0.0 <= duration < 1e9:  # NaN, inf and negatives (NaN fails every comparison)
         duration = 0.0
     return TestResult(
+        attempts=_attempts_of(elem, marked),
         nodeid=nodeid,
         path=elem.get("file") or suite_file,
         line=int(line) if line and line.isascii() and line.isdigit() and len(line) < 10

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tiergate.results.model import RunResult, TestResult
+from tiergate.results.model import Attempt, RunResult, TestResult
 
 # The type of a <failure> tiergate decided: a test past its limit, a test whose process died.
 TIMEOUT_TYPE = "timeout"  # the values earlier versions wrote: filters on them keep working
@@ -104,7 +104,8 @@ class _Cases:
         if test.line:
             head += f' line="{test.line}"'
         outcome = test.outcome
-        if outcome == "passed" and not test.stdout and not test.stderr and not test.dump:
+        if (outcome == "passed" and not test.stdout and not test.stderr and not test.dump
+                and not test.attempts):
             return head + " />"  # the common case
         message = test.message or outcome
         body = ""
@@ -125,12 +126,45 @@ class _Cases:
         elif outcome in ("skipped", "xfailed"):
             kind = "pytest.xfail" if outcome == "xfailed" else "pytest.skip"
             body = _result("skipped", message, kind, None)
+        if test.attempts:
+            failures, errors = _attempts(test, self.folder)
+            # Surefire's order: failure, rerun/flakyFailure..., skipped, error, rerun/flakyError...
+            body = failures + body + errors if outcome == "error" else body + failures + errors
         if test.stdout:
             body += f"<system-out>{_text(test.stdout)}</system-out>"
         err = "\n".join(x for x in (test.stderr, _read_dump(self.folder, test.dump)) if x)
         if err:
             body += f"<system-err>{_text(err)}</system-err>"
         return f"{head}>{body}</testcase>" if body else f"{head} />"
+
+
+def _attempts(test: TestResult, folder: Path) -> tuple[str, str]:
+    """The earlier attempts of a test that was run again, as Maven Surefire writes them: each
+    a ``<flakyFailure>`` (``flakyError``) of a test that then passed, else a ``<rerunFailure>``
+    (``rerunError``), holding its traceback and its own output. Returned as the failures and
+    the errors, which the schema places apart."""
+    prefix = "flaky" if test.flaky else "rerun"
+    failures: list[str] = []
+    errors: list[str] = []
+    for attempt in test.attempts:
+        error = attempt.outcome == "error"
+        tag = prefix + ("Error" if error else "Failure")
+        (errors if error else failures).append(_attempt(tag, attempt, folder))
+    return "".join(failures), "".join(errors)
+
+
+def _attempt(tag: str, attempt: Attempt, folder: Path) -> str:
+    message = attempt.message or attempt.outcome
+    kind = {"timeout": TIMEOUT_TYPE, "error": f"{attempt.phase or 'setup'} error"}.get(
+        attempt.outcome, "failure")
+    body = f"<stackTrace>{_text(attempt.longrepr or message)}</stackTrace>"
+    if attempt.stdout:
+        body += f"<system-out>{_text(attempt.stdout)}</system-out>"
+    err = "\n".join(x for x in (attempt.stderr, _read_dump(folder, attempt.dump)) if x)
+    if err:
+        body += f"<system-err>{_text(err)}</system-err>"
+    return (f'<{tag} message="{_attribute(message)}" type="{_attribute(kind)}">{body}'
+            f"</{tag}>")
 
 
 def _result(tag: str, message: str, kind: str | None, text: str | None) -> str:

@@ -13,6 +13,7 @@ from tiergate.protocol import records as rec
 from tiergate.protocol.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Finding, write_findings
 from tiergate.protocol.records import OUTCOMES as OUTCOMES
 from tiergate.protocol.records import Outcome
+from tiergate.settings.quarantine import entry_for
 
 FAILING_OUTCOMES: frozenset[Outcome] = frozenset({"failed", "timeout", "error"})
 # What a whole run amounts to. Only "passed" is green by itself; "no-tests" is green only where
@@ -24,6 +25,21 @@ RUN_OUTCOMES: tuple[RunOutcome, ...] = get_args(RunOutcome)
 CRASH_PREFIX = "crash"
 # The message of a test the log shows started and never finished, with no word from anyone.
 ORPHANED_PREFIX = f"{CRASH_PREFIX}: the run ended while this test was running"
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One failed attempt of a test that was run again (a ``test-attempt`` event)."""
+
+    number: int  # 1 for the first run
+    outcome: Outcome
+    duration: float = 0.0
+    phase: str | None = None
+    message: str | None = None
+    longrepr: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    dump: str | None = None
 
 
 @dataclasses.dataclass
@@ -45,16 +61,37 @@ class TestResult:
     dump: str | None = None  # results-dir-relative path of the hang dump
     peak_rss: int | None = None  # bytes: the test's own process, or its tree from samples
     reproduces: str | None = None  # the bug id of a @pytest.mark.reproduces test
+    # The attempts before the last (plugin/retries.py), each failed; the fields above are the
+    # last attempt's. A test that passed after some is flaky.
+    attempts: list[Attempt] = dataclasses.field(default_factory=list)
+    quarantine: Mapping[str, Any] | None = None  # its [tool.tiergate.quarantine] entry
 
     @property
     def failing(self) -> bool:
-        return self.outcome in FAILING_OUTCOMES
+        """Does it fail the tier: a failing outcome, and not quarantined."""
+        return self.outcome in FAILING_OUTCOMES and self.quarantine is None
+
+    @property
+    def flaky(self) -> bool:
+        return bool(self.attempts) and self.outcome == "passed"
 
     @property
     def crashed(self) -> bool:
         """Did its process die under it (a worker, pytest), rather than the test fail?"""
         return self.outcome in ("failed", "error") and (self.message or "").startswith(
             CRASH_PREFIX)
+
+
+@dataclasses.dataclass(frozen=True)
+class Moment:
+    """An instant of the run's timeline (report/trace.py): a dump, a kill, a stop."""
+
+    kind: str  # the event's kind: slow, hard-timeout, budget-expired, pytest-exit, ...
+    t: float  # wall clock
+    pid: int | None
+    nodeid: str | None  # the test it concerns, where one does
+    dump: str | None
+    what: str  # one line for a person
 
 
 @dataclasses.dataclass
@@ -66,11 +103,18 @@ class RunResult:
     samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     slow_notes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     leak_checks: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # repeats run
+    moments: list[Moment] = dataclasses.field(default_factory=list)  # dumps, kills, stops
+    # nodeid -> (began, ended), wall clock, for the timeline: began from its test-start (under
+    # the supervisor only), ended when it finished or was ended
+    times: dict[str, tuple[float | None, float]] = dataclasses.field(default_factory=dict)
     started: float | None = None
     finished: float | None = None
     attempts: int = 0
     budget_expired: bool = False
     cancelled: str | None = None  # the signal's name
+    stopped_early: str | None = None  # why the tier stopped before its end (max-fail), counted
+    shard: tuple[int, int] | None = None  # (K, N): this run was shard K of N
+    selected: list[str] = dataclasses.field(default_factory=list)  # a shard's plan: all N's
     exit_code: int | None = None
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     sources: list[str] = dataclasses.field(default_factory=list)  # dirs / files it was read from
@@ -80,6 +124,15 @@ class RunResult:
     # missing a field their kind requires or holding a value it cannot use (a damaged log).
     unknown_events: int = 0
     malformed_events: int = 0
+    quarantine: list[Mapping[str, Any]] = dataclasses.field(default_factory=list)  # entries
+
+    @property
+    def flaky_tests(self) -> list[TestResult]:
+        return [t for t in self.tests.values() if t.flaky]
+
+    @property
+    def quarantined_tests(self) -> list[TestResult]:
+        return [t for t in self.tests.values() if t.quarantine is not None]
 
     @property
     def duration(self) -> float:
@@ -155,6 +208,9 @@ class _Builder:
         self.collecting: dict[str, rec.CollectStart] = {}  # module nodeid -> its collect-start
         self.hard_timeouts: dict[str, rec.HardTimeout] = {}
         self.peaks: dict[str, int] = {}  # nodeid -> highest tree RSS seen in samples
+        self.max_fail: tuple[int, int] | None = None  # (failures, limit) when it stopped the run
+        self.attempts: dict[str, list[Attempt]] = {}  # node id -> its failed attempts
+        self.quarantine: list[Mapping[str, Any]] = []
 
     def feed(self, record: Mapping[str, Any]) -> None:
         """The one place an event is judged readable: a kind this version does not know, or a
@@ -185,6 +241,9 @@ class _Builder:
     def on_run_start(self, r: rec.RunStart) -> None:
         self.run.tier = r.get("tier")
         self.run.settings = dict(r.get("settings") or {})
+        shard = r.get("shard")
+        if isinstance(shard, list) and len(shard) == 2 and all(type(n) is int for n in shard):
+            self.run.shard = (shard[0], shard[1])
         if self.run.started is None:
             self.run.started = r["t"]
 
@@ -195,6 +254,8 @@ class _Builder:
         self.collecting.clear()
         for nodeid in r.get("tests", ()):
             self.collected[nodeid] = None
+        if "selected" in r and not self.run.selected:
+            self.run.selected = list(r["selected"])
 
     def on_collect_start(self, r: rec.CollectStart) -> None:
         self.collecting[r["nodeid"]] = r
@@ -209,7 +270,8 @@ class _Builder:
 
     def on_test_finish(self, r: rec.TestFinish) -> None:
         nodeid = r["nodeid"]
-        self.in_flight.pop(nodeid, None)
+        start = self.in_flight.pop(nodeid, None)
+        began = start.get("t") if start is not None else None
         if self.collecting:
             self.collecting.pop(nodeid, None)
         hard = self.hard_timeouts.get(nodeid)
@@ -224,17 +286,34 @@ class _Builder:
             result.outcome = "timeout"
             result.message = hard.get("message") or result.message
             result.dump = hard.get("dump") or result.dump
+            killed = self.run.tests.get(nodeid)  # where it ran: the worker, not the controller
+            if killed is not None:
+                result.pid, result.worker = killed.pid, killed.worker
+                began = self.run.times.get(nodeid, (None, 0.0))[0]
+        self.run.times[nodeid] = (began, r["t"])
         self.run.tests[nodeid] = result
         self.run.finished = max(self.run.finished or 0.0, r["t"])
 
+    def on_test_attempt(self, r: rec.TestAttempt) -> None:
+        get: Callable[..., Any] = r.get
+        self.attempts.setdefault(r["nodeid"], []).append(Attempt(
+            int(get("attempt") or len(self.attempts.get(r["nodeid"], ())) + 1),
+            get("outcome", "failed"), float(get("duration") or 0.0), get("phase"),
+            get("message"), get("longrepr"), get("stdout"), get("stderr"), get("dump")))
+
+    def on_quarantine(self, r: rec.QuarantineEvent) -> None:
+        self.quarantine = [e for e in r.get("entries") or () if isinstance(e, Mapping)]
+
     def on_hard_timeout(self, r: rec.HardTimeout) -> None:
         self.hard_timeouts[r["nodeid"]] = r
+        self._moment(r, "hard timeout: the test's process was killed", r["nodeid"])
         start = self.in_flight.pop(r["nodeid"], None)
         self._close_in_flight(r["nodeid"], start, "timeout", r.get("message"), r["t"],
                               r.get("dump"))
 
     def on_slow(self, r: rec.Slow) -> None:
         self.run.slow_notes.append(dict(r))
+        self._moment(r, "slow: dumped at half its limit", r["nodeid"])
 
     def on_leak_check(self, r: rec.LeakCheck) -> None:
         self.run.leak_checks.append(dict(r))
@@ -252,6 +331,8 @@ class _Builder:
     def on_resource_pressure(self, r: rec.ResourcePressure) -> None:
         # The supervisor killed pytest for the tree outgrowing a limit, blaming this test.
         nodeid = r.get("nodeid")
+        self._moment(r, f"resource pressure: {r.get('resource')} over its limit, pytest killed",
+                     nodeid)
         if nodeid:
             start = self.in_flight.pop(nodeid, None)
             self._close_in_flight(nodeid, start, "failed", r.get("message"), r["t"],
@@ -259,23 +340,43 @@ class _Builder:
 
     def on_budget_expired(self, r: rec.BudgetExpired) -> None:
         self.run.budget_expired = True
+        self._moment(r, "the tier's budget ran out: pytest stopped", r.get("nodeid"))
         self._abandon_in_flight(
             "timeout", "timeout: the tier's budget ran out while this test was running",
             r["t"], r.get("dump"))
 
     def on_cancelled(self, r: rec.Cancelled) -> None:
         self.run.cancelled = r.get("signal")
+        self._moment(r, f"cancelled by {r.get('signal')}", r.get("nodeid"))
         self._abandon_in_flight(
             "failed", f"cancelled: the run was stopped by {r.get('signal')} in this test",
             r["t"], r.get("dump"))
+
+    def on_max_fail(self, r: rec.MaxFail) -> None:
+        # The tests in flight were stopped, not crashed: they did not run (their collected ids
+        # land in not_run), and no pytest-exit after this may call them crashes.
+        self.in_flight.clear()
+        self.max_fail = (int(r["failures"]), int(r["limit"]))
+        self._moment(r, f"max-fail {r['limit']} reached: the tier stops")
 
     def on_pytest_exit(self, r: rec.PytestExit) -> None:
         # Whatever was still in flight when pytest went away crashed with it.
         signal = r.get("signal")
         how = f"({signal})" if signal else f"(exit code {r.get('returncode')})"
+        self._moment(r, f"pytest exited {how}")
         self._abandon_in_flight(
             "failed", f"{CRASH_PREFIX}: the process running this test died {how}", r["t"], None)
         self.collecting.clear()  # the supervisor has said what it was collecting
+
+    def on_exit_hang(self, r: rec.ExitHang) -> None:
+        self._moment(r, "pytest did not exit after its tests: killed")
+
+    def on_collect_timeout(self, r: rec.CollectTimeout) -> None:
+        self._moment(r, f"collecting {r.get('path') or r['nodeid']} timed out", r["nodeid"])
+
+    def _moment(self, r: Mapping[str, Any], what: str, nodeid: str | None = None) -> None:
+        self.run.moments.append(Moment(str(r["event"]), float(r["t"]), r.get("pid"), nodeid,
+                                       r.get("dump"), what))
 
     def on_run_finish(self, r: rec.RunFinish) -> None:
         self.run.finished = r["t"]
@@ -312,6 +413,7 @@ class _Builder:
             worker=start.get("worker") if start else None,
             dump=dump,
         )
+        self.run.times[nodeid] = (began, t)
 
     def result(self) -> RunResult:
         run = self.run
@@ -333,11 +435,36 @@ class _Builder:
             if test is not None and peak > (test.peak_rss or 0):
                 test.peak_rss = peak
         run.not_run = [n for n in self.collected if n not in run.tests]
+        self._attach_attempts_and_quarantine()
+        if self.max_fail is not None:
+            run.stopped_early = stopped_after(*self.max_fail, len(run.not_run))
         # xdist also reports the worker the supervisor killed for a hang, as a crash: it was a hang.
         run.findings = group_repeats([
             f for f in run.findings if not (f.kind == "crash" and f.test in self.hard_timeouts)
         ])
         return run
+
+    def _attach_attempts_and_quarantine(self) -> None:
+        tests = self.run.tests
+        for nodeid, attempts in self.attempts.items():
+            if nodeid in tests:
+                tests[nodeid].attempts = sorted(attempts, key=lambda a: a.number)
+        # A soft timeout retried and then passed is a flaky test's (its `flaky` finding says
+        # so), and a quarantined test's findings are reported as warnings: neither fails the tier.
+        flaky = {nodeid for nodeid, test in tests.items() if test.flaky}
+        held: set[str] = set()
+        if self.quarantine:
+            self.run.quarantine = self.quarantine
+            for nodeid, test in tests.items():
+                test.quarantine = entry_for(nodeid, self.quarantine)
+                if test.quarantine is not None:
+                    held.add(nodeid)
+        if held or flaky:
+            self.run.findings = [
+                dataclasses.replace(f, severity="warning")
+                if f.severity == "error" and (f.test in held
+                                              or (f.test in flaky and f.kind == "timeout"))
+                else f for f in self.run.findings]
 
 
 # The reader of each event kind (grep a kind's constant to find it). A kind of ev.KINDS that is
@@ -350,6 +477,8 @@ _HANDLERS: dict[str, Callable[[_Builder, Any], None]] = {
     ev.COLLECT_FINISH: _Builder.on_collect_finish,
     ev.TEST_START: _Builder.on_test_start,
     ev.TEST_FINISH: _Builder.on_test_finish,
+    ev.TEST_ATTEMPT: _Builder.on_test_attempt,
+    ev.QUARANTINE: _Builder.on_quarantine,
     ev.HARD_TIMEOUT: _Builder.on_hard_timeout,
     ev.SLOW: _Builder.on_slow,
     ev.LEAK_CHECK: _Builder.on_leak_check,
@@ -359,8 +488,20 @@ _HANDLERS: dict[str, Callable[[_Builder, Any], None]] = {
     ev.BUDGET_EXPIRED: _Builder.on_budget_expired,
     ev.CANCELLED: _Builder.on_cancelled,
     ev.PYTEST_EXIT: _Builder.on_pytest_exit,
+    ev.MAX_FAIL: _Builder.on_max_fail,
+    ev.EXIT_HANG: _Builder.on_exit_hang,
+    ev.COLLECT_TIMEOUT: _Builder.on_collect_timeout,
     ev.RUN_FINISH: _Builder.on_run_finish,
 }
+
+
+def stopped_after(failures: int, limit: int, not_run: int) -> str:
+    """The verdict's words for a tier max-fail stopped: ``stopped after 1 failure (max-fail 1);
+    8 tests not run``."""
+    plural = "" if failures == 1 else "s"
+    tests = "test" if not_run == 1 else "tests"
+    return (f"stopped after {failures} failure{plural} (max-fail {limit}); "
+            f"{not_run} {tests} not run")
 
 
 def build(records: Iterable[Mapping[str, Any]]) -> RunResult:
@@ -390,12 +531,15 @@ def merge(runs: Iterable[RunResult]) -> RunResult:
         merged.samples.extend(run.samples)
         merged.slow_notes.extend(run.slow_notes)
         merged.leak_checks.extend(run.leak_checks)
+        merged.moments.extend(run.moments)
+        merged.times.update(run.times)
         merged.sources.extend(run.sources)
         merged.attempts += run.attempts
         merged.budget_expired |= run.budget_expired
         merged.unknown_events += run.unknown_events
         merged.malformed_events += run.malformed_events
         merged.cancelled = merged.cancelled or run.cancelled
+        merged.stopped_early = merged.stopped_early or run.stopped_early
         if run.started is not None:
             merged.started = min(merged.started or run.started, run.started)
         if run.finished is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tiergate.errors import ConfigError
 from tiergate.protocol.redact import use_names
+from tiergate.settings.quarantine import QuarantineEntry, parse_quarantine
 
 LEAK_POLICIES = ("fail", "warn", "off")
 NETWORK_WORDS = ("any", "loopback", "none")
@@ -128,6 +129,51 @@ def _duration_above_zero(raw: object) -> float:
     return seconds
 
 
+def _retry_count(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 10:
+        raise BadValue("use a whole number of retries from 0 to 10")
+    return raw
+
+
+def _patterns(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise BadValue('use a list of regular expressions, such as ["ConnectionError"]')
+    for pattern in raw:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise BadValue(f"{pattern!r} is not a regular expression ({exc})") from None
+    return tuple(raw)
+
+
+RETRY_KINDS = ("failure", "error", "timeout")  # what a retried attempt may have ended in
+
+
+def _retry_kinds(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or not all(k in RETRY_KINDS for k in raw):
+        raise BadValue(f"use a list of {', '.join(RETRY_KINDS)}")
+    return tuple(raw)
+
+
+def _flaky_policy(raw: object) -> str:
+    if raw not in ("warn", "fail", "pass"):
+        raise BadValue("use warn, fail or pass")
+    return str(raw)
+
+
+COMMENT_MODES = ("always", "on-failure", "changes", "off")
+
+
+def _comment_mode(raw: object) -> str:
+    if raw not in COMMENT_MODES:
+        raise BadValue("use " + ", ".join(COMMENT_MODES[:-1]) + " or " + COMMENT_MODES[-1])
+    return str(raw)
+
+
 def _true_or_false(raw: object) -> bool:
     if not isinstance(raw, bool):
         raise BadValue("use true or false")
@@ -187,6 +233,15 @@ def _whole_number_above_zero(raw: object) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         raise BadValue("use a whole number above zero")
     return raw
+
+
+def _failures(raw: object) -> int:
+    count = raw
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS:
+        count = int(raw)  # the command line gives every value as a string
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise BadValue("use a whole number of failures above zero", read_as=count)
+    return count
 
 
 def _leak_thresholds(raw: object) -> dict[str, float]:
@@ -296,6 +351,10 @@ def marker_expression_error(expression: str) -> str | None:
 
 def _as_is(value: Any) -> Any:
     return value
+
+
+def _optional_duration(value: float | None) -> str | None:
+    return None if value is None else format_duration(value)
 
 
 def _word_or_list(value: Any) -> Any:
@@ -425,6 +484,58 @@ class Tier:
         "allow-no-tests", _true_or_false, default=False, rejects=("yes",),
         flag=Flag("a tier that selects no tests is not a failure"),
         doc="`true`: a tier that selects no tests passes instead of failing with exit code 5")
+    # Left out (None): a quarter of each test's own limit (supervisor/progress.py).
+    slow_after: float | None = tier_key(
+        "slow-after", _duration, default=None, show=_optional_duration, rejects=("soon",),
+        flag=Flag("print a SLOW line for a test running longer than this (0 = never)",
+                  "DURATION"),
+        doc="a test running longer than this gets a `SLOW [>60s] test_id` line in the log while "
+            "it runs (default: a quarter of its limit; `0` = never)")
+    progress_interval: float = tier_key(
+        "progress-interval", _duration, default=30.0, show=format_duration, rejects=("often",),
+        flag=Flag("seconds between progress lines in the log (0 = none)", "DURATION"),
+        doc="seconds between progress lines in the log: the tests in flight with their ages, "
+            "how many are done and left, and the budget left (`0` = none)")
+    max_fail: int | None = tier_key(
+        "max-fail", _failures, default=None, rejects=(0, "some"),
+        flag=Flag("stop the tier after this many failures", "N"),
+        doc="stop the tier right after this many failed tests (the tests in flight are ended as "
+            "at the budget); the rest are reported as not run, and the run is not resumed")
+    retries: int = tier_key(
+        "retries", _retry_count, default=0, rejects=(-1, "2"),
+        flag=Flag("run a failed test again up to N times", "N"),
+        doc="run a failed test again up to this many times; one that then passes is `flaky` "
+            "(see `flaky`), one that fails every attempt is failed; every attempt is kept in "
+            "the events, the report and junit.xml (`@pytest.mark.tiergate_retries(n)` and "
+            "`@pytest.mark.flaky(reruns=n)` set it per test)")
+    retry_delay: float = tier_key(
+        "retry-delay", _duration, default=0.0, show=format_duration, rejects=("later",),
+        flag=Flag("wait before the first retry; doubled, with jitter, for each next one",
+                  "DURATION"),
+        doc="wait before the first retry; each next retry waits twice as long, with up to "
+            "half of it again added at random (jitter), so retries of tests sharing a "
+            "service do not arrive together")
+    retry_on: tuple[str, ...] = tier_key(
+        "retry-on", _patterns, factory=tuple, show=list, rejects=("(",),
+        doc="retry only failures whose message or traceback matches one of these regular "
+            "expressions (default: any failure of the kinds in `retry-kinds`)")
+    retry_kinds: tuple[str, ...] = tier_key(
+        "retry-kinds", _retry_kinds, default=("failure",), show=list, rejects=(["crash"],),
+        doc="which endings are retried: `failure` (the test itself failed), `error` (its "
+            "setup or teardown failed), `timeout` (the soft timeout; a hard timeout or a "
+            "crash ends the test's attempts); leaks are findings, never retried")
+    flaky: str = tier_key(
+        "flaky", _flaky_policy, default="warn", rejects=("maybe",),
+        flag=Flag("what a test that passed on a retry does to the verdict", "warn|fail|pass"),
+        doc="what a flaky test (failed, then passed on a retry) does: `warn` (the tier passes "
+            "with a warning finding), `fail` (an error finding fails the tier), `pass` "
+            "(reported as flaky, no finding)")
+    comment: str = tier_key(
+        "comment", _comment_mode, default="on-failure", rejects=("sometimes",),
+        doc="when `tiergate post` writes the sticky PR comment: `always`, `on-failure` (none on "
+            "a green PR, but an earlier one is updated to say it is green again), `changes` "
+            "(only when the verdict or the findings changed), `off`; `tiergate post --comment` "
+            "and the action's `comment` input win")
     description: str = tier_key(
         "description", _one_line, default="", rejects=("runs\nnightly",),
         doc="one line that `tiergate tiers` shows beside the tier's name: what the tier is for "
@@ -511,7 +622,8 @@ TIER_MARKERS = {
 
 REDACT_KEY = "redact"  # [tool.tiergate] redact = ["NAME", ...]: more variables holding secrets
 # Every key [tool.tiergate] accepts: the check and its error message both read this one list.
-_TOP_KEYS = ("tiers", REDACT_KEY)
+QUARANTINE_KEY = "quarantine"  # [tool.tiergate.quarantine]: settings/quarantine.py
+_TOP_KEYS = ("tiers", REDACT_KEY, QUARANTINE_KEY)
 COMMAND_LINE = "command line:"
 
 
@@ -523,6 +635,7 @@ class Config:
     source: Path | None
     root: Path
     redact: tuple[str, ...] = ()  # variables whose values are secrets, besides the known ones
+    quarantine: tuple[QuarantineEntry, ...] = ()  # [tool.tiergate.quarantine]
 
     def tier(self, name: str) -> Tier:
         try:
@@ -556,7 +669,8 @@ def load_config(start: Path) -> Config:
     tiers = parse_tiers(section, path)
     names = parse_redact(section, path)
     use_names(names)  # every redaction in this process (and, through the env, its children)
-    return Config(tiers=tiers, source=path, root=path.parent, redact=names)
+    return Config(tiers=tiers, source=path, root=path.parent, redact=names,
+                  quarantine=parse_quarantine(section, path))
 
 
 def parse_redact(section: object, path: Path) -> tuple[str, ...]:

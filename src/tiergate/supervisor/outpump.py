@@ -42,6 +42,7 @@ class _Stream:
         self.held_since = 0.0
         self.open = True
         self.broken = False  # the target is gone (a closed pipe): drop, keep draining
+        self.line_open = False  # what went out last did not end its line (pytest's dots)
 
     def read_available(self, pump: OutputPump) -> None:
         """Everything the pipe holds now (non-blocking), passed on; at EOF the stream closes."""
@@ -88,6 +89,8 @@ class _Stream:
         if self.broken:
             return
         data = pump.clean(data)
+        if data:
+            self.line_open = not data.endswith(b"\n")
         while data:
             try:
                 written = os.write(self.target, data)
@@ -140,6 +143,14 @@ class OutputPump:
         text = data.decode("utf-8", "surrogateescape")
         cleaned = self._redactor.text(text)
         return data if cleaned is text else cleaned.encode("utf-8", "surrogateescape")
+
+    def break_line(self) -> str:
+        """``"\\n"`` when pytest's output left a line open (a supervisor's line must not end up
+        in the middle of pytest's dots), else ``""``; either way the next line starts anew."""
+        open_line = any(s.line_open for s in self._streams)
+        for stream in self._streams:
+            stream.line_open = False
+        return "\n" if open_line else ""
 
     def wait(self, seconds: float) -> None:
         """Pump for *seconds* (instead of sleeping them): output goes on as it comes, and an

@@ -59,6 +59,7 @@ from tiergate.supervisor.procs import (
     start,
     stop_group,
 )
+from tiergate.supervisor.progress import Progress
 from tiergate.supervisor.slownotes import SlowNotes
 from tiergate.supervisor.treewatch import OverLimit, TreeWatch
 
@@ -82,6 +83,7 @@ class Ending(enum.Enum):
     EXIT_HANG = "exit-hang"  # the tests finished, pytest did not exit and was killed
     BUDGET = "budget"  # the tier's budget ran out
     CANCELLED = "cancelled"  # a signal to the supervisor (CI cancelled the job)
+    MAX_FAIL = "max-fail"  # the tier's max-fail reached: the rest is not run, nor resumed
 
     @property
     def final(self) -> bool:
@@ -90,7 +92,8 @@ class Ending(enum.Enum):
 
 
 _FINAL = frozenset({Ending.FINISHED, Ending.USAGE, Ending.EXIT_HANG, Ending.BUDGET,
-                    Ending.CANCELLED})
+                    Ending.CANCELLED, Ending.MAX_FAIL})
+_FAILING = frozenset({"failed", "error", "timeout"})  # what max-fail counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +139,7 @@ class Supervisor:
         self.events_path = plan.results_dir / layout.EVENTS_FILE
         self.collected: list[str] = []
         self.finished: set[str] = set()
+        self.failures = 0  # tests that failed so far, for max-fail
         self.in_flight: dict[str, _InFlight] = {}
         self.session_finished: set[int] = set()
         self.cancel_signal: int | None = None
@@ -155,6 +159,8 @@ class Supervisor:
         self._proc: subprocess.Popen[bytes] | None = None
         self._slow: SlowNotes[_InFlight] = SlowNotes(self._slow_dump, self._slow_noted)
         self._pump: outpump.OutputPump | None = None  # pytest's output, redacted
+        self._progress = Progress(self._say, slow_after=self.tier.slow_after,
+                                  interval=self.tier.progress_interval, first_line_at=time.time())
 
     # -- the whole run ---------------------------------------------------------------------
 
@@ -267,6 +273,8 @@ class Supervisor:
             _step_summary_fallback(run)
             code = EXIT_FAILED if code == EXIT_FAILED or not run.ok else EXIT_USAGE
         self._print_summary(run)
+        if run.stopped_early:
+            self._say(f"tiergate: {run.stopped_early}")
         if self.late_signal is not None and self.cancel_signal is None:
             self._say(f"tiergate: {signal.Signals(self.late_signal).name} received after the "
                       "tests ended; every result file was written first")
@@ -279,6 +287,9 @@ class Supervisor:
             done_before = len(self.finished)
             ignored_before = len(self.ignored)
             ending = self._attempt(only)
+            if ending is not Ending.MAX_FAIL and self._max_fail_reached():
+                self._note_max_fail()  # pytest's own --maxfail stopped it, or it crashed after
+                return
             if ending.final:
                 return
             if time.monotonic() >= self.deadline or self.cancel_signal is not None:
@@ -373,6 +384,9 @@ class Supervisor:
         if time.monotonic() >= self.deadline:
             self._expire_budget(proc)
             return Ending.BUDGET
+        if self._max_fail_reached():
+            self._stop_at_max_fail(proc)
+            return Ending.MAX_FAIL
         if self.log.check():
             self._say(f"tiergate: {self.events_path} was {self.log.lost} by the run; "
                       "keeping its events (a finding follows)")
@@ -383,6 +397,9 @@ class Supervisor:
             self._collect_timeout(proc, stuck)
             return Ending.COLLECTION
         self._note_slow_tests()
+        self._progress.check(self.in_flight.values(), now=time.time(), done=len(self.finished),
+                             total=len(self.collected) or None,
+                             budget_left=self.deadline - time.monotonic())
         hung = self._hung_test()
         if hung is not None and self._hard_timeout(proc, hung):
             return Ending.HARD_TIMEOUT
@@ -467,6 +484,10 @@ class Supervisor:
         argv = [self.plan.python, "-m", "pytest", f"--tiergate-run={spec_file}"]
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             argv += ["-p", "tiergate.plugin"]
+        if self.tier.max_fail is not None and not any(
+                a in ("-x", "--exitfirst") or a.startswith("--maxfail") for a in args):
+            # pytest stops between two tests; a resumed attempt counts the failures before it
+            argv.append(f"--maxfail={max(1, self.tier.max_fail - self.failures)}")
         if self.tier.workers != 1 and not any(
             a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in args
         ):
@@ -510,6 +531,9 @@ class Supervisor:
             )
         elif kind in (ev.TEST_FINISH, ev.HARD_TIMEOUT):
             self.in_flight.pop(record["nodeid"], None)
+            if record["nodeid"] not in self.finished and (
+                    kind == ev.HARD_TIMEOUT or record.get("outcome") in _FAILING):
+                self.failures += 1
             self.finished.add(record["nodeid"])
         elif kind == ev.DEBUGGER and record["nodeid"] in self.in_flight:
             test = self.in_flight[record["nodeid"]]
@@ -746,6 +770,29 @@ class Supervisor:
         )
         stop_group(proc, self.tier.grace)
 
+    def _max_fail_reached(self) -> bool:
+        return self.tier.max_fail is not None and self.failures >= self.tier.max_fail
+
+    def _stop_at_max_fail(self, proc: subprocess.Popen[bytes]) -> None:
+        """The tier's max-fail reached and pytest still running (its own --maxfail ends a
+        session between tests; xdist's workers, a test in flight, may not): stopped as at the
+        budget (SIGTERM, grace, SIGKILL); what was in flight and the rest are not run."""
+        self._note_max_fail()
+        self.in_flight.clear()  # not run: stopped, not crashed
+        stop_group(proc, self.tier.grace)
+
+    def _note_max_fail(self) -> None:
+        """The event that tells every report the tier stopped at max-fail, and the rest did not
+        run (and the run does not resume)."""
+        limit = self.tier.max_fail
+        left = len([n for n in self.collected if n not in self.finished])
+        logger.info("max-fail %s reached after %d failures; %d tests left; the tier stops",
+                    limit, self.failures, left)
+        self.events.emit(ev.MAX_FAIL, failures=self.failures, limit=limit,
+                         nodeids=list(self.in_flight))
+        self._say(f"tiergate: {_n(self.failures, 'failure')} (max-fail {limit}): the tier "
+                  f"stops, {_n(left, 'test')} not run")
+
     def _cancel(self, proc: subprocess.Popen[bytes]) -> None:
         name = signal.Signals(self.cancel_signal or signal.SIGTERM).name
         stuck, saved = self._dump_stuck(proc, "cancelled", f"the run was cancelled ({name})")
@@ -871,7 +918,8 @@ class Supervisor:
         return EXIT_PASSED if run.ok else EXIT_FAILED
 
     def _say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        start = self._pump.break_line() if self._pump is not None else ""
+        print(start + text, file=self.out, flush=True)
 
     def _print_summary(self, run: RunResult) -> None:
         from tiergate.report.terminal import render_terminal
@@ -879,6 +927,10 @@ class Supervisor:
         # A CI log is no terminal: 80 columns would cut every finding; logs wrap nothing.
         width = shutil.get_terminal_size((120, 24)).columns if self.out.isatty() else 120
         self._say(render_terminal(run, width=width))
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _names_targets(args: Sequence[str], root: Path) -> bool:

@@ -1,0 +1,219 @@
+"""Retries: a failed test runs again, and every attempt is kept.
+
+The tier's ``retries`` (or ``@pytest.mark.tiergate_retries(n)``, or pytest-rerunfailures'
+``@pytest.mark.flaky(reruns=n)``) says how often. As pytest-rerunfailures does, this answers
+``pytest_runtest_protocol`` first and runs pytest's own ``runtestprotocol`` once per attempt,
+so every other plugin's setup, call and teardown hooks (pytest-asyncio's, pytest-django's...)
+run as usual; the wrappers around the protocol (``TierRun``'s, with its soft timer and events)
+wrap all the attempts together, and ``TierRun.end_attempt``/``start_attempt`` give each attempt
+its own limit and ``test-start``. A failed attempt that is run again is a ``test-attempt``
+event; the test's ``test-finish`` is its last attempt's, so the supervisor's resume, which
+counts a test finished at its ``test-finish``, sees one test however often it ran.
+
+With pytest-rerunfailures installed, tiergate runs the retries of the tests it retries (its
+hook answers first, so theirs stands aside for them) and reads ``--reruns`` as the tier's
+``retries`` when the tier sets none; one line at the start says so.
+
+Registered for every tier run (the ``quarantine`` event is sent at session start); after
+collection it unregisters itself where no test is to be retried, so a tier without retries
+pays nothing per test.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import re
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from tiergate.errors import ConfigError
+from tiergate.protocol import events as ev
+from tiergate.protocol.findings import Finding, Location
+from tiergate.settings.config import find_pyproject
+from tiergate.settings.quarantine import load_quarantine
+
+if TYPE_CHECKING:
+    from tiergate.plugin.tierrun import TierRun
+
+MARKER = "tiergate_retries"
+RERUN = "rerun"  # the outcome of a failed attempt that is run again, as pytest-rerunfailures
+
+
+class Retries:
+    def __init__(self, run: TierRun) -> None:
+        self.run = run
+        self.tier = run.tier
+        self.allowed: dict[str, int] = {}  # node id -> retries, for tests that have some
+        self._patterns = [re.compile(p) for p in self.tier.retry_on]
+        config = run.config
+        config.addinivalue_line("markers", f"{MARKER}(n): run this test again up to n times "
+                                "when it fails (tiergate; overrides the tier's `retries`)")
+        self._rerunfailures = config.pluginmanager.hasplugin("rerunfailures")
+        if not self._rerunfailures:
+            config.addinivalue_line("markers", "flaky(reruns=n): run again up to n times when "
+                                    "it fails (pytest-rerunfailures' marker, run by tiergate)")
+        elif run.worker is None:
+            print(f"tiergate: pytest-rerunfailures is installed; in tier {self.tier.name} "
+                  "tiergate runs the retries (--reruns, @pytest.mark.flaky) and keeps every "
+                  "attempt", file=sys.stderr)
+
+    # -- the quarantine, said once per run -------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.run.worker is not None or self.run.spec.attempt > 1:
+            return  # a resumed pytest: the first attempt said it
+        try:
+            entries = load_quarantine(find_pyproject(session.config.rootpath))
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if not entries:
+            return
+        today = datetime.date.today()
+        self.run.events.emit(ev.QUARANTINE, entries=[e.to_json(today) for e in entries])
+        for entry in entries:
+            if entry.expired(today):
+                owner = f", owner {entry.owner}" if entry.owner else ""
+                issue = f", {entry.issue}" if entry.issue else ""
+                self.run.emit_finding(Finding(
+                    kind="quarantine-expired", test=None, severity="error",
+                    message=f"the quarantine of {entry.test} ended on {entry.until} "
+                            f"({entry.reason}{issue}{owner}): fix the test, or extend or "
+                            "remove its [tool.tiergate.quarantine] entry",
+                    location=Location("pyproject.toml", None)))
+
+    # -- which tests are retried -----------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        default = self.tier.retries
+        if not default and self._rerunfailures:
+            default = int(getattr(config.option, "reruns", 0) or 0)
+        for item in items:
+            count = _marked_retries(item, default)
+            if count > 0:
+                self.allowed[item.nodeid] = count
+        if not self.allowed:  # nothing to retry here: no cost per test
+            config.pluginmanager.unregister(self)
+
+    # -- the attempts ----------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        allowed = self.allowed.get(item.nodeid)
+        if not allowed:
+            return None
+        failed: list[dict[str, Any]] = []
+        while True:
+            ihook = item.ihook
+            ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            reports = runtestprotocol(item, nextitem=nextitem, log=False)
+            failure = next((r for r in reports if r.failed), None)
+            again = (failure is not None and len(failed) < allowed
+                     and self._retried(failure, self.run.timer.fired))
+            if again:
+                failed.append(self._keep_attempt(item, reports, len(failed) + 1))
+            for report in reports:
+                if again and report.failed:
+                    report.outcome = RERUN  # type: ignore[assignment]
+                ihook.pytest_runtest_logreport(report=report)
+            ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            if not again:
+                break
+            _forget_failed_setup(item)
+            self._wait(len(failed))
+            self.run.start_attempt(item)
+        if failed and failure is None:
+            self._flaky(item, failed)
+        return True
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        if report.outcome == RERUN:
+            return RERUN, "R", ("RERUN", {"yellow": True})
+        return None
+
+    def _retried(self, report: pytest.TestReport, timed_out: bool) -> bool:
+        kind = "timeout" if timed_out else "failure" if report.when == "call" else "error"
+        if kind not in self.tier.retry_kinds:
+            return False
+        if not self._patterns:
+            return True
+        text = report.longreprtext
+        return any(p.search(text) for p in self._patterns)
+
+    def _keep_attempt(self, item: pytest.Item, reports: list[pytest.TestReport],
+                      number: int) -> dict[str, Any]:
+        record = self.run.end_attempt(item, reports)
+        record["attempt"] = number
+        self.run.events.emit_fields(ev.TEST_ATTEMPT, record)
+        return record
+
+    def _wait(self, retry: int) -> None:
+        """Exponential backoff with jitter: delay, 2x, 4x..., each up to half again longer, so
+        tests failing on one shared service do not all come back to it at the same instant."""
+        delay = self.tier.retry_delay
+        if delay > 0:
+            time.sleep(delay * 2 ** (retry - 1) * (1 + random.random() / 2))
+
+    def _flaky(self, item: pytest.Item, failed: list[dict[str, Any]]) -> None:
+        policy = self.tier.flaky
+        if policy == "pass":
+            return
+        path, lineno, _ = item.location
+        story = ", ".join(f"attempt {a['attempt']} {_ended(a)}" for a in failed)
+        self.run.emit_finding(Finding(
+            kind="flaky", test=item.nodeid, severity="error" if policy == "fail" else "warning",
+            message=f"flaky: {story}, attempt {len(failed) + 1} passed",
+            location=Location(path, lineno + 1 if lineno is not None else None)))
+
+
+def _ended(attempt: dict[str, Any]) -> str:
+    outcome = {"error": "errored", "timeout": "timed out"}.get(attempt["outcome"], "failed")
+    message = attempt.get("message")
+    return f"{outcome} with {message}" if message else outcome
+
+
+def _marked_retries(item: pytest.Item, default: int) -> int:
+    """The test's retries: ``tiergate_retries(n)``, else ``flaky(reruns=n)``, else *default*."""
+    mark = item.get_closest_marker(MARKER)
+    if mark is not None:
+        return _count(mark.args[0] if mark.args else mark.kwargs.get("n", 1), default)
+    mark = item.get_closest_marker("flaky")
+    if mark is not None:
+        return _count(mark.kwargs.get("reruns", mark.args[0] if mark.args else 1), default)
+    return default
+
+
+def _count(value: object, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return default
+
+
+def _forget_failed_setup(item: pytest.Item) -> None:
+    """What pytest keeps of the failed attempt that would otherwise leak into the next, as
+    pytest-rerunfailures clears it: fixtures whose setup raised (pytest caches the error and
+    would raise it again), the item's place in the setup stack, and a test class's instance
+    (a fresh one, as a test gets on its first attempt), and the output captured so far (each
+    attempt's test-finish or test-attempt holds its own)."""
+    item._report_sections.clear()
+    info = getattr(item, "_fixtureinfo", None)
+    for definitions in getattr(info, "name2fixturedefs", {}).values():
+        for definition in definitions:
+            cached = getattr(definition, "cached_result", None)
+            if cached is not None and cached[2] is not None:
+                definition.cached_result = None
+                finalizers = getattr(definition, "_finalizers", None)
+                if finalizers is not None:
+                    finalizers.clear()
+    stack = item.session._setupstate.stack
+    if item in stack:
+        del stack[item]
+    if getattr(item, "_instance", None) is not None:
+        del item._instance  # type: ignore[attr-defined]
+        item._obj = None  # type: ignore[attr-defined]

@@ -1,0 +1,74 @@
+"""Where a report points: the commit, the run, the check run, the results artifact, and the
+blob of a file at the tested commit. Built from the Actions context by the caller (report/
+never reads the environment of a post), so the same summary renders with or without them."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from urllib.parse import quote
+
+from tiergate.report.annotations import repo_path
+from tiergate.report.escape import md_text
+
+SHORT_SHA = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class Links:
+    server: str  # https://github.com
+    repository: str  # owner/name
+    sha: str  # the tested commit (a PR's head)
+    run_url: str | None = None
+    check_url: str | None = None
+    base_sha: str | None = None
+
+    @property
+    def commit_url(self) -> str:
+        return f"{self.server}/{self.repository}/commit/{self.sha}"
+
+    @property
+    def artifact_url(self) -> str | None:
+        # The run page's artifacts section: an artifact's own URL needs its id, which only the
+        # upload step knows.
+        return f"{self.run_url}#artifacts" if self.run_url else None
+
+    def blob_url(self, path: str, line: int | None) -> str:
+        anchor = f"#L{line}" if line else ""
+        return f"{self.server}/{self.repository}/blob/{self.sha}/{quote(path)}{anchor}"
+
+    def commit_link(self, sha: str | None = None) -> str:
+        sha = sha or self.sha
+        return link(f"<code>{html.escape(sha[:SHORT_SHA])}</code>",
+                    f"{self.server}/{self.repository}/commit/{sha}")
+
+
+def link(shown_html: str, url: str) -> str:
+    """An explicit inline link: *shown_html* is HTML already escaped; the href is the URL
+    attribute-escaped, so no autolinker or Markdown escape ever touches it."""
+    href = html.escape(url, quote=True).replace("|", "&#124;")
+    return f'<a href="{href}">{shown_html}</a>'
+
+
+def shown_path(path: str) -> str:
+    """A path as a person reads it: relative to the repository where it is inside it, else its
+    last three parts (a runner's /home/runner/… or site-packages prefix says nothing)."""
+    inside = repo_path(path)
+    if inside:
+        return inside
+    parts = path.replace("\\", "/").split("/")
+    return path if len(parts) <= 3 or not path.startswith("/") else "…/" + "/".join(parts[-3:])
+
+
+def where(path: str | None, line: int | None, links: Links | None) -> str:
+    """``path:line`` as inline code, linked to the blob at the tested commit when the file is
+    in the repository and there is a commit to link to."""
+    if not path:
+        return ""
+    shown = shown_path(path)
+    label = f"{shown}:{line}" if line else shown
+    code = f"<code>{md_text(label, 200, links=False)}</code>"
+    inside = repo_path(path)
+    if links is None or not inside:
+        return code
+    return link(code, links.blob_url(inside, line))

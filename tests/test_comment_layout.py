@@ -1,0 +1,127 @@
+"""The PR comment as a reviewer sees it: rendered with cmark-gfm (GitHub's own Markdown engine),
+small for 130 failures of one function, no Markdown escape visible, every link whole."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from tiergate.protocol.findings import Culprit, Finding, Location
+from tiergate.report import fingerprint
+from tiergate.report.chart import distinct_labels
+from tiergate.report.links import Links
+from tiergate.report.summary import COMMENT_LIMIT, render_summary
+from tiergate.results.model import RunResult, TestResult
+
+cmarkgfm = pytest.importorskip("cmarkgfm")
+from cmarkgfm.cmark import Options  # noqa: E402
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+LINKS = Links("https://github.com", "octo/app", SHA,
+              run_url="https://github.com/octo/app/actions/runs/42",
+              check_url="https://github.com/octo/app/runs/7", base_sha="f" * 40)
+# pixels per visible block at the PR timeline's width (a list item or paragraph of one line,
+# with its margin), and per heading: the proxy for the rendered height
+LINE_PX, HEADING_PX = 24, 40
+
+
+def failing(nodeid: str, message: str, line: int = 10) -> TestResult:
+    return TestResult(nodeid, "tests/test_parse.py", line, "failed", 0.1, "call", message,
+                      f"Traceback (most recent call last):\n  File tests/test_parse.py, line "
+                      f"{line}\n{message}")
+
+
+def many_failures() -> RunResult:
+    run = RunResult(tier="fast", started=100.0, finished=160.0)
+    for i in range(120):
+        nodeid = f"tests/test_parse.py::test_parse[case_{i}]"
+        run.tests[nodeid] = failing(nodeid, "ValueError: bad header")
+    for i in range(10):
+        nodeid = f"tests/test_parse.py::test_other_{i}"
+        run.tests[nodeid] = failing(nodeid, f"AssertionError: {i} != {i + 1}", 20 + i)
+    return run
+
+
+def render(text: str) -> str:
+    return str(cmarkgfm.github_flavored_markdown_to_html(text, options=Options.CMARK_OPT_UNSAFE))
+
+
+def visible_px(page: str) -> int:
+    """The height of what shows with every toggle closed: headings and one-line blocks."""
+    shut = re.sub(r"<details>.*?</summary>.*?</details>", "<p>toggle</p>", page, flags=re.S)
+    blocks = len(re.findall(r"<(?:li|p|tr)\b", shut))
+    headings = len(re.findall(r"<h[1-6]\b", shut))
+    return blocks * LINE_PX + headings * HEADING_PX
+
+
+def shown_text(page: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def test_130_failures_of_one_function_make_a_small_comment() -> None:
+    text = render_summary(many_failures(), budget=COMMENT_LIMIT, links=LINKS, diagnostics=False)
+    page = render(text)
+    assert "120 \N{MULTIPLICATION SIGN} <code>tests/test_parse.py::test_parse[…]</code>" in page
+    assert "ValueError: bad header" in page
+    assert visible_px(page) < 1500, visible_px(page)
+    assert page.count("<li>") < 25  # 11 groups, not 130 items
+    assert "case_119" in page  # the ids are there, in the group's toggle
+
+
+def test_no_markdown_escape_shows_and_every_link_is_whole() -> None:
+    run = many_failures()
+    url = "https://example.test/list_items?page=2&size=10"
+    run.findings.append(Finding(
+        "timeout", "tests/test_db.py::test_query[a_b]", "error",
+        "timeout: ran past its 5s limit, stuck in recv (src/app/db_pool.py:88)",
+        Location("tests/test_db.py", 7), Culprit("src/app/db_pool.py", 88, "recv", None),
+        dump="dumps/x.txt"))
+    run.findings.append(Finding(
+        "leak-thread", "tests/test_l.py::test_pool_*", "error",
+        f"thread worker_1 still running, see {url}",
+        Location("/home/runner/work/app/app/tests/test_l.py", 3),
+        details={"created": "File src/app/pool_x.py, line 9, in start"}))
+    known = {fingerprint.of_finding(run.findings[1])}
+    text = render_summary(run, budget=COMMENT_LIMIT, links=LINKS, diagnostics=False,
+                          known=known, dump_loader=lambda _: "Thread main\n  File a_b.py")
+    page = render(text)
+    shown = shown_text(page)
+    assert not re.search(r"\\[_*\[\]`#|<>]", shown), re.findall(r".{20}\\.{20}", shown)
+    assert "&amp;" not in shown and "%5C" not in page
+    for href in re.findall(r'href="([^"]*)"', page):
+        assert not href.startswith("<") and "\\" not in href and " " not in href, href
+    assert f'href="https://github.com/octo/app/blob/{SHA}/src/app/db_pool.py#L88"' in page
+    assert f'href="{html.escape(url)}"' in page
+    assert "/home/runner" not in shown  # cells carry no runner paths
+    assert shown.count("db_pool.py:88") == 1  # the timeout states its culprit once
+
+
+def test_the_header_is_five_lines_with_commit_and_links() -> None:
+    run = many_failures()
+    text = render_summary(run, budget=COMMENT_LIMIT, links=LINKS, diagnostics=False, known=set())
+    header = text.split("\n\n", 1)[0].splitlines()
+    assert len(header) <= 5
+    assert "130 new failures · 0 new findings · 0 fixed · 0 still failing" in header[3]
+    page = render("\n".join(header))
+    for want in (f"/commit/{SHA}", "/actions/runs/42\"", "/runs/7\"", "#artifacts"):
+        assert want in page
+
+
+def test_diagnostics_are_collapsed_in_the_job_summary_only() -> None:
+    run = many_failures()
+    run.samples = [{"t": 100 + i * 0.25, "rss": (50 + i) * 2**20} for i in range(30)]
+    summary = render_summary(run, links=LINKS)
+    comment = render_summary(run, links=LINKS, diagnostics=False)
+    assert "Slowest tests" not in comment and "mermaid" not in comment
+    block = summary[summary.index("<details><summary>📊 Diagnostics"):]
+    assert "Slowest tests" in block and "```mermaid" in block
+    labels = re.search(r"x-axis \[(.*)\]", block)
+    assert labels and len(set(labels.group(1).split(", "))) == 30  # no merged labels
+
+
+def test_chart_labels_are_distinct() -> None:
+    assert distinct_labels([0.0, 1.0, 2.0]) == ["0s", "1s", "2s"]
+    assert distinct_labels([0.0, 0.21, 0.24]) == ["0.00s", "0.21s", "0.24s"]
+    assert distinct_labels([0.0, 60.0, 130.0]) == ["0m", "1m", "2m"]
