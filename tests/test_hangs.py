@@ -362,3 +362,32 @@ def test_an_import_deadlock_names_both_modules_and_both_lines(tmp_path: Path) ->
     assert "returns at once" not in first_line and "nothing waits" not in first_line
     dump = (results(project) / timeout["dump"]).read_text()
     assert dump.splitlines()[0].startswith("culprit: dl_a.py:11 in <module> — import deadlock")
+
+
+WAITS_FOR_AN_IMPORT = """
+import threading
+import time
+
+
+def test_waits_for_an_import_lock():
+    importer = threading.Thread(target=lambda: __import__("slow_module"), daemon=True)
+    importer.start()
+    time.sleep(0.5)
+    import slow_module  # noqa: F401  # waits for the module lock the importer holds
+"""
+
+
+def test_a_timeout_in_a_wait_for_an_import_lock_is_the_timeout_not_a_key_error(
+        tmp_path: Path) -> None:
+    # Before Python 3.12 the dump's imports in the SIGALRM handler delete this thread's entry in
+    # importlib's table of import waits, and the interrupted import ended in KeyError.
+    project = make_project(tmp_path, {
+        "slow_module.py": "import time\ntime.sleep(20)\n",
+        "test_import_wait.py": WAITS_FOR_AN_IMPORT,
+    })
+    proc = run_tiergate(project, "run", "--tier", "fast", "--test-timeout", "2s", timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    junit = (results(project) / "junit.xml").read_text()
+    assert 'type="timeout"' in junit, junit
+    assert "KeyError" not in junit, junit

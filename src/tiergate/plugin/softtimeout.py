@@ -30,6 +30,23 @@ _getsignal: Callable[[int], Any] = getattr(
 )
 
 
+class import_wait_kept:  # lower case: used as a statement, `with import_wait_kept():`
+    """Around an import made in the SIGALRM handler. Before Python 3.12, an import overwrites,
+    then deletes, this thread's entry in importlib's table of import-lock waits
+    (``_blocking_on``); when the handler interrupted a test waiting for an import lock, that
+    import then ends in ``KeyError`` instead of the timeout. The entry is put back."""
+
+    def __enter__(self) -> None:
+        table = getattr(sys.modules.get("_frozen_importlib"), "_blocking_on", None)
+        self._table = table if type(table) is dict else None  # 3.12+: another structure
+        self._me = threading.get_ident()
+        self._waiting = self._table.get(self._me) if self._table is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._waiting is not None and self._table is not None:
+            self._table[self._me] = self._waiting
+
+
 class TestTimeout(pytest.fail.Exception):  # type: ignore[misc,name-defined]
     """Raised in the test's thread when it runs past its limit; pytest reports it as a failure."""
 
@@ -107,7 +124,9 @@ class SoftTimer:
                 self._on_debugger()
             return
         self.fired = True
-        raise TestTimeout(self._on_expiry(self.limit), pytrace=False)
+        with import_wait_kept():  # the dump imports; the test may be waiting in an import
+            message = self._on_expiry(self.limit)
+        raise TestTimeout(message, pytrace=False)
 
     def cancel(self) -> bool:
         """The test ended; returns whether its limit was hit. No system call: a pending alarm
