@@ -540,6 +540,7 @@ def merge(runs: Iterable[RunResult]) -> RunResult:
         merged.malformed_events += run.malformed_events
         merged.cancelled = merged.cancelled or run.cancelled
         merged.stopped_early = merged.stopped_early or run.stopped_early
+        merged.quarantine = merged.quarantine or run.quarantine  # one project, one list
         if run.started is not None:
             merged.started = min(merged.started or run.started, run.started)
         if run.finished is not None:

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from tiergate.child import boot_env, stacks_file
 from tiergate.diagnose.culprit import fixture_words
 from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
+from tiergate.errors import ConfigError
 from tiergate.protocol import debuglog, environ, layout
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Culprit, Finding, FindingKind, Location
@@ -39,7 +40,8 @@ from tiergate.results.files import (
     write_result_files,
 )
 from tiergate.results.model import ORPHANED_PREFIX, RunResult, build
-from tiergate.settings.config import Tier
+from tiergate.settings.config import Tier, find_pyproject
+from tiergate.settings.quarantine import entry_for, load_quarantine
 from tiergate.supervisor import outpump
 from tiergate.supervisor.exitwatch import (
     ExitWatch,
@@ -139,7 +141,8 @@ class Supervisor:
         self.events_path = plan.results_dir / layout.EVENTS_FILE
         self.collected: list[str] = []
         self.finished: set[str] = set()
-        self.failures = 0  # tests that failed so far, for max-fail
+        self.failures = 0  # tests that failed so far, for max-fail (quarantined ones are not)
+        self.quarantine: list[dict[str, Any]] = []  # the entries, from the `quarantine` event
         self.in_flight: dict[str, _InFlight] = {}
         self.session_finished: set[int] = set()
         self.cancel_signal: int | None = None
@@ -272,9 +275,7 @@ class Supervisor:
                       f"{describe_os_error(exc)}; the verdict below is all there is")
             _step_summary_fallback(run)
             code = EXIT_FAILED if code == EXIT_FAILED or not run.ok else EXIT_USAGE
-        self._print_summary(run)
-        if run.stopped_early:
-            self._say(f"tiergate: {run.stopped_early}")
+        self._print_summary(run)  # with max-fail's "stopped after" line (report/terminal.py)
         if self.late_signal is not None and self.cancel_signal is None:
             self._say(f"tiergate: {signal.Signals(self.late_signal).name} received after the "
                       "tests ended; every result file was written first")
@@ -484,9 +485,10 @@ class Supervisor:
         argv = [self.plan.python, "-m", "pytest", f"--tiergate-run={spec_file}"]
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             argv += ["-p", "tiergate.plugin"]
-        if self.tier.max_fail is not None and not any(
+        if self.tier.max_fail is not None and not _has_quarantine(self.plan.root) and not any(
                 a in ("-x", "--exitfirst") or a.startswith("--maxfail") for a in args):
-            # pytest stops between two tests; a resumed attempt counts the failures before it
+            # pytest stops between two tests; a resumed attempt counts the failures before it.
+            # Not with a quarantine: pytest would count quarantined failures, which do not count.
             argv.append(f"--maxfail={max(1, self.tier.max_fail - self.failures)}")
         if self.tier.workers != 1 and not any(
             a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in args
@@ -532,9 +534,16 @@ class Supervisor:
         elif kind in (ev.TEST_FINISH, ev.HARD_TIMEOUT):
             self.in_flight.pop(record["nodeid"], None)
             if record["nodeid"] not in self.finished and (
-                    kind == ev.HARD_TIMEOUT or record.get("outcome") in _FAILING):
+                    kind == ev.HARD_TIMEOUT or record.get("outcome") in _FAILING
+            ) and entry_for(record["nodeid"], self.quarantine) is None:
                 self.failures += 1
             self.finished.add(record["nodeid"])
+        elif kind == ev.TEST_ATTEMPT:
+            # Between two attempts (the retry's delay) no limit runs: the next attempt's
+            # test-start puts the test back in flight with its own clock.
+            self.in_flight.pop(record["nodeid"], None)
+        elif kind == ev.QUARANTINE:
+            self.quarantine = [e for e in record.get("entries") or () if isinstance(e, dict)]
         elif kind == ev.DEBUGGER and record["nodeid"] in self.in_flight:
             test = self.in_flight[record["nodeid"]]
             test.debugging = bool(record.get("active"))
@@ -940,6 +949,13 @@ def _names_targets(args: Sequence[str], root: Path) -> bool:
 
 def _where(test: _InFlight | None) -> Location | None:
     return Location(test.path, test.line) if test and test.path else None
+
+
+def _has_quarantine(root: Path) -> bool:
+    try:
+        return bool(load_quarantine(find_pyproject(root)))
+    except ConfigError:
+        return True  # pytest says what is wrong with it; do not count on --maxfail meanwhile
 
 
 def _with_reason_seen_at_half(saved: SavedDump, slow: Culprit | None) -> SavedDump:
