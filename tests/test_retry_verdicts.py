@@ -73,3 +73,31 @@ until = 2099-01-01
     assert proc.returncode == 0, out
     assert "not run" not in out and "max-fail 1" not in out, out
     assert "2 passed, 1 failed" in out, out
+
+
+THIRD_TIME_LUCKY = """
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.flaky(max_runs=3, min_passes=1)  # the `flaky` package's marker
+def test_third_time():
+    count = Path(__file__).with_name("count")
+    runs = int(count.read_text()) + 1 if count.exists() else 1
+    count.write_text(str(runs))
+    assert runs >= 3
+"""
+
+
+def test_the_flaky_packages_marker_gets_its_max_runs(tmp_path: Path) -> None:
+    # Read as rerunfailures' flaky(reruns=...), it gave one retry: 2 runs, and a failure.
+    project = make_project(tmp_path, {"tests/test_lucky.py": THIRD_TIME_LUCKY}, pyproject="""
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+""")
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert (project / "tests" / "count").read_text() == "3", out
+    assert [f["kind"] for f in findings(project)["findings"]] == ["flaky"], out

@@ -94,11 +94,19 @@ class Retries:
         default = self.tier.retries
         if not default and self._rerunfailures:
             default = int(getattr(config.option, "reruns", 0) or 0)
+        # The `flaky` package (box/flaky) has a marker of the same name, flaky(max_runs=...):
+        # where it is installed, the tests it marks are its own to run again.
+        flaky_package = config.pluginmanager.hasplugin("flaky")
         for item in items:
-            count = _marked_retries(item, default)
+            count = _marked_retries(item, default, flaky_package=flaky_package)
             if count > 0:
                 self.allowed[item.nodeid] = count
-        if not self.allowed:  # nothing to retry here: no cost per test
+        if self.tier.new_test_runs > 1:
+            known = self._known_tests(config)
+            if known:  # no history yet: nothing to tell a new test from an old one
+                self.new_runs = {item.nodeid: self.tier.new_test_runs for item in items
+                                 if item.nodeid not in known}
+        if not self.allowed and not self.new_runs:  # nothing to run again: no cost per test
             config.pluginmanager.unregister(self)
 
     # -- the attempts ----------------------------------------------------------------------
@@ -178,15 +186,21 @@ def _ended(attempt: dict[str, Any]) -> str:
     return f"{outcome} with {message}" if message else outcome
 
 
-def _marked_retries(item: pytest.Item, default: int) -> int:
-    """The test's retries: ``tiergate_retries(n)``, else ``flaky(reruns=n)``, else *default*."""
+def _marked_retries(item: pytest.Item, default: int, *, flaky_package: bool = False) -> int:
+    """The test's retries: ``tiergate_retries(n)``, else ``flaky(reruns=n)``, else *default*;
+    none for a test the `flaky` package runs again (its ``flaky(max_runs=n)``)."""
     mark = item.get_closest_marker(MARKER)
     if mark is not None:
         return _count(mark.args[0] if mark.args else mark.kwargs.get("n", 1), default)
     mark = item.get_closest_marker("flaky")
-    if mark is not None:
-        return _count(mark.kwargs.get("reruns", mark.args[0] if mark.args else 1), default)
-    return default
+    if mark is None:
+        return default
+    if flaky_package and "reruns" not in mark.kwargs:
+        return 0  # box/flaky's own marker: its plugin runs the test again, not tiergate
+    if "max_runs" in mark.kwargs:  # box/flaky's marker, without its plugin: the same count
+        return _count(mark.kwargs["max_runs"] - 1 if isinstance(mark.kwargs["max_runs"], int)
+                      else None, default)
+    return _count(mark.kwargs.get("reruns", mark.args[0] if mark.args else 1), default)
 
 
 def _count(value: object, default: int) -> int:
