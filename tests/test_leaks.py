@@ -783,3 +783,35 @@ def test_a_librarys_process_wide_thread_cache_is_no_tests_leak() -> None:
     assert _process_wide_worker(threading.Thread(target=_work))
     _work.__module__ = "myapp.workers"
     assert not _process_wide_worker(threading.Thread(target=_work))
+
+
+DEADLOCK = """
+import threading
+
+def test_joins_two_deadlocked_threads():
+    first, second = threading.Lock(), threading.Lock()
+    first.acquire(); second.acquire()  # each thread waits for the lock the other one would free
+    threads = [threading.Thread(target=first.acquire, name="waits-first", daemon=True),
+               threading.Thread(target=second.acquire, name="waits-second", daemon=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # the soft timeout interrupts this join
+"""
+
+
+def test_a_thread_whose_join_the_timeout_interrupted_still_counts(
+    pytester: pytest.Pytester,
+) -> None:
+    """On 3.11 a soft timeout interrupting ``Thread.join()`` marks the still-running thread
+    stopped (``is_alive()`` False, ``Thread._wait_for_tstate_lock``): both deadlocked threads are
+    still running and both are the test's leak."""
+    pytester.makepyfile(test_deadlock=DEADLOCK)
+    pytester.makepyprojecttoml(
+        '[tool.tiergate.tiers.fast]\ntest-timeout = "1s"\nnetwork = "any"\nleaks = "warn"\n')
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tier", "fast")
+    findings = json.loads((pytester.path / ".tiergate" / "fast" / "findings.json").read_text())
+    threads = [f for f in findings["findings"] if f["kind"] == "leak-thread"]
+    assert len(threads) == 1, json.dumps(findings, indent=1)
+    names = sorted(leak["name"] for leak in threads[0]["details"]["leaks"])
+    assert names == ["waits-first", "waits-second"], json.dumps(threads, indent=1)

@@ -116,9 +116,13 @@ class ThreadProbe:
     def diff(self, before: Any, after: Any, claimed: set[int]) -> list[Leftover]:
         (threads_before, executors_before), (threads_after, _) = before, after
         out = []
+        running: set[int] | None = None  # idents with a frame, read once, only when needed
         for thread in threads_after - threads_before:
+            if not thread.is_alive():
+                running = set(sys._current_frames()) if running is None else running
             if (isinstance(thread, threading._DummyThread)
-                    or thread.name.startswith(OWN_THREAD_PREFIX) or not thread.is_alive()
+                    or thread.name.startswith(OWN_THREAD_PREFIX)
+                    or not _still_running(thread, running)
                     or _older_pool_worker(thread, executors_before)
                     or _process_wide_worker(thread)):
                 continue
@@ -139,6 +143,13 @@ class ThreadProbe:
         for thread in threading.enumerate():
             if any(left.key == ("thread", id(thread), thread.ident) for left in leftovers):
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _still_running(thread: threading.Thread, running: set[int] | None) -> bool:
+    """``is_alive()``, except for a thread it wrongly calls stopped: on 3.11 an exception (a soft
+    timeout) interrupting ``join()`` marks a thread that still runs as stopped
+    (``Thread._wait_for_tstate_lock``). Such a thread still has a frame."""
+    return thread.is_alive() or (running is not None and thread.ident in running)
 
 
 # Thread caches a library keeps for the whole process: a worker is made on first need, reused by
@@ -233,14 +244,14 @@ def held_fds(thread: threading.Thread) -> set[int]:
             children = list(attributes.values())[:64]
             # A raw descriptor kept as a number (os.pipe(), inotify_init()), named as one.
             fds.update(value for name, value in list(attributes.items())[:64]
-                       if type(value) is int and value > 2 and _FD_NAME.search(name))
+                       if type(value) is int and value > 2 and re.search(_FD_NAME, name))
         queue.extend((child, depth - 1) for child in children)
     return fds
 
 
 # Attribute names under which code keeps a raw descriptor: _kill_r/_kill_w, _inotify_fd, wakeup_fd,
 # read_pipe, sock_fd, fileno.
-_FD_NAME = re.compile(r"fd|fileno|pipe|sock|_[rw]$", re.IGNORECASE)
+_FD_NAME = r"(?i)fd|fileno|pipe|sock|_[rw]$"  # compiled (and cached) by re on first use
 
 
 def thread_of(left: Leftover) -> threading.Thread | None:
