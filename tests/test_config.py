@@ -447,7 +447,8 @@ def test_an_unknown_key_lists_every_key_of_the_table(tmp_path: Path) -> None:
         "unknown key 'timeout': allowed keys are markers, paths, test-timeout, budget, grace, "
         "network, leaks, workers, memory-limit, max-processes, max-fds, sample-interval, "
         "leak-thresholds, collect-timeout, allow-no-tests, slow-after, progress-interval, "
-        "max-fail, retries, retry-delay, retry-on, retry-kinds, flaky, comment, description")
+        "max-fail, order, retries, retry-delay, retry-on, retry-kinds, flaky, history, "
+        "new-test-runs, comment, description")
     assert list(TIER_KEYS) == str(info.value).rsplit("allowed keys are ", 1)[1].split(", ")
 
 

@@ -28,6 +28,15 @@ def test_max_fail_one_ends_the_tier_after_the_first_failure(tmp_path: Path) -> N
     run = build(events(project))
     assert run.stopped_early == "stopped after 1 failure (max-fail 1); 8 tests not run"
     assert [e["failures"] for e in events(project) if e["event"] == "max-fail"] == [1]
+    # Said once in the terminal summary and in summary.md's status, not only by `run`.
+    assert proc.stdout.count("stopped after 1 failure") == 1
+    summary = (results(project) / "summary.md").read_text()
+    status = next(line for line in summary.splitlines() if line.startswith("**Failed"))
+    shown = status.replace("\\", "")  # as GitHub renders it: markdown escapes gone
+    assert shown.endswith("The tier stopped after 1 failure (max-fail 1); 8 tests not run.")
+    assert "never ran" not in status
+    report = run_tiergate(project, "report", "--results-dir", str(results(project)))
+    assert "stopped after 1 failure (max-fail 1); 8 tests not run" in report.stdout
 
 
 def test_a_test_in_flight_at_max_fail_is_stopped_and_not_run(tmp_path: Path) -> None:

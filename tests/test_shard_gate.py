@@ -26,13 +26,13 @@ def test_part(n):
 """
 
 
-def _run_shards(tmp_path: Path, shards: list[str]) -> tuple[Path, list[Path]]:
+def _run_shards(tmp_path: Path, shards: list[str], *extra: str) -> tuple[Path, list[Path]]:
     project = make_project(tmp_path / "project", {"test_parts.py": EIGHT_TESTS})
     dirs = []
     for index, shard in enumerate(shards):
         out = tmp_path / f"shard-{index}"
         proc = run_tiergate(project, "run", "--tier", "fast", "--shard", shard,
-                            "--results-dir", str(out))
+                            "--results-dir", str(out), *extra)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         dirs.append(out)
     return project, dirs
@@ -127,3 +127,33 @@ def test_init_sets_the_gate_to_its_number_of_shards(tmp_path: Path) -> None:
     report = next(s for s in nightly["jobs"]["report"]["steps"] if s.get("id") == "tiergate")
     assert report["env"] == {"TIERGATE_EXPECT_SHARDS": "3"}
     assert nightly["jobs"]["shard"]["strategy"]["matrix"]["total"] == [3]
+
+
+def _plans(out: Path) -> list[list[str]]:
+    lines = (out / "events.jsonl").read_text().splitlines()
+    return [e["selected"] for e in map(json.loads, lines)
+            if e["event"] == "collected" and "selected" in e]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_shard_records_its_plan_once(tmp_path: Path, workers: str) -> None:
+    """The plan is every test the tier selected before the split; under xdist one worker says it."""
+    project, (out,) = _run_shards(tmp_path, ["2/2"], "--workers", workers)
+    assert _plans(out) == [[f"test_parts.py::test_part[{n}]" for n in range(8)]]
+    plain = tmp_path / "plain"
+    proc = run_tiergate(project, "run", "--tier", "fast", "--results-dir", str(plain))
+    assert proc.returncode == 0 and _plans(plain) == []  # not a shard: no plan, nothing to pay
+
+
+def test_a_selected_test_in_no_shard_fails_the_merge(tmp_path: Path) -> None:
+    """Shards that saw different suites (a push between two matrix jobs) cut it differently:
+    with 8 tests shard 1/2 runs 0-3; with 10, shard 2/2 runs 5-9; test 4 ran nowhere."""
+    project, dirs = _run_shards(tmp_path, ["1/2"])
+    (project / "test_parts.py").write_text(EIGHT_TESTS.replace("range(8)", "range(10)"))
+    second = tmp_path / "shard-late"
+    proc = run_tiergate(project, "run", "--tier", "fast", "--shard", "2/2",
+                        "--results-dir", str(second))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = _report(project, [*dirs, second], "--expect-shards", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "shards: 1 test selected but in no shard: test_parts.py::test_part[4]" in proc.stdout

@@ -120,3 +120,32 @@ def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
                         "--output", str(tmp_path / "no" / "such" / "trace.json"))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "cannot write the trace to" in proc.stderr
+
+
+def test_every_run_leaves_its_trace_with_the_results(tmp_path: Path) -> None:
+    """No `tiergate trace` step needed: the results dir the action uploads holds trace.json,
+    and the summary names it."""
+    project = make_project(tmp_path, {"test_suite.py": "def test_a():\n    pass\n"})
+    assert run_tiergate(project, "run", "--tier", "fast").returncode == 0
+    trace = json.loads((results(project) / "trace.json").read_text())
+    jsonschema.validate(trace, TRACE_EVENT_FORMAT)
+    assert [e["name"] for e in trace["traceEvents"] if e.get("cat") == "test"] == [
+        "test_suite.py::test_a"]
+    summary = (results(project) / "summary.md").read_text()
+    assert "`trace.json` in the results" in summary and "ui.perfetto.dev" in summary
+
+
+def test_a_report_writes_the_merged_trace(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {"test_suite.py": "def test_a():\n    pass\n"
+                                      "def test_b():\n    pass\n"})
+    dirs = []
+    for k in (1, 2):
+        dirs += ["--results-dir", str(tmp_path / f"shard-{k}")]
+        assert run_tiergate(project, "run", "--tier", "fast", "--shard", f"{k}/2",
+                            "--results-dir", dirs[-1]).returncode == 0
+    merged = tmp_path / "merged"
+    assert run_tiergate(project, "report", *dirs, "--output-dir", str(merged)).returncode == 0
+    trace = json.loads((merged / "trace.json").read_text())
+    jsonschema.validate(trace, TRACE_EVENT_FORMAT)
+    assert sorted(e["name"] for e in trace["traceEvents"] if e.get("cat") == "test") == [
+        "test_suite.py::test_a", "test_suite.py::test_b"]

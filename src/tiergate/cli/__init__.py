@@ -21,6 +21,7 @@ COMMANDS = {
     "audit-imports": "tiergate.cli.audit_imports",
     "init": "tiergate.cli.init",
     "quarantine": "tiergate.cli.quarantine",
+    "flakes": "tiergate.cli.flakes",
     "trace": "tiergate.cli.trace",
 }
 

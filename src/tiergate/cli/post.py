@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tiergate.cli.flakes import attach_history
 from tiergate.errors import InputError, UsageError
 from tiergate.github import checks, comment, issue
 from tiergate.github.client import GitHubClient, GitHubError
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         ctx = load_context()
         results = load_run(args.results_dir, args.junit)
         name_tier(results, args.tier)
+        attach_history(results, Path.cwd(), update=False)  # `tiergate report` counted the run
     except (UsageError, InputError) as exc:
         if args.fail_on_error:
             raise

@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tiergate.cli.flakes import attach_history
 from tiergate.errors import UsageError
 from tiergate.protocol import environ
 from tiergate.protocol.layout import FINDINGS_FILE, SUMMARY_FILE
 from tiergate.report import actions
 from tiergate.report.summary import render_summary
 from tiergate.report.terminal import render_terminal
+from tiergate.results.files import write_trace
 from tiergate.results.inputs import load_run, name_tier
 
 
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     name_tier(results, args.tier)
     if args.allow_no_tests:
         results.settings["allow-no-tests"] = True
+    attach_history(results, Path.cwd(), update=True)  # the tier's flake history, this run counted
     if args.output_dir is not None:
         out_dir = args.output_dir
     elif args.results_dir:
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     _write_new(summary_path, render_summary(results, title=args.title, details_url=url))
     _unlink_link(out_dir / (FINDINGS_FILE + ".tmp"))
     results.write_findings(out_dir)
+    write_trace(out_dir, results)  # the merged timeline, uploaded with the merged results
     sys.stdout.write(render_terminal(results))
 
     if actions.in_github_actions():

@@ -14,6 +14,10 @@ With pytest-rerunfailures installed, tiergate runs the retries of the tests it r
 hook answers first, so theirs stands aside for them) and reads ``--reruns`` as the tier's
 ``retries`` when the tier sets none; one line at the start says so.
 
+A test that is not in the tier's flake history (``new-test-runs``, results/history.py) runs
+that many times, every run logged as one attempt to pytest; once it has passed, a failure is
+not retried: it is the flake the extra runs are there to catch, an error finding.
+
 Registered for every tier run (the ``quarantine`` event is sent at session start); after
 collection it unregisters itself where no test is to be retried, so a tier without retries
 pays nothing per test.
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _pytest.runner import runtestprotocol
 
-from tiergate.errors import ConfigError
+from tiergate.errors import ConfigError, InputError
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Finding, Location
 from tiergate.settings.config import find_pyproject
@@ -49,6 +53,7 @@ class Retries:
         self.run = run
         self.tier = run.tier
         self.allowed: dict[str, int] = {}  # node id -> retries, for tests that have some
+        self.new_runs: dict[str, int] = {}  # node id -> runs, for tests new to the history
         self._patterns = [re.compile(p) for p in self.tier.retry_on]
         config = run.config
         config.addinivalue_line("markers", f"{MARKER}(n): run this test again up to n times "
@@ -113,16 +118,31 @@ class Retries:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        allowed = self.allowed.get(item.nodeid)
-        if not allowed:
+        allowed = self.allowed.get(item.nodeid, 0)
+        runs = self.new_runs.get(item.nodeid, 1)
+        if not allowed and runs <= 1:
             return None
         failed: list[dict[str, Any]] = []
+        passes = 0
+        started = False
         while True:
             ihook = item.ihook
-            ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            if not started:  # once per logged attempt: a new test's passing runs are one
+                ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+                started = True
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
             failure = next((r for r in reports if r.failed), None)
-            again = (failure is not None and len(failed) < allowed
+            if failure is None:
+                passes += 1
+            if failure is None and passes < runs:
+                # A new test's passing run before its last: not an attempt that failed, so
+                # no event; the next run gets its own limit.
+                self.run.end_attempt(item, reports)
+                _forget_failed_setup(item)
+                self.run.start_attempt(item)
+                continue
+            # Once a new test has passed, a failure is a flake caught: it is not retried.
+            again = (failure is not None and not passes and len(failed) < allowed
                      and self._retried(failure, self.run.timer.fired))
             if again:
                 failed.append(self._keep_attempt(item, reports, len(failed) + 1))
@@ -131,6 +151,7 @@ class Retries:
                     report.outcome = RERUN  # type: ignore[assignment]
                 ihook.pytest_runtest_logreport(report=report)
             ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            started = False
             if not again:
                 break
             _forget_failed_setup(item)
@@ -138,6 +159,8 @@ class Retries:
             self.run.start_attempt(item)
         if failed and failure is None:
             self._flaky(item, failed)
+        if failure is not None and passes:
+            self._new_test_flaked(item, passes, runs)
         return True
 
     def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
@@ -167,6 +190,32 @@ class Retries:
         delay = self.tier.retry_delay
         if delay > 0:
             time.sleep(delay * 2 ** (retry - 1) * (1 + random.random() / 2))
+
+    def _known_tests(self, config: pytest.Config) -> set[str]:
+        """The node ids in the tier's flake history (none without a ``history``)."""
+        if not self.tier.history:
+            if self.run.worker is None:
+                print(f"tiergate: tier {self.tier.name} sets new-test-runs but no history: "
+                      "every test runs once (set history = \".tiergate-history\")",
+                      file=sys.stderr)
+            return set()
+        from tiergate.results.history import load_history  # only for tiers that ask
+
+        pyproject = find_pyproject(config.rootpath)
+        folder = (pyproject.parent if pyproject else config.rootpath) / self.tier.history
+        try:
+            return set(load_history(folder).tests)
+        except InputError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    def _new_test_flaked(self, item: pytest.Item, passes: int, runs: int) -> None:
+        path, lineno, _ = item.location
+        self.run.emit_finding(Finding(
+            kind="flaky", test=item.nodeid, severity="error",
+            message=f"flaky new test: it passed {passes} time{'s' if passes > 1 else ''}, "
+                    f"then failed on run {passes + 1} of {runs} (new-test-runs): fix it "
+                    "before it lands",
+            location=Location(path, lineno + 1 if lineno is not None else None)))
 
     def _flaky(self, item: pytest.Item, failed: list[dict[str, Any]]) -> None:
         policy = self.tier.flaky

@@ -100,3 +100,31 @@ class TierSelection:
             resolved = path.resolve()
             known = self._under[path] = any(resolved.is_relative_to(r) for r in self.roots)
         return known
+
+
+
+def fixture_group(item: pytest.Item) -> str:
+    """What *item* must run next to: its package, module or class where it uses a fixture of
+    that scope (moving it away would set the fixture up again), else only itself. Session
+    fixtures are set up once whatever the order, so they group nothing."""
+    scopes = {defs[-1].scope for defs in _fixture_defs(item).values() if defs}
+    if "package" in scopes:
+        return str(item.path.parent)
+    if "module" in scopes:
+        return str(item.path)
+    if "class" in scopes and getattr(item, "cls", None) is not None:
+        return item.nodeid.rsplit("::", 1)[0]
+    return item.nodeid
+
+
+def _fixture_defs(item: pytest.Item) -> dict[str, Any]:
+    info = getattr(item, "_fixtureinfo", None)  # pytest's own; a non-Python item has none
+    return dict(getattr(info, "name2fixturedefs", {}) or {})
+
+
+def longest_first(items: list[pytest.Item], durations: dict[str, float]) -> list[pytest.Item]:
+    """*items* the longest fixture group first (``tiergate.shard.longest_first``)."""
+    from tiergate.shard import longest_first as order
+
+    by_id = {i.nodeid: i for i in items}
+    return [by_id[n] for n in order([(i.nodeid, fixture_group(i)) for i in items], durations)]

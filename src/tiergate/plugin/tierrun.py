@@ -20,7 +20,7 @@ from tiergate.errors import UsageError
 from tiergate.plugin.highwater import maxrss
 from tiergate.plugin.markers import ClosestMarker
 from tiergate.plugin.reproduce import Reproductions
-from tiergate.plugin.selection import TierSelection
+from tiergate.plugin.selection import TierSelection, longest_first
 from tiergate.plugin.softtimeout import (
     SoftTimer,
     TestTimeout,
@@ -31,12 +31,12 @@ from tiergate.protocol import debuglog, environ, layout, redact
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Finding, Location
 from tiergate.protocol.runspec import RunSpec
-from tiergate.results.files import ResultsDirClaim, claim_results_dir
 from tiergate.settings.config import TIER_MARKERS, Tier
 
 if TYPE_CHECKING:
     from tiergate.plugin.leaks import LeakWatch
     from tiergate.protocol.findings import Culprit
+    from tiergate.results.files import ResultsDirClaim
     from tiergate.results.model import RunResult
 
 _TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
@@ -59,6 +59,10 @@ class TierRun:
         self.is_xdist_controller = self.worker is None and _uses_xdist(config)
         self._claim: ResultsDirClaim | None = None
         if not spec.supervised and self.worker is None:
+            # Only a plain `pytest --tier` run owns its results dir: under `tiergate run` the
+            # supervisor claims it and writes the files, so pytest never imports results/files.py.
+            from tiergate.results.files import claim_results_dir
+
             try:
                 self._claim = claim_results_dir(spec.results_dir, config.rootpath)
             except UsageError as exc:
@@ -75,6 +79,8 @@ class TierRun:
         self._reports: list[pytest.TestReport] = []
         self._dump: str | None = None
         self._collected_sent = False
+        self._shard_plan: list[str] | None = None  # with --shard: the tests before the split
+        self._history: dict[str, float] | None = None  # --durations-from, once read
         self._modules_collecting: set[str] = set()
         self.leaks: LeakWatch | None = None  # its test windows open and close in our wrapper
         self._select(config)
@@ -139,11 +145,14 @@ class TierRun:
             keep = [i for i in keep if i.nodeid in wanted or as_logged(i.nodeid) in wanted]
         if self.spec.shard is not None:
             keep = self._shard(keep)
+        if self.tier.order == "slowest-first" and self.spec.durations_from:
+            keep = longest_first(keep, self._durations())
         logger.info("selected %d of %d tests (markers %r, resume %s, shard %s)", len(keep),
                     len(items), self.tier.markers, self.spec.only is not None, self.spec.shard)
         if len(keep) != len(items):
             dropped = [i for i in items if i not in set(keep)]
             config.hook.pytest_deselected(items=dropped)
+        if keep != items:  # fewer, or in another order
             items[:] = keep
 
     def _shard(self, items: list[pytest.Item]) -> list[pytest.Item]:
@@ -151,13 +160,25 @@ class TierRun:
 
         assert self.spec.shard is not None
         k, n = self.spec.shard
-        durations = shard.load_durations([Path(p) for p in self.spec.durations_from])
-        chosen = set(shard.select_shard([i.nodeid for i in items], k, n, durations))
+        durations = self._durations()
+        self._shard_plan = [i.nodeid for i in items]
+        chosen = set(shard.select_shard(self._shard_plan, k, n, durations))
         return [i for i in items if i.nodeid in chosen]
+
+    def _durations(self) -> dict[str, float]:
+        """The history, read once for the split and the order."""
+        if self._history is None:
+            from tiergate.shard import load_durations
+
+            self._history = load_durations([Path(p) for p in self.spec.durations_from])
+        return self._history
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.worker is None and not self.is_xdist_controller:
             self._send_collected([i.nodeid for i in session.items])
+        elif self.worker == "gw0" and self._shard_plan is not None:
+            # Under xdist only the workers split, so one of them tells the plan.
+            self.events.emit(ev.COLLECTED, selected=self._shard_plan)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -166,7 +187,9 @@ class TierRun:
     def _send_collected(self, ids: list[str]) -> None:
         if not self._collected_sent:
             self._collected_sent = True
-            self.events.emit(ev.COLLECTED, tests=ids)
+            # A shard's plan, once per process at collection: the merge's "in no shard" check.
+            plan = {} if self._shard_plan is None else {"selected": self._shard_plan}
+            self.events.emit(ev.COLLECTED, tests=ids, **plan)
 
     # -- the session -----------------------------------------------------------------------
 

@@ -2,12 +2,15 @@
 
 Flaky tests (failed, then passed on a retry) and tests that failed every attempt are told with
 each attempt: "attempt 1 failed with …, attempt 2 passed". Quarantined tests are listed with
-their reason, issue, owner and end date, and what they did in this run.
+their reason, issue, owner and end date, and what they did in this run. With the tier's flake
+history attached (results/history.py), each retried test says how often it flaked before, and a
+quarantined test that passed long enough in a row is suggested for release.
 """
 
 from __future__ import annotations
 
 from tiergate.report.escape import md_text
+from tiergate.results.history import FlakeHistory, flake_line, ready_for_release
 from tiergate.results.model import Attempt, RunResult, TestResult
 
 _ROWS = 50  # per section: past that, a count
@@ -19,10 +22,10 @@ def flaky_sections(run: RunResult) -> list[str]:
     parts = []
     flaky = run.flaky_tests
     if flaky:
-        parts.append(_section("🎲 Flaky (failed, then passed on a retry)", flaky))
+        parts.append(_section("🎲 Flaky (failed, then passed on a retry)", flaky, run.history))
     retried = [t for t in run.tests.values() if t.attempts and not t.flaky]
     if retried:
-        parts.append(_section("🔁 Failed on every attempt", retried))
+        parts.append(_section("🔁 Failed on every attempt", retried, run.history))
     quarantined = run.quarantined_tests
     if quarantined or any(e.get("expired") for e in run.quarantine):
         parts.append(_quarantine(run, quarantined))
@@ -46,10 +49,11 @@ def _ended_as(outcome: str, message: str | None) -> str:
     return f"{verb} with {message[:_MESSAGE]}" if message else verb
 
 
-def _section(heading: str, tests: list[TestResult]) -> str:
+def _section(heading: str, tests: list[TestResult], history: FlakeHistory | None) -> str:
     lines = [f"### {heading}", ""]
     for test in tests[:_ROWS]:
-        lines.append(f"- `{md_text(test.nodeid, 300)}`: {md_text(attempts_story(test))}")
+        lines.append(f"- `{md_text(test.nodeid, 300)}`: {md_text(flake_line(test, history))} "
+                     f"({md_text(attempts_story(test))})")
     if len(tests) > _ROWS:
         lines.append(f"- … and {len(tests) - _ROWS:,} more.")
     return "\n".join(lines)
@@ -67,6 +71,11 @@ def _quarantine(run: RunResult, tests: list[TestResult]) -> str:
             f"`{md_text(test.nodeid, 200)}`", outcome, *_entry_cells(entry)]) + " |")
     if len(tests) > _ROWS:
         lines.append(f"\n… and {len(tests) - _ROWS:,} more.")
+    for test in tests[:_ROWS]:
+        streak = ready_for_release(test.nodeid, run.history)
+        if streak is not None and test.outcome == "passed" and not test.flaky:
+            lines.append(f"\n✅ `{md_text(test.nodeid, 200)}` passed on every one of its last "
+                         f"{streak} runs: release it (`tiergate quarantine remove`).")
     expired = [e for e in run.quarantine if e.get("expired")]
     for entry in expired[:_ROWS]:
         lines.append(f"\n❌ The quarantine of `{md_text(str(entry.get('test', '?')), 200)}` "

@@ -281,7 +281,7 @@ def _status(view: _View) -> str:
     other = [f for f in view.others if f.severity == "error" and f.kind != "crash"]
     if other:
         reasons.append(f"{_n(len(other), 'other finding')}")
-    if run.not_run:
+    if run.not_run and not run.stopped_early:  # max-fail's own line says how many
         reasons.append(f"{_n(len(run.not_run), 'test')} never ran")
     if run.outcome == "cancelled":
         by = f" by {md_text(run.cancelled, 20)}" if run.cancelled else ""
@@ -290,6 +290,8 @@ def _status(view: _View) -> str:
     else:
         text = _join(reasons) or "it failed"
         line = f"**Failed: {text}** — {_n(total, 'test')} in {took}."
+    if run.stopped_early:
+        line += f" The tier {md_text(run.stopped_early, 200)}."
     return line
 
 

@@ -36,6 +36,8 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
         lines.append("the tier's time budget ran out")
     if run.cancelled:
         lines.append(terminal_text(f"cancelled by {run.cancelled}", width))
+    if run.stopped_early:  # max-fail: why the rest is "not run"
+        lines.append(terminal_text(run.stopped_early, width))
 
     failures = [t for t in run.tests.values() if t.failing]
     explained = {f.test for f in run.findings if f.kind in TIMEOUT_KINDS}

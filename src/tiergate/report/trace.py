@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tiergate.protocol.layout import TRACE_FILE
 from tiergate.results.model import Moment, RunResult, TestResult
 
 RUN_PID = 1  # the whole trace is one "process": the tier's run; its lanes are "threads"
@@ -57,7 +58,7 @@ def trace_hint(run: RunResult) -> str:
     """The job summary's line on how to see the timeline; none for results with no times."""
     if not run.times:
         return ""
-    return ("🕒 **Timeline:** `tiergate trace --results-dir DIR` writes `trace.json`; open it in "
+    return (f"🕒 **Timeline:** `{TRACE_FILE}` in the results (the uploaded artifact); open it in "
             "https://ui.perfetto.dev (*Open trace file*) or `chrome://tracing`.")
 
 

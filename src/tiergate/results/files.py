@@ -7,13 +7,15 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tiergate.errors import UsageError
-from tiergate.protocol.layout import FINDINGS_FILE, JUNIT_FILE, MARK_FILE, SUMMARY_FILE
+from tiergate.protocol.layout import FINDINGS_FILE, JUNIT_FILE, MARK_FILE, SUMMARY_FILE, TRACE_FILE
 from tiergate.protocol.layout import OWN_DIRS as _OWN_DIRS
 from tiergate.protocol.layout import OWN_FILES as _OWN_FILES
-from tiergate.results.junit_out import write_junit
-from tiergate.results.model import RunResult, load_results_dir
+
+if TYPE_CHECKING:
+    from tiergate.results.model import RunResult
 
 _MARK_TEXT = "A tiergate results dir: tiergate clears it at the start of each run.\n"
 
@@ -100,15 +102,35 @@ def clear_results(results_dir: Path) -> None:
 
 
 def write_result_files(results_dir: Path, run: RunResult | None = None) -> RunResult:
-    """junit.xml, findings.json and summary.md in *results_dir*, from its event log (or from *run*,
-    the model already built from it)."""
+    """junit.xml, findings.json, trace.json and summary.md in *results_dir*, from its event log
+    (or from *run*, the model already built from it)."""
+    # Imported here, not at the top: a run's start claims the dir (above) and must not pay for
+    # the model and the writers, which only its end needs (and a supervised pytest never does).
+    from tiergate.results.junit_out import write_junit
+    from tiergate.results.model import load_results_dir
+
     run = run if run is not None else load_results_dir(results_dir)
     write_junit(run, results_dir / JUNIT_FILE, results_dir)
     run.write_findings(results_dir)
+    write_trace(results_dir, run)
     summary = _render_summary(run)
     if summary is not None:
         (results_dir / SUMMARY_FILE).write_text(summary, encoding="utf-8")
     return run
+
+
+def write_trace(out_dir: Path, run: RunResult) -> None:
+    """trace.json, the run's timeline, next to the other results so the artifact carries it;
+    none for results with no times of day (JUnit from elsewhere: nothing to place)."""
+    if not run.times:
+        return
+    from tiergate.report.trace import render_trace
+
+    path = out_dir / TRACE_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # never half a file where it goes
+    tmp.unlink(missing_ok=True)  # a link left there could point anywhere the job can write
+    tmp.write_text(render_trace(run), encoding="utf-8")
+    os.replace(tmp, path)  # replaces a link at trace.json, never writes through it
 
 
 def _render_summary(run: RunResult) -> str | None:
@@ -117,4 +139,4 @@ def _render_summary(run: RunResult) -> str | None:
     return render_summary(run)
 
 
-__all__ = ["FINDINGS_FILE", "JUNIT_FILE", "SUMMARY_FILE", "write_result_files"]
+__all__ = ["FINDINGS_FILE", "JUNIT_FILE", "SUMMARY_FILE", "write_result_files", "write_trace"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tiergate.protocol import events as ev
 from tiergate.protocol import records as rec
@@ -14,6 +14,9 @@ from tiergate.protocol.findings import FINDINGS_FILE, LEAK_KINDS, SCHEMA, Findin
 from tiergate.protocol.records import OUTCOMES as OUTCOMES
 from tiergate.protocol.records import Outcome
 from tiergate.settings.quarantine import entry_for
+
+if TYPE_CHECKING:
+    from tiergate.results.history import FlakeHistory
 
 FAILING_OUTCOMES: frozenset[Outcome] = frozenset({"failed", "timeout", "error"})
 # What a whole run amounts to. Only "passed" is green by itself; "no-tests" is green only where
@@ -125,6 +128,9 @@ class RunResult:
     unknown_events: int = 0
     malformed_events: int = 0
     quarantine: list[Mapping[str, Any]] = dataclasses.field(default_factory=list)  # entries
+    # The tier's flake history with this run counted (results/history.py), when the command
+    # that reads the run attaches it from the project's own config (never from the results).
+    history: FlakeHistory | None = None
 
     @property
     def flaky_tests(self) -> list[TestResult]:

@@ -25,10 +25,12 @@ MAX_WORKERS = 512
 MAX_DESCRIPTION = 200  # characters of a tier's one-line description
 _MAX_DIGITS = 18  # a longer run of digits is no sane count (and int() refuses 4300+ digits)
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+# Patterns, not compiled regexes: re compiles each on its first use (and caches it), so a run
+# that parses no duration, size or host pays nothing for them at start-up.
+_DURATION = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$"
 _NOT_FINITE = ("inf", "infinity", "nan")  # as the command line spells what TOML reads as floats
 _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)?\s*$", re.IGNORECASE)
+_SIZE = r"(?i)^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)?\s*$"
 _SIZE_UNITS = {
     None: 1,
     "b": 1,
@@ -54,7 +56,7 @@ def parse_duration(value: object) -> float:
         raise ValueError(value)
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
+    elif isinstance(value, str) and (m := re.match(_DURATION, value)):
         seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
     elif isinstance(value, str) and value.strip().lower().lstrip("+-") in _NOT_FINITE:
         raise DurationRangeError(value)
@@ -75,7 +77,7 @@ def parse_size(value: object, *, total: int | None = None) -> int:
         if value < 0:
             raise ValueError(value)
         return value
-    if isinstance(value, str) and (m := _SIZE.match(value)):
+    if isinstance(value, str) and (m := re.match(_SIZE, value)):
         unit = m.group(2).lower() if m.group(2) else None
         number = float(m.group(1))
         if not math.isfinite(number):  # hundreds of digits
@@ -133,6 +135,19 @@ def _retry_count(raw: object) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 10:
         raise BadValue("use a whole number of retries from 0 to 10")
     return raw
+
+
+def _test_runs(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 10:
+        raise BadValue("use a whole number of runs from 1 to 10")
+    return raw
+
+
+def _history_folder(raw: object) -> str:
+    # a folder the project keeps between runs; "" keeps no history
+    if not isinstance(raw, str) or not raw.isprintable() or "\x00" in raw:
+        raise BadValue('use a folder of the project, such as ".tiergate-history"')
+    return raw.strip()
 
 
 def _patterns(raw: object) -> tuple[str, ...]:
@@ -201,6 +216,12 @@ def _paths(raw: object) -> tuple[str, ...]:
 def _leak_policy(raw: object) -> str:
     if raw not in LEAK_POLICIES:
         raise BadValue(f"use one of {', '.join(LEAK_POLICIES)}")
+    return str(raw)
+
+
+def _test_order(raw: object) -> str:
+    if raw not in ("slowest-first", "pytest"):
+        raise BadValue("use slowest-first or pytest")
     return str(raw)
 
 
@@ -293,8 +314,8 @@ def _network(raw: object) -> str | tuple[str, ...]:
     raise BadValue(allowed)
 
 
-_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+_HOST_NAME = (r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+              r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
 
 
 def _network_entry_error(entry: str) -> str | None:
@@ -323,7 +344,7 @@ def _network_entry_error(entry: str) -> str | None:
         if not _is_ip_or_network(host):
             return "is not a valid IPv4 address"
         return None
-    if not host or len(host) > 253 or not _HOST_NAME.fullmatch(host):
+    if not host or len(host) > 253 or not re.fullmatch(_HOST_NAME, host):
         return "is not a host name, IP address or CIDR"
     return None
 
@@ -501,6 +522,11 @@ class Tier:
         flag=Flag("stop the tier after this many failures", "N"),
         doc="stop the tier right after this many failed tests (the tests in flight are ended as "
             "at the budget); the rest are reported as not run, and the run is not resumed")
+    order: str = tier_key(
+        "order", _test_order, default="slowest-first", rejects=("random",),
+        doc="`slowest-first`: with a durations history (`--durations-from`), the tier's tests "
+            "run longest first, a module or class with module- or class-scoped fixtures kept "
+            "together, so xdist workers finish together; `pytest`: pytest's order")
     retries: int = tier_key(
         "retries", _retry_count, default=0, rejects=(-1, "2"),
         flag=Flag("run a failed test again up to N times", "N"),
@@ -530,6 +556,18 @@ class Tier:
         doc="what a flaky test (failed, then passed on a retry) does: `warn` (the tier passes "
             "with a warning finding), `fail` (an error finding fails the tier), `pass` "
             "(reported as flaky, no finding)")
+    history: str = tier_key(
+        "history", _history_folder, default="", rejects=(3,),
+        doc="a folder, relative to the project, where `tiergate report` keeps each test's "
+            "flake history across runs (`flakes.json`: attempts, failures, flaky passes, last "
+            "seen); cache it between runs as the nightly template caches the durations. The "
+            "report then says how often a flaky test flaked before, `tiergate flakes` lists "
+            "the worst, and `new-test-runs` knows which tests are new (default: no history)")
+    new_test_runs: int = tier_key(
+        "new-test-runs", _test_runs, default=1, rejects=(0, "3"),
+        doc="run a test that is not in the `history` (new in this change) this many times; "
+            "every run must pass, so a flaky test is caught before it lands (its extra runs "
+            "are attempts; with no history yet, no test counts as new)")
     comment: str = tier_key(
         "comment", _comment_mode, default="on-failure", rejects=("sometimes",),
         doc="when `tiergate post` writes the sticky PR comment: `always`, `on-failure` (none on "
