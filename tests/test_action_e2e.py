@@ -239,6 +239,8 @@ def test_pr_template_comments_on_the_hang_and_the_leak_and_fails_the_job(act: Ac
 
 def test_nightly_template_shards_merge_into_one_report(act: Act) -> None:
     repo = _sample_repo(act.tmp, {})
+    with (repo / "pyproject.toml").open("a") as pyproject:  # issue 20: the flake history
+        pyproject.write('history = ".tiergate-history"\n')  # (the nightly table is the last)
     assert tiergate_main(["init", "--project", str(repo), "--shards", "2"]) == 0
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
 
@@ -263,6 +265,9 @@ def test_nightly_template_shards_merge_into_one_report(act: Act) -> None:
     # The durations of this run are kept for the next split.
     kept = list(act.cache.glob("tiergate-durations-nightly-*/nightly.json"))
     assert len(kept) == 1 and len(json.loads(kept[0].read_text())) == 5
+    # The report job counted the merged run in the flake history and kept it (issue 20).
+    [history] = act.cache.glob("tiergate-history-nightly-*/.tiergate-history/flakes.json")
+    assert len(json.loads(history.read_text())["tests"]) == 5
 
 
 def test_own_ci_runs_the_action_from_this_checkout_on_the_example(act: Act) -> None:

@@ -4,15 +4,24 @@ small for 130 failures of one function, no Markdown escape visible, every link w
 from __future__ import annotations
 
 import html
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tiergate.protocol.findings import Culprit, Finding, Location
+from tiergate.github.comment import fit_body, marker
+from tiergate.protocol.findings import LEAK_KINDS, Culprit, Finding, Location
 from tiergate.report import fingerprint
 from tiergate.report.chart import distinct_labels
 from tiergate.report.links import Links
 from tiergate.report.summary import COMMENT_LIMIT, render_summary
+from tiergate.results.inputs import load_run
 from tiergate.results.model import RunResult, TestResult
 
 cmarkgfm = pytest.importorskip("cmarkgfm")
@@ -125,3 +134,90 @@ def test_chart_labels_are_distinct() -> None:
     assert distinct_labels([0.0, 1.0, 2.0]) == ["0s", "1s", "2s"]
     assert distinct_labels([0.0, 0.21, 0.24]) == ["0.00s", "0.21s", "0.24s"]
     assert distinct_labels([0.0, 60.0, 130.0]) == ["0m", "1m", "2m"]
+
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "startup-service"
+FIRST_SCREEN = 25  # rendered text lines at 800 px before a reviewer scrolls
+
+
+@pytest.fixture(scope="module")
+def example_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example service's fast tier as `tiergate run` leaves it: a hang, leaks, an env change."""
+    out = tmp_path_factory.mktemp("example") / "results"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TIERGATE_") and k != "PYTEST_ADDOPTS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tiergate", "run", "--tier", "fast", "--project", str(EXAMPLE),
+         "--results-dir", str(out)], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stdout + done.stderr
+    return out
+
+
+def example_comment(results: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The body `tiergate post` writes, run in the action's working-directory (the example's
+    folder of this repository, as in a monorepo)."""
+    monkeypatch.chdir(EXAMPLE)
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(REPO))
+    body = render_summary(load_run([results], []), title="tiergate · tier fast",
+                          details_url=LINKS.run_url, budget=COMMENT_LIMIT - 500, known=set(),
+                          links=LINKS, diagnostics=False)
+    return fit_body(f"{marker('fast')}\n{body}")
+
+
+def rendered_lines(page: str) -> list[str]:
+    """The text a reader sees, a line per block, with every toggle shut (its summary shows)."""
+    shut = re.sub(r"<details>\s*<summary>(.*?)</summary>.*?</details>", r"<p>\1</p>", page,
+                  flags=re.S)
+    blocks = re.sub(r"</?(?:p|li|h[1-6]|ul|ol|br|pre|table|tr|summary|details)\b[^>]*>", "\n",
+                    shut)
+    lines = (html.unescape(re.sub(r"<[^>]+>", "", line)).strip() for line in blocks.split("\n"))
+    return [line for line in lines if line]
+
+
+def findings_of(results: Path) -> list[dict[str, Any]]:
+    return list(json.loads((results / "findings.json").read_text())["findings"])
+
+
+def test_the_example_services_comment_shows_what_and_why_on_the_first_screen(
+        example_results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = render(example_comment(example_results, monkeypatch))
+    screen = "\n".join(rendered_lines(page)[:FIRST_SCREEN])
+    assert screen.startswith("❌ tiergate · tier fast: failed"), screen
+    found = findings_of(example_results)
+    hang = next(f for f in found if f["kind"] == "timeout")
+    culprit = hang["culprit"]
+    item = next(line for line in screen.splitlines() if hang["test"] in line)
+    assert f"{culprit['path']}:{culprit['line']}" in item, item
+    assert "ran past its 3s limit" in item and culprit["reason"] in item, item
+    leaks = [f for f in found if f["kind"] in LEAK_KINDS]
+    assert leaks
+    for leak in leaks:
+        assert re.search(rf"{leak['kind']} {re.escape(leak['test'])}.* at \S+:\d+", screen), leak
+
+
+def test_the_example_services_comment_shows_no_escape_and_every_link_is_whole(
+        example_results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = render(example_comment(example_results, monkeypatch))
+    shown = "\n".join(rendered_lines(page))
+    assert not re.search(r"\\[_*\[\]`#|<>()!{}~]", shown), re.findall(r".{20}\\.{20}", shown)
+    assert "&amp;" not in shown and "&#" not in shown
+    hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page)]
+    assert hrefs
+    for href in hrefs:
+        parts = urlsplit(href)
+        assert parts.scheme == "https" and parts.netloc, href
+        assert "%5C" not in href.upper() and "\\" not in href and "&amp;" not in href, href
+    blobs = [h for h in hrefs if "/blob/" in h]
+    assert blobs and all(h.startswith(f"https://github.com/octo/app/blob/{SHA}/"
+                                      "examples/startup-service/") for h in blobs), blobs
+
+
+def test_the_example_services_leaks_state_their_place_once(
+        example_results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = rendered_lines(render(example_comment(example_results, monkeypatch)))
+    for leak in (f for f in findings_of(example_results) if f["kind"] in LEAK_KINDS):
+        place = leak["culprit"] or leak["location"]
+        item = next(line for line in shown if line.startswith(f"{leak['kind']} {leak['test']}"))
+        assert item.count(f"{Path(place['path']).name}:{place['line']}") == 1, item
+        assert str(EXAMPLE) not in item, item  # no runner paths in the text

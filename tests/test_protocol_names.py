@@ -32,6 +32,7 @@ CHILD_COPIES = {
     ("site/_tiergate_netguard.py", "ENV_TIER"): environ.TIER,
     ("site/_tiergate_netguard.py", "ENV_EVENTS"): environ.EVENTS,
     ("site/_tiergate_netguard.py", "ENV_ADDRESSES"): environ.NETWORK_ADDRESSES,
+    ("site/_tiergate_netguard.py", "ENV_NETWORK_FROM"): environ.NETWORK_FROM,
 }
 
 LAYOUT_NAMES = frozenset({

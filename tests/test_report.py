@@ -417,3 +417,37 @@ def test_the_report_shows_each_leak_check_and_counts_its_time_in_the_run(
             "leak confirmed).") in summary
     out = capsys.readouterr().out
     assert "leak checks: 1 test run again (3 repeats, 4.00s of the run's 6.0s):" in out
+
+
+def test_the_job_summary_links_the_pull_requests_head_and_the_run(
+        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # As Actions sets them for a pull_request: GITHUB_SHA is the merge commit, the head is in
+    # the event file, and the blob links must name the head (the merge commit's blobs vanish).
+    head, merge = "a" * 40, "b" * 40
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 5, "head": {"sha": head},
+                                                  "base": {"sha": "c" * 40}}}))
+    for name, value in (("GITHUB_SERVER_URL", "https://github.com"),
+                        ("GITHUB_REPOSITORY", "octo/app"), ("GITHUB_RUN_ID", "42"),
+                        ("GITHUB_RUN_ATTEMPT", "2"), ("GITHUB_SHA", merge),
+                        ("GITHUB_EVENT_NAME", "pull_request"),
+                        ("GITHUB_EVENT_PATH", str(event))):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)  # report needs none
+    results = write_results_dir(tmp_path / "res", failures=[("tests/test_bad.py::test_x", "no")])
+    assert cli.main(["report", "--results-dir", str(results)]) == 1
+
+    job = actions_env["summary"].read_text()
+    assert f'href="https://github.com/octo/app/commit/{head}"' in job
+    assert f'href="https://github.com/octo/app/blob/{head}/tests/test_bad.py#L10"' in job
+    assert 'href="https://github.com/octo/app/actions/runs/42/attempts/2"' in job
+    assert merge not in job
+    assert (results / "summary.md").read_text() == job
+
+
+def test_off_actions_the_summary_has_no_links(
+        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    results = write_results_dir(tmp_path / "res", failures=[("tests/test_bad.py::test_x", "no")])
+    assert cli.main(["report", "--results-dir", str(results)]) == 1
+    assert "href=" not in actions_env["summary"].read_text()

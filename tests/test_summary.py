@@ -337,3 +337,25 @@ def test_a_finding_of_no_test_and_no_place_has_no_stray_separator() -> None:
                             message="timeout: the tier's budget of 3s ran out")]
     lines = render_terminal(run).splitlines()
     assert "  ERROR   job-timeout: timeout: the tier's budget of 3s ran out" in lines, lines
+
+
+def test_a_finding_states_its_place_once_and_other_places_short() -> None:
+    # The probes write where a leaked thing came from for a terminal, with the runner's absolute
+    # path; the item shows that place as its link already.
+    run = RunResult(tier="fast")
+    run.findings += [
+        Finding("leak-thread", "tests/test_a.py::test_a", "error",
+                "test left threads running: thread 'a', started at "
+                "/home/runner/work/app/app/src/app/pool.py:9 in start; thread 'b', started at "
+                "/home/runner/work/app/app/src/app/other.py:3 in run (left again)",
+                Location("tests/test_a.py", 2), Culprit("src/app/pool.py", 9, "start", None)),
+        Finding("resource-warning", "tests/test_b.py::test_b", "warning",
+                "ResourceWarning: unclosed file, created at src/app/files.py:5 (open)",
+                Location("tests/test_b.py", 4), Culprit("src/app/files.py", 5, "open", None)),
+    ]
+    text = render_summary(run)
+    thread = next(line for line in text.splitlines() if "leak-thread" in line)
+    assert thread.count("pool.py:9") == 1 and "/home/runner" not in thread, thread
+    assert "other.py:3 in run \\(left again\\)" in thread, thread
+    warning = next(line for line in text.splitlines() if "resource-warning" in line)
+    assert warning.count("files.py:5") == 1 and warning.endswith("unclosed file"), warning

@@ -119,3 +119,29 @@ def test_the_cancelled_run_step_uses_what_the_action_used(path: Path) -> None:
     setup = next(s for s in yaml.safe_load(ACTION.read_text())["runs"]["steps"]
                  if s.get("id") == "setup")["run"]
     assert '"${RUNNER_TEMP:-/tmp}/tiergate-last-run"' in setup
+
+
+def _cache_steps(template: str, kind: str) -> list[dict[str, object]]:
+    """The template's actions/cache/{restore,save} steps of the flake history, by job."""
+    jobs = yaml.safe_load((REPO / "workflows-templates" / template).read_text())["jobs"]
+    return [dict(step, job=name) for name, job in jobs.items() for step in job["steps"]
+            if str(step.get("uses", "")).startswith(f"actions/cache/{kind}@")
+            and step.get("with", {}).get("path") == ".tiergate-history"]
+
+
+@pytest.mark.parametrize(("template", "saving_job"), [("pr.yml", "fast"),
+                                                       ("nightly.yml", "report")])
+def test_the_templates_keep_the_flake_history(template: str, saving_job: str) -> None:
+    """Issue 20: the history is restored before it is read and saved where the run is counted,
+    saved only where it exists (no cache warning for a tier without `history`)."""
+    restores, saves = _cache_steps(template, "restore"), _cache_steps(template, "save")
+    assert restores and [s["job"] for s in saves] == [saving_job]
+    prefix = f"tiergate-history-{template.split('.')[0].replace('pr', 'fast')}-"
+    assert all(r["with"]["restore-keys"] == prefix for r in restores)  # type: ignore[index]
+    assert str(saves[0]["with"]["key"]).startswith(prefix)  # type: ignore[index]
+    assert "hashFiles('.tiergate-history/flakes.json')" in str(saves[0]["if"])
+
+
+def test_pull_requests_read_mains_history_and_never_save_their_own() -> None:
+    [save] = _cache_steps("pr.yml", "save")
+    assert "github.event_name == 'push'" in str(save["if"])

@@ -21,10 +21,11 @@ from tiergate.errors import InputError, UsageError
 from tiergate.github import checks, comment, issue
 from tiergate.github.client import GitHubClient, GitHubError
 from tiergate.github.context import Context, load_context
-from tiergate.github.known import known_on_base
+from tiergate.github.known import base_text, parse, parse_tests
 from tiergate.report import fingerprint
 from tiergate.report.escape import terminal_text, workflow_command
 from tiergate.report.links import Links
+from tiergate.report.lost import lost_tests, ran
 from tiergate.report.summary import CHECK_RUN_LIMIT, COMMENT_LIMIT, render_summary
 from tiergate.results.inputs import load_run, name_tier
 from tiergate.results.model import RunResult
@@ -128,12 +129,16 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
     """Every part that can be posted is posted; the errors of those that could not are returned."""
     errors: list[GitHubError] = []
     name = checks.check_name(tier, ctx.environment)
-    known = known_on_base(client, ctx.repository, ctx.base_sha, name)
+    base = base_text(client, ctx.repository, ctx.base_sha, name)
+    known = None if base is None else parse(base)
+    base_tests = parse_tests(base)
     prints = fingerprint.of_run(results)
     title = f"tiergate · tier {tier}"
     # Green only when the verdict is (a pass, or no tests where the tier allows that): a run that
-    # selected nothing, or was cancelled, keeps the comment and the nightly issue open.
-    failing = not results.ok or bool(results.findings)
+    # selected nothing, or was cancelled, keeps the comment and the nightly issue open. Tests
+    # that no longer run do not fail the tier, but the comment is where a review sees them.
+    failing = (not results.ok or bool(results.findings)
+               or bool(lost_tests(results, base_tests)))
 
     links = Links(ctx.server_url, ctx.repository, ctx.sha, run_url=ctx.run_url,
                   base_sha=ctx.base_sha)
@@ -141,13 +146,14 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
     def summary(budget: int) -> str:
         # The job summary has the diagnostics (slowest, heaviest, memory); a review does not.
         return render_summary(results, title=title, details_url=ctx.run_url, budget=budget,
-                              known=known, links=links, diagnostics=False)
+                              known=known, links=links, diagnostics=False,
+                              base_tests=base_tests)
 
     try:
         check_id = checks.publish_check_run(
             client, ctx.repository, ctx.sha, results, name=name,
             summary=summary(CHECK_RUN_LIMIT - _MARKER_ROOM), fingerprints=prints,
-            details_url=ctx.run_url)
+            details_url=ctx.run_url, ran=ran(results))
         _say(terminal_text(f"tiergate post: check run {check_id} created on {ctx.sha[:12]}"))
         links = dataclasses.replace(
             links, check_url=f"{ctx.server_url}/{ctx.repository}/runs/{check_id}")

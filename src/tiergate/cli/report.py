@@ -16,6 +16,7 @@ from tiergate.errors import UsageError
 from tiergate.protocol import environ
 from tiergate.protocol.layout import FINDINGS_FILE, SUMMARY_FILE
 from tiergate.report import actions
+from tiergate.report.links import Links
 from tiergate.report.summary import render_summary
 from tiergate.report.terminal import render_terminal
 from tiergate.results.files import write_trace
@@ -76,6 +77,19 @@ def details_url(environ: dict[str, str] | None = None) -> str | None:
     return f"{server}/{repo}/actions/runs/{run_id}" + (f"/attempts/{attempt}" if attempt else "")
 
 
+def actions_links(environ: dict[str, str] | None = None) -> Links | None:
+    """The commit, run and blob links of the job summary, read from the Actions context the
+    way ``tiergate post`` reads it (a PR's head, not its merge commit); None off Actions."""
+    env = dict(os.environ) if environ is None else environ
+    if not (env.get("GITHUB_REPOSITORY") and env.get("GITHUB_SHA")):
+        return None
+    from tiergate.github.context import load_context  # only on Actions: start-up cost
+
+    ctx = load_context(env, token=False)
+    return Links(ctx.server_url, ctx.repository, ctx.sha, run_url=details_url(env),
+                 base_sha=ctx.base_sha)
+
+
 def run(args: argparse.Namespace) -> int:
     results = load_run(args.results_dir, args.junit, expected_shards(args.expect_shards))
     name_tier(results, args.tier)
@@ -92,11 +106,12 @@ def run(args: argparse.Namespace) -> int:
         out_dir = args.junit[0].parent
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    url = details_url()
+    url, links = details_url(), actions_links()
     summary_path = out_dir / SUMMARY_FILE
     # The output dir may be an artifact someone else made: write new files, never through a
     # link that was left there (it could point anywhere the job can write).
-    _write_new(summary_path, render_summary(results, title=args.title, details_url=url))
+    _write_new(summary_path, render_summary(results, title=args.title, details_url=url,
+                                            links=links))
     _unlink_link(out_dir / (FINDINGS_FILE + ".tmp"))
     results.write_findings(out_dir)
     write_trace(out_dir, results)  # the merged timeline, uploaded with the merged results
@@ -105,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     if actions.in_github_actions():
         room = actions.step_summary_room()
         actions.append_step_summary(
-            render_summary(results, title=args.title, details_url=url, budget=room))
+            render_summary(results, title=args.title, details_url=url, budget=room,
+                           links=links))
         actions.write_outputs(actions.run_outputs(results, summary_path=summary_path,
                                                   results_dir=out_dir))
         for line in actions.annotation_commands(results):

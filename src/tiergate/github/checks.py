@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.github.client import GitHubClient
-from tiergate.github.known import marker
+from tiergate.github.known import TEXT_LIMIT, marker, tests_marker
 from tiergate.report.annotations import (
     DETAILS_BYTES,
     MESSAGE_BYTES,
@@ -65,7 +65,8 @@ def to_api(note: Annotation) -> dict[str, Any]:
 
 def publish_check_run(client: GitHubClient, repository: str, sha: str, run: RunResult, *,
                       name: str, summary: str, fingerprints: list[str],
-                      details_url: str | None = None, project: Path | None = None) -> int:
+                      details_url: str | None = None, project: Path | None = None,
+                      ran: list[str] | None = None) -> int:
     """Creates the completed check run and returns its id. *project*: the project's folder
     (default: the cwd), for annotation paths relative to the repository."""
     notes = [n for n in annotations_for(run, project=project, both_lines=True) if n.path]
@@ -81,6 +82,8 @@ def publish_check_run(client: GitHubClient, repository: str, sha: str, run: RunR
     output = {"title": title, "summary": cut_bytes(summary, TEXT_BYTES, markup=True),
               "text": marker(fingerprints) + "\n\nFingerprints of this run's findings, read by "
               "tiergate on later commits to tell new findings from known ones."}
+    if ran is not None:  # and the tests that ran: what later commits list when they no longer do
+        output["text"] += "\n" + tests_marker(ran, TEXT_LIMIT - len(output["text"]) - 1)
     body: dict[str, Any] = {
         "name": name,
         "head_sha": sha,

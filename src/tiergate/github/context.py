@@ -44,10 +44,12 @@ class MissingSetting(UsageError):
     pass
 
 
-def load_context(environ: Mapping[str, str] | None = None) -> Context:
+def load_context(environ: Mapping[str, str] | None = None, *, token: bool = True) -> Context:
+    """The run's context; without *token* (``tiergate report``, which links its job summary to
+    the same commit and run that ``post`` does) no token is needed and none is read."""
     env = os.environ if environ is None else environ
-    missing = [name for name in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_SHA")
-               if not env.get(name)]
+    needed = ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_SHA")[0 if token else 1:]
+    missing = [name for name in needed if not env.get(name)]
     if missing:
         raise MissingSetting(
             f"not posting: set {', '.join(missing)} (on GitHub Actions: "
@@ -70,7 +72,7 @@ def load_context(environ: Mapping[str, str] | None = None) -> Context:
     return Context(
         api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
         repository=env["GITHUB_REPOSITORY"],
-        token=env["GITHUB_TOKEN"],
+        token=env.get("GITHUB_TOKEN", "") if token else "",
         sha=sha or env["GITHUB_SHA"],
         event_name=env.get("GITHUB_EVENT_NAME") or "",
         pr_number=int(number) if number else None,

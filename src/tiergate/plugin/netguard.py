@@ -92,3 +92,46 @@ def refused_fds() -> set[int]:
             continue
     fds.discard(-1)  # closed since
     return fds
+
+
+_CHILD_VARIABLES = (environ.NETWORK, environ.NETWORK_ADDRESSES, environ.NETWORK_FROM, environ.TIER)
+
+
+def override(
+    network: str | tuple[str, ...] | list[str],
+    *,
+    tier_name: str,
+    emit: Callable[[Finding], None] | None = None,
+) -> Callable[[], None]:
+    """Guard this process, and the Python children it starts from now on, with one test's policy
+    (``@pytest.mark.network``) instead of the tier's; returns what puts the tier's back.
+
+    Children already running keep the policy they started with: the guard reads the environment
+    once, at a child's start-up."""
+    guard = core()
+    before = guard.current()
+    saved = {name: os.environ.get(name) for name in _CHILD_VARIABLES}
+    policy = guard.Policy.parse(network)
+
+    def report(finding: dict[str, Any]) -> None:
+        if emit is not None:
+            emit(Finding.from_json(finding))
+
+    guard.install(policy, tier_name, reporter=report, source="marker")
+    if policy.mode == "any":
+        for name in _CHILD_VARIABLES:
+            os.environ.pop(name, None)
+    else:
+        os.environ.update({environ.NETWORK: policy.encode(), environ.TIER: tier_name,
+                           environ.NETWORK_FROM: "marker",
+                           environ.NETWORK_ADDRESSES: json.dumps(policy.resolved, sort_keys=True)})
+
+    def put_back() -> None:
+        guard.put_back(before)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    return put_back

@@ -14,6 +14,12 @@ With pytest-rerunfailures installed, tiergate runs the retries of the tests it r
 hook answers first, so theirs stands aside for them) and reads ``--reruns`` as the tier's
 ``retries`` when the tier sets none; one line at the start says so.
 
+A test the supervisor had to kill (a hard timeout, pytest dying in it) is retried by the
+supervisor where the tier's ``retry-kinds`` has ``timeout`` or ``crash`` (supervisor/
+killretry.py): the resumed pytest gets its attempts so far in the run spec
+(``attempts_before``) and runs it as its next attempt; this writes each test's retries to the
+run dir for that decision.
+
 A test that is not in the tier's flake history (``new-test-runs``, results/history.py) runs
 that many times, every run logged as one attempt to pytest; once it has passed, a failure is
 not retried: it is the flake the extra runs are there to catch, an error finding.
@@ -38,6 +44,7 @@ from _pytest.runner import runtestprotocol
 from tiergate.errors import ConfigError, InputError
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Finding, Location
+from tiergate.protocol.runspec import write_retry_allowance
 from tiergate.settings.config import find_pyproject
 from tiergate.settings.quarantine import load_quarantine
 
@@ -111,6 +118,10 @@ class Retries:
             if known:  # no history yet: nothing to tell a new test from an old one
                 self.new_runs = {item.nodeid: self.tier.new_test_runs for item in items
                                  if item.nodeid not in known}
+        if self.run.spec.attempts_before:  # killed by the supervisor: this run is its retry
+            for nodeid in self.run.spec.attempts_before:
+                self.new_runs.pop(nodeid, None)
+        self._tell_supervisor()
         if not self.allowed and not self.new_runs:  # nothing to run again: no cost per test
             config.pluginmanager.unregister(self)
 
@@ -122,7 +133,8 @@ class Retries:
         runs = self.new_runs.get(item.nodeid, 1)
         if not allowed and runs <= 1:
             return None
-        failed: list[dict[str, Any]] = []
+        # After a hard timeout or a crash, the attempts pytest ran before it was killed.
+        failed = [dict(a) for a in self.run.spec.attempts_before.get(item.nodeid, ())]
         passes = 0
         started = False
         while True:
@@ -167,6 +179,14 @@ class Retries:
         if report.outcome == RERUN:
             return RERUN, "R", ("RERUN", {"yellow": True})
         return None
+
+    def _tell_supervisor(self) -> None:
+        """The retries of each test, for the supervisor to retry one it has to kill (a hard
+        timeout, a crash; supervisor/killretry.py): only where the tier retries those."""
+        spec = self.run.spec
+        if (spec.supervised and self.run.worker is None and not self.run.is_xdist_controller
+                and {"timeout", "crash"} & set(self.tier.retry_kinds)):
+            write_retry_allowance(spec.run_dir, self.allowed)
 
     def _retried(self, report: pytest.TestReport, timed_out: bool) -> bool:
         kind = "timeout" if timed_out else "failure" if report.when == "call" else "error"

@@ -102,6 +102,10 @@ class TierRun:
         if self.tier.network != "any":
             os.environ.update(guard_env(self.tier.network, self.tier.name))
             install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
+        from tiergate.plugin.netmarker import NetworkMarkers  # @pytest.mark.network
+
+        config.pluginmanager.register(
+            NetworkMarkers(config, self.tier, self.emit_finding, self.events.emit))
         if self.tier.leaks != "off":
             from tiergate.plugin.leaks import LeakWatch
 

@@ -36,6 +36,10 @@ NETWORK = "TIERGATE_NETWORK"
 # the test process resolved them. Read by _tiergate_netguard.py, so children never look them up.
 NETWORK_ADDRESSES = "TIERGATE_NETWORK_ADDRESSES"
 
+# Set by plugin/netguard.override to "marker" while a test's @pytest.mark.network policy is in
+# TIERGATE_NETWORK instead of the tier's. Read by _tiergate_netguard.py: its refusals say so.
+NETWORK_FROM = "TIERGATE_NETWORK_FROM"
+
 # Set by the user, and by protocol/redact.export_names for the supervisor's children: more
 # variable names (comma-separated) whose values are secrets. Read by protocol/redact.py.
 REDACT = "TIERGATE_REDACT"
@@ -58,5 +62,5 @@ ENVIRONMENT = "TIERGATE_ENVIRONMENT"
 EXPECT_SHARDS = "TIERGATE_EXPECT_SHARDS"
 
 # Every variable a run sets for its processes or reads from the user.
-ALL = (RUN_DIR, EVENTS, TIER, NETWORK, NETWORK_ADDRESSES, REDACT, REDACT_OUTPUT, DEBUG,
-       ENVIRONMENT, EXPECT_SHARDS)
+ALL = (RUN_DIR, EVENTS, TIER, NETWORK, NETWORK_ADDRESSES, NETWORK_FROM, REDACT, REDACT_OUTPUT,
+       DEBUG, ENVIRONMENT, EXPECT_SHARDS)

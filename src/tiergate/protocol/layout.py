@@ -53,6 +53,8 @@ TRACE_FILE = "trace.json"  # `tiergate trace`: the run's timeline (report/trace.
 RUN_DIR = ".run"
 STACKS_DIR = "stacks"  # inside RUN_DIR
 _ATTEMPT_SPEC = "attempt-{}.json"  # inside RUN_DIR
+DUMP_LIMIT = 1024 * 1024  # bytes of one dump a report reads (here, not in results/inputs.py,
+# so that the summary written at the end of a run does not import the untrusted-input reader)
 
 # What clearing a results dir may delete: only what a run makes (the mark stays: it is the lock).
 OWN_FILES = (EVENTS_FILE, JUNIT_FILE, FINDINGS_FILE, SUMMARY_FILE, DEBUG_LOG_FILE, TRACE_FILE)

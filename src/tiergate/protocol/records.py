@@ -213,6 +213,12 @@ class MaxFail(Event):  # supervisor: the tier's max-fail reached, pytest stopped
     nodeids: NotRequired[Annotated[list[str], NAMES]]  # in flight: stopped, not run
 
 
+class NetworkPolicy(Event):  # plugin/netmarker.py: a test run under its own network policy
+    nodeid: Name
+    policy: NotRequired[Name]  # as TIERGATE_NETWORK carries it
+    tier_policy: NotRequired[Name]  # the tier's, which it replaced
+
+
 class Cancelled(Event):
     signal: NotRequired[Name]
     nodeid: NotRequired[Name | None]  # the test in flight
@@ -278,6 +284,7 @@ RECORDS: dict[str, type[Event]] = {
     ev.RUN_FINISH: RunFinish,
     ev.DEBUGGER: Debugger,
     ev.MAX_FAIL: MaxFail,
+    ev.NETWORK_POLICY: NetworkPolicy,
 }
 
 

@@ -95,6 +95,7 @@ _URL_PASSWORD_AFTER = r":[^\s/@?#]{0,256}@"
 # token: x, --api-key x, https://user:pw@host). Every quantifier is bounded so the scan stays
 # linear on 64 KiB failure texts.
 _WORD = r"(?:token|secret|password|passwd|passphrase|api[_-]?key|credential)"
+_WORD_STEMS = ("token", "secret", "pass", "api", "credential")  # what every _WORD starts with
 _INLINE = rf"(?P<key>{_WORD}[\w-]{{0,40}}(?:=|:\s{{0,3}}))(?P<value>[^\s&'\"]+)"
 _OPTION = rf"(?P<key>(?<![\w-])--?[\w-]{{0,40}}?{_WORD}[\w-]{{0,40}}\s+)(?P<value>[^\s-][^\s]*)"
 _URL_PASSWORD = (
@@ -675,8 +676,16 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     """For a report: the environment's secrets and secrets written inline (``--password=x``,
     ``token: x``, URL passwords) masked."""
     text = current(environ).text(text)
-    text = _re(_INLINE, re.IGNORECASE).sub(lambda m: m.group("key") + MASK, text)
-    text = _re(_OPTION, re.IGNORECASE).sub(lambda m: m.group("key") + MASK, text)
+    # A pattern that cannot match is neither compiled nor run: most texts of a report (test
+    # names, one-line messages) hold no key word and no URL. Only an ASCII text is judged by
+    # its lowered words: IGNORECASE also folds a few non-ASCII letters (the Kelvin sign, the
+    # long s) to ASCII ones.
+    lowered = text.lower()
+    if not text.isascii() or any(stem in lowered for stem in _WORD_STEMS):
+        text = _re(_INLINE, re.IGNORECASE).sub(lambda m: m.group("key") + MASK, text)
+        text = _re(_OPTION, re.IGNORECASE).sub(lambda m: m.group("key") + MASK, text)
+    if "://" not in text or "@" not in text:
+        return text
     return _re(_URL_PASSWORD, re.IGNORECASE).sub(lambda m: m.group("head") + MASK, text)
 
 

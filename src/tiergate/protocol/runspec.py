@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ class RunSpec:
     durations_from: tuple[str, ...] = ()  # earlier results dirs / files that balance shards
     supervised: bool = True
     events_path: Path | None = None  # where writers append; default results_dir/events.jsonl
+    # resume after a hard timeout or crash that is retried: node id -> its failed attempts so
+    # far ({attempt, outcome, message}), so the resumed pytest numbers and tells the next one
+    attempts_before: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     @property
     def events_file(self) -> Path:
@@ -45,6 +49,7 @@ class RunSpec:
             "durations_from": list(self.durations_from),
             "supervised": self.supervised,
             "events_path": str(self.events_path) if self.events_path else None,
+            "attempts_before": self.attempts_before,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data), encoding="utf-8")
@@ -64,4 +69,28 @@ class RunSpec:
             durations_from=tuple(data.get("durations_from") or ()),
             supervised=bool(data.get("supervised", True)),
             events_path=Path(data["events_path"]) if data.get("events_path") else None,
+            attempts_before=dict(data.get("attempts_before") or {}),
         )
+
+
+def _allowance_file(run_dir: Path) -> Path:
+    return run_dir / "retry-allowance.json"
+
+
+def write_retry_allowance(run_dir: Path, allowed: dict[str, int]) -> None:
+    """pytest tells the supervisor how many retries each test has (markers override the
+    tier), so a test the supervisor kills is handed back only while it has one left."""
+    path = _allowance_file(run_dir)
+    scratch = path.with_name(f"{path.name}.{os.getpid()}")
+    scratch.write_text(json.dumps(allowed), encoding="utf-8")
+    scratch.replace(path)  # a reader never sees half a file
+
+
+def read_retry_allowance(run_dir: Path) -> dict[str, int] | None:
+    """The retries per test that pytest wrote, or None where it wrote none (then the tier's
+    ``retries`` is every test's)."""
+    try:
+        data = json.loads(_allowance_file(run_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else None

@@ -9,9 +9,13 @@ quarantined test that passed long enough in a row is suggested for release.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tiergate.report.escape import md_text
-from tiergate.results.history import FlakeHistory, flake_line, ready_for_release
 from tiergate.results.model import Attempt, RunResult, TestResult
+
+if TYPE_CHECKING:
+    from tiergate.results.history import FlakeHistory
 
 _ROWS = 50  # per section: past that, a count
 _MESSAGE = 200  # characters of an attempt's message
@@ -50,6 +54,9 @@ def _ended_as(outcome: str, message: str | None) -> str:
 
 
 def _section(heading: str, tests: list[TestResult], history: FlakeHistory | None) -> str:
+    # Imported here: most runs retry nothing, and their summary need not load the history.
+    from tiergate.results.history import flake_line
+
     lines = [f"### {heading}", ""]
     for test in tests[:_ROWS]:
         lines.append(f"- `{md_text(test.nodeid, 300)}`: {md_text(flake_line(test, history))} "
@@ -60,6 +67,8 @@ def _section(heading: str, tests: list[TestResult], history: FlakeHistory | None
 
 
 def _quarantine(run: RunResult, tests: list[TestResult]) -> str:
+    from tiergate.results.history import ready_for_release
+
     lines = ["### 🚧 Quarantine", "",
              "Quarantined tests run and are reported here; their failures do not fail the tier.",
              "", "| test | this run | reason | issue | owner | until |",

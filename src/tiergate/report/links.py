@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import re
 from urllib.parse import quote
 
-from tiergate.report.annotations import repo_path
 from tiergate.report.escape import md_text
 
 SHORT_SHA = 7
@@ -50,6 +50,13 @@ def link(shown_html: str, url: str) -> str:
     return f'<a href="{href}">{shown_html}</a>'
 
 
+def repo_path(path: str) -> str | None:
+    # Imported on first use: a green run's summary shows no path and need not load annotations.
+    from tiergate.report.annotations import repo_path as in_repo
+
+    return in_repo(path)
+
+
 def shown_path(path: str) -> str:
     """A path as a person reads it: relative to the repository where it is inside it, else its
     last three parts (a runner's /home/runner/… or site-packages prefix says nothing)."""
@@ -72,3 +79,30 @@ def where(path: str | None, line: int | None, links: Links | None) -> str:
     if links is None or not inside:
         return code
     return link(code, links.blob_url(inside, line))
+
+
+# A place in a probe's message: "…, started at /home/runner/…/x.py:9 in start", "; top allocation
+# x.py:44 in _load", ", created at x.py:3 (open)". The probes write it for a terminal; an item of
+# the summary shows it as its link already.
+_PLACE = re.compile(
+    r"(?:[,;]\s*|\s+|^)(?:(?:started|created|allocated) at|top allocation|at)\s+"
+    r"(?P<path>[^\s:;,()]+\.py):(?P<line>\d+)(?:\s+in\s+[\w.<>]+|\s+\([\w.<>]+\))?")
+
+
+def without_place(message: str, path: str | None, line: int | None) -> str:
+    """*message* without its own words for *path*:*line* (the place the item links to), and with
+    every other place in it shortened as :func:`shown_path` shows a path."""
+    def edit(match: re.Match[str]) -> str:
+        if path and line is not None and int(match["line"]) == line \
+                and _same_file(match["path"], path):
+            return ""
+        return match.group(0).replace(match["path"], shown_path(match["path"]), 1)
+
+    return _PLACE.sub(edit, message).strip() or message  # a message that is only the place
+
+
+def _same_file(one: str, other: str) -> bool:
+    """The probes write absolute paths, the findings' columns paths relative to the project."""
+    a, b = one.replace("\\", "/"), other.replace("\\", "/")
+    a, b = a.removeprefix("./"), b.removeprefix("./")
+    return a == b or a.endswith("/" + b) or b.endswith("/" + a)

@@ -7,21 +7,20 @@ traceback lengths, then rows), and then says what was cut and links to the full 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from tiergate.protocol.findings import LEAK_KINDS, TIMEOUT_KINDS, Finding
-from tiergate.report import fingerprint
+from tiergate.protocol.layout import DUMP_LIMIT
 from tiergate.report.chart import memory_chart
 from tiergate.report.escape import html_pre, html_text, md_code, md_text
 from tiergate.report.flaky import flaky_sections
-from tiergate.report.leakchecks import leak_checks
-from tiergate.report.links import Links, link, where
+from tiergate.report.links import Links, link, where, without_place
+from tiergate.report.lost import LostTests, lost_section, lost_tests
 from tiergate.report.trace import trace_hint
-from tiergate.results.inputs import DUMP_LIMIT
 from tiergate.results.model import RunResult, TestResult
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
@@ -32,8 +31,7 @@ LEAK_CHECKS_SHOWN = 10  # tests named in the leak-checks line, the longest first
 DumpLoader = Callable[[str], str | None]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Detail:
+class _Detail(NamedTuple):  # not a dataclass: cheaper to create at the end of every run
     dump_chars: int  # per dump shown
     dumps: int  # timeouts shown with their dump
     longrepr_chars: int
@@ -70,14 +68,17 @@ def render_summary(
     known: Collection[str] | None = None,
     links: Links | None = None,
     diagnostics: bool = True,
+    base_tests: Collection[str] | None = None,
 ) -> str:
     """Markdown of at most *budget* bytes (UTF-8). *known* holds fingerprints of findings that
     were already present on the base commit: those are marked and listed after the new ones.
     *links* (the Actions context) adds the commit, run, check run and artifact to the header and
     links each location to its blob. *diagnostics* (slowest, heaviest, memory chart: nobody acts
-    on them in a review) are for the job summary; the PR comment and check run leave them out."""
+    on them in a review) are for the job summary; the PR comment and check run leave them out.
+    *base_tests*: the tests that ran on the base commit, to list those that no longer run."""
     loader = dump_loader or dump_loader_for(run)
     view = _View(run, known, links, diagnostics)
+    view.lost = lost_tests(run, base_tests)
     for detail in _LEVELS:
         text = _render(view, detail, title, details_url, loader)
         if len(text.encode("utf-8")) <= budget:
@@ -143,10 +144,13 @@ class _View:
             key=lambda t: (self.is_known(t), t.nodeid),
         )
         self.counts = run.counts()
+        self.lost = LostTests([], [])  # tests that ran on the base and do not now
 
     def is_known(self, item: Finding | TestResult) -> bool:
         if not self.known:
             return False
+        from tiergate.report import fingerprint  # only when comparing with a base commit
+
         if isinstance(item, Finding):
             return fingerprint.of_finding(item) in self.known
         return fingerprint.of_failure(item) in self.known
@@ -156,7 +160,7 @@ class _View:
 
 
 def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: DumpLoader) -> str:
-    parts = [_header(view, title), _input_notes(view)]
+    parts = [_header(view, title), _input_notes(view), lost_section(view.lost)]
     parts += _timeouts(view, d, load)
     parts += _failures(view, d)
     parts += flaky_sections(view.run)
@@ -164,6 +168,7 @@ def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: D
     parts.append(_leak_checks(view, d))
     parts += _findings_list("🔎 Other findings", view.others, view, d)
     parts += _reproductions(view)
+    parts.append(_own_network(view))
     parts += _not_run(view, d)
     parts.append(_diagnostics(view, d))
     parts.append(trace_hint(view.run))  # how to open the timeline (report/trace.py)
@@ -214,6 +219,8 @@ def _header(view: _View, title: str | None) -> str:
 def _delta(view: _View) -> str:
     if not view.compare:
         return ""
+    from tiergate.report import fingerprint
+
     delta = fingerprint.compare(view.run, view.known)
     if not delta.any:
         return "No failures or findings here or on the base commit."
@@ -466,11 +473,18 @@ def _finding_item(f: Finding, view: _View) -> str:
     test = f" {md_code(f.test, 200)}" if f.test else ""
     at = _finding_where(f, view.links)
     line = (f"- **{md_text(f.kind, 40)}**{test}{view.mark(f)}{' at ' + at if at else ''}: "
-            f"{md_text(f.message, 300)}")
+            f"{md_text(_finding_message(f), 300)}")
     created = _created(f)
     if created:
         line += _toggle("Where created", html_pre(created, 4000))
     return line
+
+
+def _finding_message(f: Finding) -> str:
+    """The probe's message without the place the item already links to (its culprit, else its
+    location), which probes repeat in their words ("started at …:100 in start")."""
+    shown = f.culprit or f.location
+    return without_place(f.message, shown.path, shown.line) if shown else f.message
 
 
 def _finding_where(f: Finding, links: Links | None) -> str:
@@ -515,6 +529,10 @@ def _findings_list(heading: str, items: list[Finding], view: _View, d: _Detail) 
 def _leak_checks(view: _View, d: _Detail) -> str:
     """One line: the tests run again to confirm a leak, what that cost and what each came to
     (the repeats are part of the run's time, so the run says where it went)."""
+    if not view.run.leak_checks:  # most runs confirm no leak: the module is not even loaded
+        return ""
+    from tiergate.report.leakchecks import leak_checks
+
     checks = leak_checks(view.run)
     if checks is None:
         return ""
@@ -579,6 +597,18 @@ def _reproductions(view: _View) -> list[str]:
     more = [f"… and {len(marked) - 50:,} more."] if len(marked) > 50 else []
     return ["#### 🐞 Reproduction tests",
             _table("| Test | Bug | Now |\n|---|---|---|", rows), *more]
+
+
+def _own_network(view: _View) -> str:
+    """Tests run under their own @pytest.mark.network policy, not the tier's."""
+    own = view.run.network_policies
+    if not own:
+        return ""
+    shown = ", ".join(f"{md_code(nodeid, 200)} ({md_text(policy, 60)})"
+                      for nodeid, policy in list(own.items())[:20])
+    more = f" and {len(own) - 20:,} more" if len(own) > 20 else ""
+    return (f"🌐 {_n(len(own), 'test')} ran with a network policy other than the tier's "
+            f"(@pytest.mark.network): {shown}{more}.")
 
 
 def _not_run(view: _View, d: _Detail) -> list[str]:

@@ -62,7 +62,6 @@ MAX_TESTS = 1_000_000
 MAX_FINDINGS = 100_000
 MAX_SAMPLES = 100_000  # samples, and slow notes
 MAX_CASE_CHILDREN = 100  # results and outputs of one JUnit <testcase> (the first one counts)
-DUMP_LIMIT = 1 * MiB
 
 TIER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 INVALID_TIER = "(invalid tier name)"

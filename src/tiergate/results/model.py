@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from tiergate.protocol import events as ev
 from tiergate.protocol import records as rec
@@ -30,8 +30,9 @@ CRASH_PREFIX = "crash"
 ORPHANED_PREFIX = f"{CRASH_PREFIX}: the run ended while this test was running"
 
 
-@dataclasses.dataclass(frozen=True)
-class Attempt:
+# Attempt and Moment are named tuples, not dataclasses: the end of every run imports this
+# module, and a dataclass costs about a millisecond to create.
+class Attempt(NamedTuple):
     """One failed attempt of a test that was run again (a ``test-attempt`` event)."""
 
     number: int  # 1 for the first run
@@ -85,8 +86,7 @@ class TestResult:
             CRASH_PREFIX)
 
 
-@dataclasses.dataclass(frozen=True)
-class Moment:
+class Moment(NamedTuple):
     """An instant of the run's timeline (report/trace.py): a dump, a kill, a stop."""
 
     kind: str  # the event's kind: slow, hard-timeout, budget-expired, pytest-exit, ...
@@ -128,6 +128,8 @@ class RunResult:
     unknown_events: int = 0
     malformed_events: int = 0
     quarantine: list[Mapping[str, Any]] = dataclasses.field(default_factory=list)  # entries
+    # Tests run under their own @pytest.mark.network policy: nodeid -> that policy.
+    network_policies: dict[str, str] = dataclasses.field(default_factory=dict)
     # The tier's flake history with this run counted (results/history.py), when the command
     # that reads the run attaches it from the project's own config (never from the results).
     history: FlakeHistory | None = None
@@ -301,6 +303,8 @@ class _Builder:
         self.run.finished = max(self.run.finished or 0.0, r["t"])
 
     def on_test_attempt(self, r: rec.TestAttempt) -> None:
+        # A hard-timeout attempt the supervisor retried: the next test-finish is the retry's.
+        self.hard_timeouts.pop(r["nodeid"], None)
         get: Callable[..., Any] = r.get
         self.attempts.setdefault(r["nodeid"], []).append(Attempt(
             int(get("attempt") or len(self.attempts.get(r["nodeid"], ())) + 1),
@@ -309,6 +313,9 @@ class _Builder:
 
     def on_quarantine(self, r: rec.QuarantineEvent) -> None:
         self.quarantine = [e for e in r.get("entries") or () if isinstance(e, Mapping)]
+
+    def on_network_policy(self, r: rec.NetworkPolicy) -> None:
+        self.run.network_policies[r["nodeid"]] = str(r.get("policy") or "?")
 
     def on_hard_timeout(self, r: rec.HardTimeout) -> None:
         self.hard_timeouts[r["nodeid"]] = r
@@ -455,7 +462,7 @@ class _Builder:
         for nodeid, attempts in self.attempts.items():
             if nodeid in tests:
                 tests[nodeid].attempts = sorted(attempts, key=lambda a: a.number)
-        # A soft timeout retried and then passed is a flaky test's (its `flaky` finding says
+        # A timeout or crash retried and then passed is a flaky test's (its `flaky` finding says
         # so), and a quarantined test's findings are reported as warnings: neither fails the tier.
         flaky = {nodeid for nodeid, test in tests.items() if test.flaky}
         held: set[str] = set()
@@ -469,7 +476,8 @@ class _Builder:
             self.run.findings = [
                 dataclasses.replace(f, severity="warning")
                 if f.severity == "error" and (f.test in held
-                                              or (f.test in flaky and f.kind == "timeout"))
+                                              or (f.test in flaky
+                                                  and f.kind in ("timeout", "crash")))
                 else f for f in self.run.findings]
 
 
@@ -485,6 +493,7 @@ _HANDLERS: dict[str, Callable[[_Builder, Any], None]] = {
     ev.TEST_FINISH: _Builder.on_test_finish,
     ev.TEST_ATTEMPT: _Builder.on_test_attempt,
     ev.QUARANTINE: _Builder.on_quarantine,
+    ev.NETWORK_POLICY: _Builder.on_network_policy,
     ev.HARD_TIMEOUT: _Builder.on_hard_timeout,
     ev.SLOW: _Builder.on_slow,
     ev.LEAK_CHECK: _Builder.on_leak_check,

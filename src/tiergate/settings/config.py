@@ -163,7 +163,7 @@ def _patterns(raw: object) -> tuple[str, ...]:
     return tuple(raw)
 
 
-RETRY_KINDS = ("failure", "error", "timeout")  # what a retried attempt may have ended in
+RETRY_KINDS = ("failure", "error", "timeout", "crash")  # what a retried attempt ended in
 
 
 def _retry_kinds(raw: object) -> tuple[str, ...]:
@@ -382,28 +382,39 @@ def _word_or_list(value: Any) -> Any:
     return value if isinstance(value, str) else list(value)
 
 
-@dataclasses.dataclass(frozen=True)
+# Flag, TierKey and Config are plain classes, not dataclasses: every pytest --tier run imports
+# this module, a dataclass costs about a millisecond to create, and nothing compares, copies or
+# prints these (Tier stays one: its fields are the table of keys).
+
+
 class Flag:
     """A key's ``tiergate run --KEY`` option. No *metavar*: an on/off switch. *help* is an
     argparse help string (so a literal % is written %%)."""
 
-    help: str
-    metavar: str | None = None
+    __slots__ = ("help", "metavar")
+
+    def __init__(self, help: str, metavar: str | None = None) -> None:
+        self.help = help
+        self.metavar = metavar
 
 
-@dataclasses.dataclass(frozen=True)
 class TierKey:
     """One key of ``[tool.tiergate.tiers.NAME]``. The validator, ``tiergate run``'s options,
     ``Tier.describe()`` and docs/config.md all read these; nothing else spells a key."""
 
-    name: str  # as the user writes it
-    parse: Callable[[object], Any]  # a TOML or command-line value -> the field's, or BadValue
-    doc: str  # what the key means, in the user's words (docs/config.md)
-    rejects: tuple[object, ...]  # bad values docs/config.md shows with their error lines
-    show: Callable[[Any], Any] = _as_is  # the field's value as a user would write it
-    listed: bool = True  # in Tier.describe(): `tiergate tiers` and the run's recorded settings
-    flag: Flag | None = None
-    field: str = ""  # the Tier attribute, filled in from the class below
+    __slots__ = ("doc", "field", "flag", "listed", "name", "parse", "rejects", "show")
+
+    def __init__(self, name: str, parse: Callable[[object], Any], doc: str,
+                 rejects: tuple[object, ...], show: Callable[[Any], Any] = _as_is,
+                 listed: bool = True, flag: Flag | None = None) -> None:
+        self.name = name  # as the user writes it
+        self.parse = parse  # a TOML or command-line value -> the field's, or BadValue
+        self.doc = doc  # what the key means, in the user's words (docs/config.md)
+        self.rejects = rejects  # bad values docs/config.md shows with their error lines
+        self.show = show  # the field's value as a user would write it
+        self.listed = listed  # in Tier.describe(): `tiergate tiers`, the run's recorded settings
+        self.flag = flag
+        self.field = ""  # the Tier attribute, filled in from the class below
 
     def written(self, tier: Tier) -> Any:
         return self.show(getattr(tier, self.field))
@@ -546,10 +557,11 @@ class Tier:
         doc="retry only failures whose message or traceback matches one of these regular "
             "expressions (default: any failure of the kinds in `retry-kinds`)")
     retry_kinds: tuple[str, ...] = tier_key(
-        "retry-kinds", _retry_kinds, default=("failure",), show=list, rejects=(["crash"],),
+        "retry-kinds", _retry_kinds, default=("failure",), show=list, rejects=(["leak"],),
         doc="which endings are retried: `failure` (the test itself failed), `error` (its "
-            "setup or teardown failed), `timeout` (the soft timeout; a hard timeout or a "
-            "crash ends the test's attempts); leaks are findings, never retried")
+            "setup or teardown failed), `timeout` (the soft timeout, and the hard timeout: "
+            "the resumed pytest runs the test again), `crash` (pytest died in the test: "
+            "again, in the resumed pytest); leaks are findings, never retried")
     flaky: str = tier_key(
         "flaky", _flaky_policy, default="warn", rejects=("maybe",),
         flag=Flag("what a test that passed on a retry does to the verdict", "warn|fail|pass"),
@@ -606,11 +618,17 @@ class Tier:
 
 
 # Every key a user may write in [tool.tiergate.tiers.NAME], in the order docs and errors list them.
-TIER_KEYS: dict[str, TierKey] = {
-    entry.name: dataclasses.replace(entry, field=f.name)
-    for f in dataclasses.fields(Tier)
-    if (entry := f.metadata.get(_KEY)) is not None
-}
+def _named_keys() -> dict[str, TierKey]:
+    keys = {}
+    for f in dataclasses.fields(Tier):
+        entry = f.metadata.get(_KEY)
+        if entry is not None:
+            entry.field = f.name
+            keys[entry.name] = entry
+    return keys
+
+
+TIER_KEYS: dict[str, TierKey] = _named_keys()
 
 
 DEFAULT_TIERS: dict[str, Tier] = {
@@ -665,15 +683,19 @@ _TOP_KEYS = ("tiers", REDACT_KEY, QUARANTINE_KEY)
 COMMAND_LINE = "command line:"
 
 
-@dataclasses.dataclass(frozen=True)
 class Config:
     """All tiers of one project, and where they came from."""
 
-    tiers: Mapping[str, Tier]
-    source: Path | None
-    root: Path
-    redact: tuple[str, ...] = ()  # variables whose values are secrets, besides the known ones
-    quarantine: tuple[QuarantineEntry, ...] = ()  # [tool.tiergate.quarantine]
+    __slots__ = ("quarantine", "redact", "root", "source", "tiers")
+
+    def __init__(self, tiers: Mapping[str, Tier], source: Path | None, root: Path,
+                 redact: tuple[str, ...] = (),
+                 quarantine: tuple[QuarantineEntry, ...] = ()) -> None:
+        self.tiers = tiers
+        self.source = source
+        self.root = root
+        self.redact = redact  # variables whose values are secrets, besides the known ones
+        self.quarantine = quarantine  # [tool.tiergate.quarantine]
 
     def tier(self, name: str) -> Tier:
         try:

@@ -50,6 +50,7 @@ from tiergate.supervisor.exitwatch import (
     main_thread_since,
     stuck_words,
 )
+from tiergate.supervisor.killretry import KillRetries
 from tiergate.supervisor.lastwill import LastWill
 from tiergate.supervisor.procs import (
     become_subreaper,
@@ -152,6 +153,7 @@ class Supervisor:
         self.attempt = 0
         self.collecting: dict[int, _Collecting] = {}  # pid -> the module it is collecting
         self.ignored: list[str] = []  # modules left out of later attempts (hung or crashed)
+        self.kill_retries = KillRetries(self.tier, self.run_dir)  # killed, and run again
         self.blocking: dict[int, Any] = {}  # pid -> the non-daemon threads at its session end
         self.session_end: float | None = None  # monotonic: when pytest said its session ended
         self.late_signal: int | None = None
@@ -302,7 +304,8 @@ class Supervisor:
                         if self.collected else None)
                 continue
             left = tuple(n for n in self.collected if n not in self.finished)
-            if not left or len(self.finished) == done_before:
+            if not left or (len(self.finished) == done_before
+                            and not self.kill_retries.pending):
                 return  # nothing left, or the last attempt made no progress: stop, don't loop
             only = left
 
@@ -319,7 +322,9 @@ class Supervisor:
             shard=self.plan.shard,
             durations_from=self.plan.durations_from,
             events_path=self.log.writer_path,
+            attempts_before=self.kill_retries.before(only) if only else {},
         )
+        self.kill_retries.pending.clear()  # from here: the tests this attempt hands back
         spec_file = spec.write(layout.attempt_spec(self.run_dir, self.attempt))
         argv = self._argv(spec_file)
         self.events.emit(
@@ -531,6 +536,8 @@ class Supervisor:
                 path=record.get("path"),
                 line=record.get("line"),
             )
+        elif kind == ev.HARD_TIMEOUT and record["nodeid"] in self.kill_retries.pending:
+            self.in_flight.pop(record["nodeid"], None)  # not finished: it runs again
         elif kind in (ev.TEST_FINISH, ev.HARD_TIMEOUT):
             self.in_flight.pop(record["nodeid"], None)
             if record["nodeid"] not in self.finished and (
@@ -542,6 +549,7 @@ class Supervisor:
             # Between two attempts (the retry's delay) no limit runs: the next attempt's
             # test-start puts the test back in flight with its own clock.
             self.in_flight.pop(record["nodeid"], None)
+            self.kill_retries.noted(record)
         elif kind == ev.QUARANTINE:
             self.quarantine = [e for e in record.get("entries") or () if isinstance(e, dict)]
         elif kind == ev.DEBUGGER and record["nodeid"] in self.in_flight:
@@ -632,6 +640,7 @@ class Supervisor:
         self.events.emit(
             ev.HARD_TIMEOUT, nodeid=test.nodeid, test_pid=test.pid, dump=saved.path, message=message
         )
+        again = test.pid == proc.pid and self._retry_killed(test, "timeout", message, saved.path)
         self._emit_finding(
             Finding(
                 kind="timeout",
@@ -645,7 +654,8 @@ class Supervisor:
             )
         )
         self.in_flight.pop(test.nodeid, None)
-        self.finished.add(test.nodeid)
+        if not again:
+            self.finished.add(test.nodeid)
         self._say(
             f"tiergate: {test.nodeid} is stuck past its limit; killing "
             + ("its xdist worker" if test.pid != proc.pid else "pytest")
@@ -818,8 +828,25 @@ class Supervisor:
         blamed = self._blame_in_flight(
             "crash", f"crash: pytest {how}", "", details={"returncode": returncode}
         )
-        self.finished.update(blamed)  # never run again: it may be what kills pytest
+        # Never run again (it may be what kills pytest), unless the tier retries crashes.
+        self.finished.update(n for n in blamed if not self._retry_killed(
+            self.in_flight[n], "crash", f"crash: pytest {how} while this test was running", None))
         self._say(f"tiergate: pytest {how}")
+
+    def _retry_killed(self, test: _InFlight, kind: str, message: str, dump: str | None) -> bool:
+        """Does the killed test run again in the resumed pytest (supervisor/killretry.py)?
+        If so, its killed attempt is a failed attempt, as pytest's own retries keep one."""
+        number = self.kill_retries.again(test.nodeid, kind, message)
+        if number is None:
+            return False
+        self.events.emit(
+            ev.TEST_ATTEMPT, nodeid=test.nodeid, attempt=number,
+            outcome="timeout" if kind == "timeout" else "failed", phase="call",
+            duration=max(0.0, time.time() - test.started), message=message, longrepr=message,
+            dump=dump)
+        self._say(f"tiergate: {test.nodeid} runs again in the resumed pytest "
+                  f"(attempt {number + 1})")
+        return True
 
     def _blame_in_flight(self, kind: FindingKind, what: str, after: str,
                          **extra: Any) -> list[str]:

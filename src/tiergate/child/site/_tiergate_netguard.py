@@ -48,6 +48,7 @@ ENV_NETWORK = "TIERGATE_NETWORK"
 ENV_TIER = "TIERGATE_TIER"
 ENV_EVENTS = "TIERGATE_EVENTS"
 ENV_ADDRESSES = "TIERGATE_NETWORK_ADDRESSES"  # JSON {name: [address, ...]} resolved at start-up
+ENV_NETWORK_FROM = "TIERGATE_NETWORK_FROM"  # "marker": the policy is a test's @pytest.mark.network
 
 HOSTS_FILE = "/etc/hosts"
 NSSWITCH_FILE = "/etc/nsswitch.conf"
@@ -428,6 +429,7 @@ _policy: Policy | None = None
 _tier = ""
 _reporter: Any = None  # callable(finding dict) in the test process; None in children
 _installed = False
+_source = "tier"  # "marker" while a test's @pytest.mark.network policy replaces the tier's
 _local: LocalNames | None = None  # read once per process, at the first install
 _busy = _thread._local()
 # One other watcher of audit events in this process (the leak watch's dirty set), called from this
@@ -456,19 +458,32 @@ def local_names() -> LocalNames:
     return _local
 
 
-def install(policy: Policy | None, tier: str = "", reporter: Any = None) -> None:
+def install(policy: Policy | None, tier: str = "", reporter: Any = None,
+            source: str = "tier") -> None:
     """Guard this process with *policy* (None or ``any``: stop guarding; the hook stays, inert).
     Reads this machine's names and resolves the policy's listed names first, so the hook never
-    has to."""
-    global _policy, _tier, _reporter, _installed
+    has to. *source* is ``"marker"`` when the policy is one test's, not the tier's."""
+    global _policy, _tier, _reporter, _installed, _source
     if policy is not None and policy.mode != "any":
         policy.local = local_names()
         _resolving(policy.resolve)
     _policy = None if policy is None or policy.mode == "any" else policy
-    _tier, _reporter = tier, reporter
+    _tier, _reporter, _source = tier, reporter, source
     if _policy is not None and not _installed:
         sys.addaudithook(_hook)
         _installed = True
+
+
+def current() -> tuple[Any, ...]:
+    """What guards this process now, for ``put_back`` (a marked test's policy is switched in
+    at its start and the tier's put back at its end)."""
+    return (_policy, _tier, _reporter, _source)
+
+
+def put_back(state: tuple[Any, ...]) -> None:
+    """Guard this process again as *state* (from ``current``) says; the hook is not touched."""
+    global _policy, _tier, _reporter, _source
+    _policy, _tier, _reporter, _source = state
 
 
 def install_from_env() -> None:
@@ -486,7 +501,8 @@ def install_from_env() -> None:
             resolved = {}
         if isinstance(resolved, dict):
             policy.use_addresses(resolved)
-    install(policy, os.environ.get(ENV_TIER, ""), reporter=_reporter)
+    source = "marker" if os.environ.get(ENV_NETWORK_FROM) == "marker" else "tier"
+    install(policy, os.environ.get(ENV_TIER, ""), reporter=_reporter, source=source)
 
 
 def _resolving(call: Any) -> Any:
@@ -561,6 +577,8 @@ def _allow_hint(operation: str, host: str, port: int | None) -> str:
     entry = host
     if port is not None and operation != "reverse lookup":
         entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if _source == "marker":
+        return f'change the test\'s @pytest.mark.network (e.g. ["{entry}"] or "any")'
     where = f"[tool.tiergate.tiers.{_tier}]" if _tier else "the tier's [tool.tiergate.tiers.*]"
     mode = _policy.mode if _policy is not None else "none"
     if mode == "list":
@@ -569,12 +587,18 @@ def _allow_hint(operation: str, host: str, port: int | None) -> str:
     return f'set network = [{kept}"{entry}"] (or "any") in {where}'
 
 
+def _policy_words() -> str:
+    """The policy that refused, and whose it is when it is not the tier's."""
+    words = _policy.describe() if _policy else "?"
+    return words + ", from the test's @pytest.mark.network" if _source == "marker" else words
+
+
 def _refuse(event: str, operation: str, host: str, port: int | None, sock: Any) -> None:
     __tracebackhide__ = True
     target = f"{host}:{port}" if port is not None and operation != "reverse lookup" else host
     verb = f"{operation} of" if "lookup" in operation else f"{operation} to"
     message = (f"tiergate: network blocked: {verb} {target} is not allowed by tier "
-               f"{_tier or '?'!r} (network = {_policy.describe() if _policy else '?'}); "
+               f"{_tier or '?'!r} (network = {_policy_words()}); "
                f"to allow it, {_allow_hint(operation, host, port)}")
     # Unreachable by definition: no finding, and the socket stays the caller's, as it is offline
     # (kept, it would also use up BLOCKED_SOCKETS in a suite of timeout tests).
@@ -638,6 +662,7 @@ def _record(message: str, operation: str, host: str, port: int | None) -> None:
         "culprit": culprit,
         "details": {"operation": operation, "host": host, "port": port,
                     "policy": _policy.describe() if _policy else None, "tier": _tier,
+                    "policy_from": _source,  # "marker": the test's own, not the tier's
                     "pid": _getpid(),
                     # One finding per test and destination: pip retrying a lookup 36 times
                     # is one root cause (the results model joins a group's repeats).
