@@ -131,16 +131,23 @@ def _duration_above_zero(raw: object) -> float:
     return seconds
 
 
-def _retry_count(raw: object) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 10:
-        raise BadValue("use a whole number of retries from 0 to 10")
-    return raw
+def _count_of(what: str, low: int, high: int) -> Callable[[object], int]:
+    """A parser of a whole number of *what* from *low* to *high* (a TOML integer, not a bool)."""
+    def parse(raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+            raise BadValue(f"use a whole number of {what} from {low} to {high}")
+        return raw
+    return parse
 
 
-def _test_runs(raw: object) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 10:
-        raise BadValue("use a whole number of runs from 1 to 10")
-    return raw
+def _one_of(*choices: str) -> Callable[[object], str]:
+    """A parser of one word among *choices*: "use a, b or c" otherwise."""
+    said = ", ".join(choices[:-1]) + " or " + choices[-1]
+    def parse(raw: object) -> str:
+        if raw not in choices:
+            raise BadValue(f"use {said}")
+        return str(raw)
+    return parse
 
 
 def _history_folder(raw: object) -> str:
@@ -174,19 +181,7 @@ def _retry_kinds(raw: object) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _flaky_policy(raw: object) -> str:
-    if raw not in ("warn", "fail", "pass"):
-        raise BadValue("use warn, fail or pass")
-    return str(raw)
-
-
 COMMENT_MODES = ("always", "on-failure", "changes", "off")
-
-
-def _comment_mode(raw: object) -> str:
-    if raw not in COMMENT_MODES:
-        raise BadValue("use " + ", ".join(COMMENT_MODES[:-1]) + " or " + COMMENT_MODES[-1])
-    return str(raw)
 
 
 def _true_or_false(raw: object) -> bool:
@@ -218,11 +213,6 @@ def _leak_policy(raw: object) -> str:
         raise BadValue(f"use one of {', '.join(LEAK_POLICIES)}")
     return str(raw)
 
-
-def _test_order(raw: object) -> str:
-    if raw not in ("slowest-first", "pytest"):
-        raise BadValue("use slowest-first or pytest")
-    return str(raw)
 
 
 def _workers(raw: object) -> int | str:
@@ -534,12 +524,12 @@ class Tier:
         doc="stop the tier right after this many failed tests (the tests in flight are ended as "
             "at the budget); the rest are reported as not run, and the run is not resumed")
     order: str = tier_key(
-        "order", _test_order, default="slowest-first", rejects=("random",),
+        "order", _one_of("slowest-first", "pytest"), default="slowest-first", rejects=("random",),
         doc="`slowest-first`: with a durations history (`--durations-from`), the tier's tests "
             "run longest first, a module or class with module- or class-scoped fixtures kept "
             "together, so xdist workers finish together; `pytest`: pytest's order")
     retries: int = tier_key(
-        "retries", _retry_count, default=0, rejects=(-1, "2"),
+        "retries", _count_of("retries", 0, 10), default=0, rejects=(-1, "2"),
         flag=Flag("run a failed test again up to N times", "N"),
         doc="run a failed test again up to this many times; one that then passes is `flaky` "
             "(see `flaky`), one that fails every attempt is failed; every attempt is kept in "
@@ -563,7 +553,7 @@ class Tier:
             "the resumed pytest runs the test again), `crash` (pytest died in the test: "
             "again, in the resumed pytest); leaks are findings, never retried")
     flaky: str = tier_key(
-        "flaky", _flaky_policy, default="warn", rejects=("maybe",),
+        "flaky", _one_of("warn", "fail", "pass"), default="warn", rejects=("maybe",),
         flag=Flag("what a test that passed on a retry does to the verdict", "warn|fail|pass"),
         doc="what a flaky test (failed, then passed on a retry) does: `warn` (the tier passes "
             "with a warning finding), `fail` (an error finding fails the tier), `pass` "
@@ -576,12 +566,12 @@ class Tier:
             "report then says how often a flaky test flaked before, `tiergate flakes` lists "
             "the worst, and `new-test-runs` knows which tests are new (default: no history)")
     new_test_runs: int = tier_key(
-        "new-test-runs", _test_runs, default=1, rejects=(0, "3"),
+        "new-test-runs", _count_of("runs", 1, 10), default=1, rejects=(0, "3"),
         doc="run a test that is not in the `history` (new in this change) this many times; "
             "every run must pass, so a flaky test is caught before it lands (its extra runs "
             "are attempts; with no history yet, no test counts as new)")
     comment: str = tier_key(
-        "comment", _comment_mode, default="on-failure", rejects=("sometimes",),
+        "comment", _one_of(*COMMENT_MODES), default="on-failure", rejects=("sometimes",),
         doc="when `tiergate post` writes the sticky PR comment: `always`, `on-failure` (none on "
             "a green PR, but an earlier one is updated to say it is green again), `changes` "
             "(only when the verdict or the findings changed), `off`; `tiergate post --comment` "
