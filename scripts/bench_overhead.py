@@ -32,7 +32,8 @@ CONFTEST = """
 import os
 if os.environ.get("BENCH_PROBES") == "1":
     from tiergate.settings.config import Tier
-    from tiergate.plugin.leaks import LeakWatch, WatchEveryTest
+    from tiergate.plugin.leaks import LeakWatch
+    from tiergate.plugin.pertest import PerTest
     from tiergate.plugin.netguard import install_guard
 
     FOUND = []
@@ -41,7 +42,9 @@ if os.environ.get("BENCH_PROBES") == "1":
         tier = Tier(name="fast", leaks="fail", network="loopback")
         watch = LeakWatch(tier=tier, emit=FOUND.append)
         config.pluginmanager.register(watch, "tiergate-leaks")
-        config.pluginmanager.register(WatchEveryTest(watch), "tiergate-leak-tests")
+        per_test = PerTest()
+        per_test.add(watch)
+        config.pluginmanager.register(per_test, "tiergate-per-test")
         install_guard(tier.network, tier_name=tier.name, emit=FOUND.append)
 
     def pytest_unconfigure(config):

@@ -12,17 +12,23 @@ that fixed it is the one asked to remove the marker. Only the call phase counts:
 whose fixture fails is still xfailed, as pytest has it.
 
 Registered by the tiergate plugin (``TierRun``) in every pytest process of a tier run; outside a
-tier run the marker is unknown to pytest and the test simply runs.
+tier run the marker is unknown to pytest and the test simply runs. It joins the per-test pipeline
+(plugin/pertest.py) only when some test is marked: a suite without reproductions pays nothing per
+test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tiergate.plugin.markers import ClosestMarker
 from tiergate.protocol.findings import Finding, Location
+
+if TYPE_CHECKING:
+    from tiergate.plugin.pertest import PerTest
 
 MARKER = "reproduces"
 MARKER_HELP = (
@@ -32,14 +38,12 @@ MARKER_HELP = (
 
 
 class Reproductions:
-    def __init__(self, config: pytest.Config, emit: Callable[[Finding], None]) -> None:
+    def __init__(self, config: pytest.Config, emit: Callable[[Finding], None],
+                 per_test: PerTest) -> None:
         config.addinivalue_line("markers", f"{MARKER}: {MARKER_HELP}")
         self.emit = emit
+        self.per_test = per_test
         self.bugs: dict[str, tuple[str, str]] = {}  # nodeid -> (bug id, reason), tests run here
-
-    def bug_of(self, nodeid: str) -> str | None:
-        found = self.bugs.get(nodeid)
-        return found[0] if found else None
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -59,12 +63,25 @@ class Reproductions:
             self.bugs[item.nodeid] = (bug, reason)
             why = f"reproduces {bug}" + (f": {reason}" if reason else "")
             item.add_marker(pytest.mark.xfail(strict=False, reason=why))
+        if self.bugs:
+            self.per_test.add(self)
 
-    def check(self, report: pytest.TestReport) -> None:
-        """One report of a test run here (the plugin passes them on: only while ``bugs`` has
-        any, so a suite without reproductions pays nothing per test)."""
-        found = self.bugs.get(report.nodeid)
-        if found is None or report.when != "call":
+    # -- the per-test step: its bug on the test's test-finish, a pass as a finding ------------
+
+    def begin(self, item: pytest.Item) -> None:
+        return None
+
+    def end(self, item: pytest.Item, nextitem: pytest.Item | None, state: None,
+            reports: list[pytest.TestReport]) -> None:
+        found = self.bugs.get(item.nodeid)
+        if found is None:
+            return
+        for report in reports:
+            self._check(report, found)
+        self.per_test.note("reproduces", found[0])
+
+    def _check(self, report: pytest.TestReport, found: tuple[str, str]) -> None:
+        if report.when != "call":
             return
         if not (report.passed and hasattr(report, "wasxfail")):
             return

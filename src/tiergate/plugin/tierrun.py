@@ -19,6 +19,7 @@ import pytest
 from tiergate.errors import UsageError
 from tiergate.plugin.highwater import maxrss
 from tiergate.plugin.markers import ClosestMarker
+from tiergate.plugin.pertest import PerTest
 from tiergate.plugin.reproduce import Reproductions
 from tiergate.plugin.selection import TierSelection, longest_first
 from tiergate.plugin.softtimeout import (
@@ -34,7 +35,6 @@ from tiergate.protocol.runspec import RunSpec
 from tiergate.settings.config import TIER_MARKERS, Tier
 
 if TYPE_CHECKING:
-    from tiergate.plugin.leaks import LeakWatch
     from tiergate.protocol.findings import Culprit
     from tiergate.results.files import ResultsDirClaim
     from tiergate.results.model import RunResult
@@ -48,10 +48,13 @@ def _worker_id(config: pytest.Config) -> str | None:
     return str(workerinput["workerid"]) if workerinput else None
 
 
-class TierRun:
-    """The active plugin for one pytest process (controller or xdist worker)."""
+class TierRun(PerTest):
+    """The active plugin for one pytest process (controller or xdist worker). It hosts the
+    per-test pipeline (its hooks come from ``PerTest``: one plugin to register, not two, which
+    is a fixed cost of every run) and is the pipeline's first step."""
 
     def __init__(self, config: pytest.Config, spec: RunSpec) -> None:
+        super().__init__()
         self.config = config
         self.spec = spec
         self.tier: Tier = spec.tier
@@ -76,17 +79,19 @@ class TierRun:
         self._timeout_marker = ClosestMarker("timeout")
         self._high_water = maxrss()  # this process's peak RSS at the end of the last test
         self._item: pytest.Item | None = None
-        self._reports: list[pytest.TestReport] = []
         self._dump: str | None = None
         self._collected_sent = False
         self._shard_plan: list[str] | None = None  # with --shard: the tests before the split
         self._history: dict[str, float] | None = None  # --durations-from, once read
         self._modules_collecting: set[str] = set()
-        self.leaks: LeakWatch | None = None  # its test windows open and close in our wrapper
+        # Every part that acts around each test is a step of the one per-test pipeline: this
+        # run's timer and events; the leak watch and the reproductions add theirs.
+        self.per_test: PerTest = self
+        self.add(self)
         self._select(config)
         # @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
-        self.reproductions = Reproductions(config, self.emit_finding)
-        config.pluginmanager.register(self.reproductions, "tiergate-reproduce")
+        config.pluginmanager.register(
+            Reproductions(config, self.emit_finding, self.per_test), "tiergate-reproduce")
         if not self.is_xdist_controller:
             self._guard(config)
 
@@ -109,10 +114,10 @@ class TierRun:
         if self.tier.leaks != "off":
             from tiergate.plugin.leaks import LeakWatch
 
-            self.leaks = LeakWatch(
-                tier=self.tier, emit=self.emit_finding,
-                record=self._record_leak_check)
-            config.pluginmanager.register(self.leaks, "tiergate-leaks")
+            leaks = LeakWatch(tier=self.tier, emit=self.emit_finding,
+                              record=self._record_leak_check)
+            config.pluginmanager.register(leaks, "tiergate-leaks")
+            self.per_test.add(leaks, first=True)  # its window wraps the timer and the event
 
     def _record_leak_check(self, fields: dict[str, Any]) -> None:
         logger.info("leak watch: %s left %s; run again %d time(s): %s", fields["nodeid"],
@@ -337,14 +342,12 @@ class TierRun:
         limit = self.default_limit if mark is None else _marker_seconds(mark, self.default_limit)
         return limit if limit else None
 
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        # This runs for every test: one or two events and one getrusage call, no file or
-        # environment access, and the leak watch's window (see scripts/bench_instructions.py).
-        leaks = self.leaks
-        window = leaks.open_test() if leaks is not None else None
-        reports: list[pytest.TestReport] = []
-        self._item, self._reports, self._dump = item, reports, None
+    # The per-test pipeline's step of this run (plugin/pertest.py). This runs for every test:
+    # one or two events and one getrusage call, no file or environment access (see
+    # scripts/bench_instructions.py).
+
+    def begin(self, item: pytest.Item) -> tuple[str, int | None, float | None]:
+        self._item, self._dump = item, None
         path, line = _location(item)
         limit = self.limit_of(item)
         if self.events.live:  # only a follower (the supervisor) needs to know what is running
@@ -353,24 +356,25 @@ class TierRun:
             )
         if limit is not None:
             self.timer.start(limit)
-        try:
-            return (yield)
-        finally:
-            timed_out = self.timer.cancel()
-            peak = None
-            high = maxrss()
-            if high > self._high_water:  # a new peak of this process's; the supervisor adds
-                peak = self._high_water = high  # the whole tree's from samples
-            duration = None
-            if not timed_out and self._dump is None and not self.reproductions.bugs:
-                duration = _quiet_pass(reports)
-            if duration is not None:  # nearly every test: one line, no record to build
-                self.events.emit_passed(item.nodeid, path, line, duration, limit, peak)
-            else:
-                self._finish(item, path, line, limit, reports, timed_out, peak)
-            self._item = None
-            if leaks is not None and window is not None:  # its leaks follow its own event
-                leaks.close_test(item, nextitem, window, reports)
+        return path, line, limit
+
+    def end(self, item: pytest.Item, nextitem: pytest.Item | None,
+            state: tuple[str, int | None, float | None],
+            reports: list[pytest.TestReport]) -> None:
+        path, line, limit = state
+        timed_out = self.timer.cancel()
+        peak = None
+        high = maxrss()
+        if high > self._high_water:  # a new peak of this process's; the supervisor adds
+            peak = self._high_water = high  # the whole tree's from samples
+        duration = None
+        if not timed_out and self._dump is None and not self.per_test.extra:
+            duration = _quiet_pass(reports)
+        if duration is not None:  # nearly every test: one line, no record to build
+            self.events.emit_passed(item.nodeid, path, line, duration, limit, peak)
+        else:
+            self._finish(item, path, line, limit, reports, timed_out, peak)
+        self._item = None
 
     def _finish(self, item: pytest.Item, path: str, line: int | None, limit: float | None,
                 reports: list[pytest.TestReport], timed_out: bool, peak: int | None) -> None:
@@ -380,10 +384,7 @@ class TierRun:
             finish["dump"] = self._dump
         if peak is not None:
             finish["peak_rss"] = peak
-        if self.reproductions.bugs:
-            bug = self.reproductions.bug_of(item.nodeid)
-            if bug is not None:
-                finish["reproduces"] = bug
+        finish.update(self.per_test.extra)  # what other steps add (a reproduction's bug)
         self.events.emit_fields(ev.TEST_FINISH, finish)
 
     # plugin/retries.py runs a failed test again inside the wrapper above: each attempt gets
@@ -398,7 +399,8 @@ class TierRun:
         return record
 
     def start_attempt(self, item: pytest.Item) -> None:
-        self._reports.clear()  # the wrapper's own list: the failed attempt's are in its event
+        if self.per_test.reports is not None:  # the failed attempt's are in its own event
+            self.per_test.reports.clear()
         self._dump = None
         path, line = _location(item)
         limit = self.limit_of(item)
@@ -407,12 +409,6 @@ class TierRun:
                              timeout=limit)
         if limit is not None:
             self.timer.start(limit)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self._item is not None:  # the reports of the test in progress
-            self._reports.append(report)
-            if self.reproductions.bugs:
-                self.reproductions.check(report)
 
     # -- collection: watched like a test (a module whose import hangs is named) ---------------
 

@@ -5,8 +5,9 @@ import json
 import os
 
 from tiergate.settings.config import Tier
-from tiergate.plugin.leaks import LeakWatch, WatchEveryTest
+from tiergate.plugin.leaks import LeakWatch
 from tiergate.plugin.netguard import install_guard
+from tiergate.plugin.pertest import PerTest
 
 
 def _append(path, record):
@@ -32,5 +33,7 @@ def pytest_configure(config):
                 network=("127.0.0.1", "127.0.0.2"), leak_thresholds=thresholds)
     watch = LeakWatch(tier=tier, emit=emit, record=record)
     config.pluginmanager.register(watch, "tiergate-leaks")
-    config.pluginmanager.register(WatchEveryTest(watch), "tiergate-leak-tests")
+    per_test = PerTest()  # the per-test pipeline, with the watch as its only step
+    per_test.add(watch)
+    config.pluginmanager.register(per_test, "tiergate-per-test")
     install_guard(tier.network, tier_name=tier.name, emit=emit)

@@ -1,5 +1,5 @@
 """Per-test leak findings: threads, processes, fds, sockets, memory, asyncio tasks, environment."""
 
-from tiergate.plugin.leaks.watch import LeakWatch, WatchEveryTest
+from tiergate.plugin.leaks.watch import LeakWatch
 
-__all__ = ["LeakWatch", "WatchEveryTest"]
+__all__ = ["LeakWatch"]

@@ -1,8 +1,8 @@
 """``LeakWatch``: the pytest plugin object that runs the probes around every test and fixture.
 
-Fixture windows open and close in its own hooks. Test windows are opened and closed by whoever
-runs the test protocol: the tier plugin (``TierRun``) from the protocol wrapper it has anyway,
-or ``WatchEveryTest`` for a watch registered on its own.
+Fixture windows open and close in its own hooks. Test windows are a step of the per-test
+pipeline (plugin/pertest.py, ``begin``/``end``), which whoever registers the watch adds it to:
+one protocol wrapper for every part of the plugin, not one each.
 
 Windows: each test is one window (setup + call + teardown, so function-scoped fixtures are the
 test's own). A fixture of a wider scope (class, module, package, session) is its own window,
@@ -237,7 +237,7 @@ class LeakWatch:
 
     # -- tests ------------------------------------------------------------------------------
 
-    def open_test(self) -> _Window | None:
+    def begin(self, item: pytest.Item) -> _Window | None:
         """A test starts: its window (None during a memory confirmation's re-runs)."""
         if self._rerunning:
             return None
@@ -246,10 +246,12 @@ class LeakWatch:
         return _Window(self.current.carried(), self._rss if self._rss >= 0 else memory_rss(),
                        self._owned_rss)
 
-    def close_test(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
-                   reports: Sequence[pytest.TestReport]) -> None:
+    def end(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window | None,
+            reports: Sequence[pytest.TestReport]) -> None:
         """The test of *window* ended with *reports* (setup, call, teardown): report what it
         left behind."""
+        if window is None:  # a memory confirmation's re-run
+            return
         self._rss = memory_rss()
         grew = self._rss - window.rss - (self._owned_rss - window.owned_rss)
         # The quiet test: nothing created, memory within bounds. Nothing else to do.
@@ -716,30 +718,6 @@ def _drop_last_failure() -> None:
     for name in ("last_type", "last_value", "last_traceback", "last_exc"):
         if hasattr(sys, name):
             setattr(sys, name, None)
-
-
-class WatchEveryTest:
-    """Opens and closes a ``LeakWatch``'s test windows from pytest's hooks, for a watch
-    registered on its own (tests, benchmarks). Under a tier the ``TierRun`` plugin does this
-    in its own protocol wrapper: one wrapper and one report hook per test instead of two."""
-
-    def __init__(self, watch: LeakWatch) -> None:
-        self.watch = watch
-        self._reports: list[pytest.TestReport] = []
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        window = self.watch.open_test()
-        reports: list[pytest.TestReport] = []
-        self._reports = reports
-        try:
-            return (yield)
-        finally:
-            if window is not None:
-                self.watch.close_test(item, nextitem, window, reports)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self._reports.append(report)
 
 
 def _user_filters_resource_warnings(config: pytest.Config) -> bool:
