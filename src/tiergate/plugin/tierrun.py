@@ -89,6 +89,10 @@ class TierRun(PerTest):
         self.per_test: PerTest = self
         self.add(self)
         self._select(config)
+        if self.worker is None:  # xdist's scheduler (if any) must not undo slowest-first
+            from tiergate.plugin.order import keep_slowest_first
+
+            keep_slowest_first(config, spec)
         # @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
         config.pluginmanager.register(
             Reproductions(config, self.emit_finding, self.per_test), "tiergate-reproduce")
