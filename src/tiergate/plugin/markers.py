@@ -12,24 +12,27 @@ from typing import Any
 
 import pytest
 
-_UNKNOWN = object()
-
 
 class ClosestMarker:
     """The marker *name* closest to a node: its own, else its parent's, as pytest resolves it."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._of_parent: dict[Any, pytest.Mark | None] = {}
+        # id(parent) -> (parent, its answer). Keyed by id: a node's own ``__hash__`` is a Python
+        # call, paid on every test; the node is kept in the value, so its id is not reused.
+        self._of_parent: dict[int, tuple[Any, pytest.Mark | None]] = {}
 
     def __call__(self, node: Any) -> pytest.Mark | None:
-        for mark in node.own_markers:
-            if mark.name == self.name:
-                return mark  # type: ignore[no-any-return]
+        own = node.own_markers
+        if own:  # most tests have none of their own
+            name = self.name
+            for mark in own:
+                if mark.name == name:
+                    return mark  # type: ignore[no-any-return]
         parent = node.parent
         if parent is None:
             return None
-        found = self._of_parent.get(parent, _UNKNOWN)  # one lookup: a node hashes in Python
-        if found is _UNKNOWN:
-            found = self._of_parent[parent] = self(parent)
-        return found  # type: ignore[return-value]
+        known = self._of_parent.get(id(parent))
+        if known is None:
+            known = self._of_parent[id(parent)] = (parent, self(parent))
+        return known[1]

@@ -36,7 +36,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -48,6 +48,7 @@ from tiergate.plugin.leaks.probes import (
     Probe,
     client_in_process,
     default_probes,
+    default_token,
     held_fds,
     keep_alive,
     memory_rss,
@@ -100,8 +101,13 @@ class Current:
     keeps the last one's identity), so windows compare with ``is`` first.
     """
 
-    def __init__(self, probes: Sequence[Probe]) -> None:
+    def __init__(self, probes: Sequence[Probe],
+                 token: Callable[[], Hashable] | None = None) -> None:
         self.probes = tuple(probes)
+        # All the probes' tokens in one call (``default_token``), read first: while it has not
+        # moved, no probe's own token has, and none is read.
+        self._token = token
+        self._last_token: object = _always_new()
         self._names = tuple(f"{getattr(p, 'name', '')}#{i}" for i, p in enumerate(self.probes))
         self._tokens_of = tuple(getattr(p, "token", None) or _always_new for p in self.probes)
         self._tokens: list[object] = [_always_new() for _ in self.probes]
@@ -123,13 +129,19 @@ class Current:
     def invalidate(self) -> None:
         """Take every snapshot again at the next ``now()``."""
         self._tokens = [_always_new() for _ in self.probes]
+        self._last_token = _always_new()
         self._made = -1
 
     def now(self, force: bool = False) -> tuple[Any, ...]:
         REGISTRY.refresh()
         self._made = REGISTRY.made
-        tokens = [token_of() for token_of in self._tokens_of]
         dirty = audit.DIRTY
+        if self._token is not None:
+            token = self._token()
+            if token == self._last_token and not dirty and not force:
+                return self.view
+            self._last_token = token
+        tokens = [token_of() for token_of in self._tokens_of]
         if tokens == self._tokens and not dirty and not force:
             return self.view  # the common case: nothing was created since the last look
         names, snapshots, changed = self._names, self._snapshots, False
@@ -186,7 +198,7 @@ class LeakWatch:
         self.thresholds: Mapping[str, float] = tier.leak_thresholds
         self._memory_threshold = self.thresholds.get("memory", DEFAULT_MEMORY_THRESHOLD)
         self.probes = tuple(probes) if probes is not None else default_probes()
-        self.current = Current(self.probes)
+        self.current = Current(self.probes, default_token if probes is None else None)
         self._fixtures: dict[int, _FixtureWindow] = {}
         self._fixture_stack: list[_FixtureWindow] = []
         self._rerunning = False
