@@ -118,6 +118,20 @@ def test_the_header_is_five_lines_with_commit_and_links() -> None:
         assert want in page
 
 
+def test_the_header_keeps_its_lines_where_github_joins_a_paragraphs_lines() -> None:
+    """cmark-gfm (a check run, a job summary) joins a paragraph's lines with a space: measured
+    with scripts/render_comment.py, the four lines ran into one 3-line blob at 800 px."""
+    run = many_failures()
+    text = render_summary(run, budget=COMMENT_LIMIT, links=LINKS, diagnostics=False, known=set())
+    paragraph = render(text).split("</h3>", 1)[1].split("</p>", 1)[0]
+    lines = [html.unescape(re.sub(r"<[^>]+>", "", line)).strip()
+             for line in paragraph.split("<br />")]
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("Failed: 130 tests failed") and lines[1].startswith("130 ❌ failed")
+    assert lines[2].startswith("Changes vs base") and lines[3].startswith("Commit 0123456")
+    assert not any(line.endswith("\\") for line in lines)
+
+
 def test_diagnostics_are_collapsed_in_the_job_summary_only() -> None:
     run = many_failures()
     run.samples = [{"t": 100 + i * 0.25, "rss": (50 + i) * 2**20} for i in range(30)]

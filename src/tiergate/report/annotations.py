@@ -98,10 +98,18 @@ def _finding_title(f: Finding) -> str:
     return f"tiergate {f.kind}{test}"
 
 
-def _finding_message(f: Finding) -> str:
-    text = f.message
+def _finding_message(f: Finding, root: Path | None, project: Path | None) -> str:
+    """The probe's message with its places relative to the repository, as the annotation's own
+    path is (the probes write absolute paths: a runner's /home/runner/… says nothing on a diff),
+    and without the culprit's place, which the line after it states."""
+    # Imported here: links imports this module for repo_path.
+    from tiergate.report.links import shown_path, without_place
+
+    c = f.culprit
+    text = without_place(f.message, c.path if c else None, c.line if c else None, root, project)
     if f.culprit is not None:
-        where = f"{f.culprit.path}:{f.culprit.line or '?'} in {f.culprit.function}"
+        shown = shown_path(f.culprit.path, root, project)
+        where = f"{shown}:{f.culprit.line or '?'} in {f.culprit.function}"
         reason = f": {f.culprit.reason}" if f.culprit.reason else ""
         text += f"\n{f.culprit_label} {where}{reason}"
     if f.dump:
@@ -136,7 +144,7 @@ def annotations_for(
     for item in _order(run):
         if isinstance(item, Finding):
             level = "error" if item.severity == "error" else "warning"
-            title, message = _finding_title(item), _finding_message(item)
+            title, message = _finding_title(item), _finding_message(item, root, project)
             print_ = fingerprint.of_finding(item)
             places: list[tuple[str | None, int | None]] = []
             if item.culprit is not None and repo_path(item.culprit.path, root, project):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 from tiergate.report.escape import md_text
@@ -50,17 +51,18 @@ def link(shown_html: str, url: str) -> str:
     return f'<a href="{href}">{shown_html}</a>'
 
 
-def repo_path(path: str) -> str | None:
+def repo_path(path: str, root: Path | None = None, project: Path | None = None) -> str | None:
     # Imported on first use: a green run's summary shows no path and need not load annotations.
     from tiergate.report.annotations import repo_path as in_repo
 
-    return in_repo(path)
+    return in_repo(path, root, project)
 
 
-def shown_path(path: str) -> str:
-    """A path as a person reads it: relative to the repository where it is inside it, else its
-    last three parts (a runner's /home/runner/… or site-packages prefix says nothing)."""
-    inside = repo_path(path)
+def shown_path(path: str, root: Path | None = None, project: Path | None = None) -> str:
+    """A path as a person reads it: relative to *root* (the repository, see
+    :func:`tiergate.report.annotations.repo_path`) where it is inside it, else its last three
+    parts (a runner's /home/runner/… or site-packages prefix says nothing)."""
+    inside = repo_path(path, root, project)
     if inside:
         return inside
     parts = path.replace("\\", "/").split("/")
@@ -89,14 +91,17 @@ _PLACE = re.compile(
     r"(?P<path>[^\s:;,()]+\.py):(?P<line>\d+)(?:\s+in\s+[\w.<>]+|\s+\([\w.<>]+\))?")
 
 
-def without_place(message: str, path: str | None, line: int | None) -> str:
-    """*message* without its own words for *path*:*line* (the place the item links to), and with
-    every other place in it shortened as :func:`shown_path` shows a path."""
+def without_place(message: str, path: str | None, line: int | None,
+                  root: Path | None = None, project: Path | None = None) -> str:
+    """*message* without its own words for *path*:*line* (the place the item links to, or the
+    terminal's culprit line shows), and with every other place in it shortened as
+    :func:`shown_path` shows a path relative to *root*."""
     def edit(match: re.Match[str]) -> str:
         if path and line is not None and int(match["line"]) == line \
                 and _same_file(match["path"], path):
             return ""
-        return match.group(0).replace(match["path"], shown_path(match["path"]), 1)
+        shown = shown_path(match["path"], root, project)
+        return match.group(0).replace(match["path"], shown, 1)
 
     return _PLACE.sub(edit, message).strip() or message  # a message that is only the place
 

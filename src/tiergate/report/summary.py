@@ -212,8 +212,11 @@ def verdict_words(run: RunResult, quote: Callable[[str], str] = str) -> str:
 def _header(view: _View, title: str | None) -> str:
     """At most five lines: the verdict, why in one sentence, the counts, the change against
     the base commit, and which commit and run this is (a stale comment must look stale)."""
-    lines = [_heading(view, title), _status(view), _counts(view), _delta(view), _about(view)]
-    return "\n".join(line for line in lines if line)
+    lines = [_status(view), _counts(view), _delta(view), _about(view)]
+    # One paragraph with a hard break (a backslash at the line's end) after each line: Markdown
+    # joins a paragraph's lines with a space (measured with cmark-gfm, scripts/render_comment.py)
+    # and only some of GitHub's views break them; an explicit break holds in every view.
+    return _heading(view, title) + "\n" + "\\\n".join(line for line in lines if line)
 
 
 def _delta(view: _View) -> str:

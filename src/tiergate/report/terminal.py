@@ -4,9 +4,12 @@ line so that a CI log cannot read it as a workflow command."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tiergate.protocol.findings import TIMEOUT_KINDS, Finding
 from tiergate.report.escape import terminal_text
 from tiergate.report.leakchecks import leak_checks
+from tiergate.report.links import shown_path, without_place
 from tiergate.results.model import RunResult
 
 MAX_FINDINGS = 30
@@ -14,7 +17,10 @@ MAX_FAILURES = 20
 MAX_LEAK_CHECKS = 5
 
 
-def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> str:
+def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5,
+                    root: Path | None = None) -> str:
+    """Paths in it are relative to *root*, the project (default: GITHUB_WORKSPACE, else the cwd,
+    as :func:`tiergate.report.annotations.repo_path` reads it)."""
     width = max(40, width)
     c = run.counts()
     order = ("passed", "failed", "timeout", "error", "skipped", "xfailed", "xpassed", "not_run")
@@ -54,7 +60,8 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
     if findings:
         lines.append(f"findings ({len(findings)}):")
         for finding in findings[:MAX_FINDINGS]:
-            lines.extend("  " + terminal_text(text, width - 2) for text in _finding_lines(finding))
+            lines.extend("  " + terminal_text(text, width - 2)
+                         for text in _finding_lines(finding, root))
         if len(findings) > MAX_FINDINGS:
             lines.append(f"  ... and {len(findings) - MAX_FINDINGS} more findings "
                          "(see summary.md / findings.json)")
@@ -69,14 +76,17 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5) -> st
     return "\n".join(lines) + "\n"
 
 
-def _finding_lines(f: Finding) -> list[str]:
-    where = f.test or (f"{f.location.path}:{f.location.line}" if f.location else "")
-    head = f"{f.severity.upper():7} {f.kind}{' ' + where if where else ''}: {f.message}"
-    lines = [head]
-    if f.culprit is not None:
-        c = f.culprit
+def _finding_lines(f: Finding, root: Path | None) -> list[str]:
+    where = f.test or (f"{shown_path(f.location.path, root, root)}:{f.location.line}"
+                       if f.location else "")
+    c = f.culprit
+    # The probes write absolute paths; the culprit's own place is the next line's.
+    message = without_place(f.message, c.path if c else None, c.line if c else None, root, root)
+    lines = [f"{f.severity.upper():7} {f.kind}{' ' + where if where else ''}: {message}"]
+    if c is not None:
         reason = f" ({c.reason})" if c.reason else ""
-        lines.append(f"    {f.culprit_label} {c.path}:{c.line or '?'} in {c.function}{reason}")
+        lines.append(f"    {f.culprit_label} {shown_path(c.path, root, root)}:{c.line or '?'} "
+                     f"in {c.function}{reason}")
     if f.dump:
         lines.append(f"    dump: {f.dump}")
     return lines

@@ -962,7 +962,7 @@ class Supervisor:
 
         # A CI log is no terminal: 80 columns would cut every finding; logs wrap nothing.
         width = shutil.get_terminal_size((120, 24)).columns if self.out.isatty() else 120
-        self._say(render_terminal(run, width=width))
+        self._say(render_terminal(run, width=width, root=self.plan.root))
 
 
 def _n(count: int, word: str) -> str:
