@@ -39,6 +39,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # Under a tier, tiergate's retries replace pytest-rerunfailures' reruns; the plugin goes
+    # before its pytest_configure, which under xdist starts a socket server and a thread in
+    # every run, and its hooks that keep each failure's exception alive (plugin/retries.py).
+    if (config.getoption("tiergate_run") or config.getoption("tiergate_tier")) and (
+            config.pluginmanager.has_plugin("rerunfailures")):
+        from tiergate.plugin.retries import replace_rerunfailures
+
+        replace_rerunfailures(config)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     spec = _resolve_spec(config)
     if spec is None:

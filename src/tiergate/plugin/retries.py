@@ -10,15 +10,18 @@ its own limit and ``test-start``. A failed attempt that is run again is a ``test
 event; the test's ``test-finish`` is its last attempt's, so the supervisor's resume, which
 counts a test finished at its ``test-finish``, sees one test however often it ran.
 
-With pytest-rerunfailures installed, tiergate runs the retries of the tests it retries (its
-hook answers first, so theirs stands aside for them) and reads ``--reruns`` as the tier's
-``retries`` when the tier sets none; one line at the start says so.
+With pytest-rerunfailures installed, tiergate's retries replace its reruns: under a tier the
+plugin is unregistered before pytest configures it (``replace_rerunfailures``), so nothing runs
+a test again behind tiergate's back and none of its machinery runs (under xdist, a socket
+server and its thread; each failure's exception kept on its test); ``--reruns`` is read as
+the tier's ``retries`` when the tier sets none; one line at the start says what is read.
 
 A test the supervisor had to kill (a hard timeout, pytest dying in it) is retried by the
 supervisor where the tier's ``retry-kinds`` has ``timeout`` or ``crash`` (supervisor/
 killretry.py): the resumed pytest gets its attempts so far in the run spec
 (``attempts_before``) and runs it as its next attempt; this writes each test's retries to the
-run dir for that decision.
+run dir for that decision. Under xdist the controller hands a test whose worker died back to
+a worker (plugin/crashretry.py), which reads its attempts so far from the run dir.
 
 A test that is not in the tier's flake history (``new-test-runs``, results/history.py) runs
 that many times, every run logged as one attempt to pytest; once it has passed, a failure is
@@ -42,6 +45,8 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from tiergate.errors import ConfigError, InputError
+from tiergate.plugin.crashretry import CrashRetries, killed_attempts
+from tiergate.plugin.markers import ClosestMarker
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Finding, Location
 from tiergate.protocol.runspec import write_retry_allowance
@@ -50,9 +55,19 @@ from tiergate.settings.quarantine import load_quarantine
 
 if TYPE_CHECKING:
     from tiergate.plugin.tierrun import TierRun
+    from tiergate.settings.config import Tier
 
 MARKER = "tiergate_retries"
 RERUN = "rerun"  # the outcome of a failed attempt that is run again, as pytest-rerunfailures
+_KILL_KINDS = {"timeout", "crash"}  # retry-kinds a test that took its process with it may have
+_REPLACED = pytest.StashKey[bool]()  # pytest-rerunfailures was installed and is replaced
+
+
+def replace_rerunfailures(config: pytest.Config) -> None:
+    """Unregister pytest-rerunfailures for this run (before its pytest_configure): its options
+    stay parsed, for ``--reruns`` to be read as the tier's retries."""
+    config.pluginmanager.unregister(name="rerunfailures")
+    config.stash[_REPLACED] = True
 
 
 class Retries:
@@ -65,14 +80,16 @@ class Retries:
         config = run.config
         config.addinivalue_line("markers", f"{MARKER}(n): run this test again up to n times "
                                 "when it fails (tiergate; overrides the tier's `retries`)")
-        self._rerunfailures = config.pluginmanager.hasplugin("rerunfailures")
-        if not self._rerunfailures:
-            config.addinivalue_line("markers", "flaky(reruns=n): run again up to n times when "
-                                    "it fails (pytest-rerunfailures' marker, run by tiergate)")
-        elif run.worker is None:
-            print(f"tiergate: pytest-rerunfailures is installed; in tier {self.tier.name} "
-                  "tiergate runs the retries (--reruns, @pytest.mark.flaky) and keeps every "
-                  "attempt", file=sys.stderr)
+        config.addinivalue_line("markers", "flaky(reruns=n): run again up to n times when "
+                                "it fails (pytest-rerunfailures' marker, run by tiergate)")
+        self._rerunfailures = config.stash.get(_REPLACED, False)
+        if self._rerunfailures and run.worker is None:
+            print(_rerunfailures_note(config, self.tier), file=sys.stderr)
+        # Only xdist calls its hook, on the controller, when a worker dies (xdist registers
+        # itself after this runs, so is_xdist_controller cannot be asked yet).
+        if run.worker is None and run.spec.supervised and _KILL_KINDS & set(
+                self.tier.retry_kinds):
+            config.pluginmanager.register(CrashRetries(run), "tiergate-crash-retries")
 
     # -- the quarantine, said once per run -------------------------------------------------
 
@@ -105,12 +122,13 @@ class Retries:
                                       items: list[pytest.Item]) -> None:
         default = self.tier.retries
         if not default and self._rerunfailures:
-            default = int(getattr(config.option, "reruns", 0) or 0)
+            default = _their_reruns(config)
         # The `flaky` package (box/flaky) has a marker of the same name, flaky(max_runs=...):
         # where it is installed, the tests it marks are its own to run again.
         flaky_package = config.pluginmanager.hasplugin("flaky")
+        closest = ClosestMarker(MARKER), ClosestMarker("flaky")  # answers kept per parent
         for item in items:
-            count = _marked_retries(item, default, flaky_package=flaky_package)
+            count = _marked_retries(item, default, flaky_package=flaky_package, closest=closest)
             if count > 0:
                 self.allowed[item.nodeid] = count
         if self.tier.new_test_runs > 1:
@@ -133,8 +151,9 @@ class Retries:
         runs = self.new_runs.get(item.nodeid, 1)
         if not allowed and runs <= 1:
             return None
-        # After a hard timeout or a crash, the attempts pytest ran before it was killed.
-        failed = [dict(a) for a in self.run.spec.attempts_before.get(item.nodeid, ())]
+        failed = self._attempts_before(item.nodeid)
+        if failed:
+            runs = 1  # killed once already: a retry, not one of a new test's extra runs
         passes = 0
         started = False
         while True:
@@ -182,11 +201,28 @@ class Retries:
 
     def _tell_supervisor(self) -> None:
         """The retries of each test, for the supervisor to retry one it has to kill (a hard
-        timeout, a crash; supervisor/killretry.py): only where the tier retries those."""
+        timeout, a crash; supervisor/killretry.py), or under xdist for the controller to retry
+        one whose worker died (plugin/crashretry.py): only where the tier retries those. Every
+        worker collects the same tests, so each writes the same file (atomically)."""
         spec = self.run.spec
-        if (spec.supervised and self.run.worker is None and not self.run.is_xdist_controller
-                and {"timeout", "crash"} & set(self.tier.retry_kinds)):
+        if spec.supervised and not self.run.is_xdist_controller and self._kills_retried:
             write_retry_allowance(spec.run_dir, self.allowed)
+
+    @property
+    def _kills_retried(self) -> bool:
+        return bool(_KILL_KINDS & set(self.tier.retry_kinds))
+
+    def _attempts_before(self, nodeid: str) -> list[dict[str, Any]]:
+        """The attempts of *nodeid* that ended with its pytest or its xdist worker killed: the
+        resumed pytest is told them in its run spec; an xdist worker, which may be handed the
+        test at any time, reads what the controller wrote when the worker before it died. A
+        worker reads that file only in a tier that retries kills, once per retried test."""
+        spec = self.run.spec
+        before = spec.attempts_before.get(nodeid, ())
+        if not before and self.run.worker is not None and spec.supervised \
+                and self._kills_retried:
+            before = killed_attempts(spec.run_dir, nodeid)
+        return [dict(a) for a in before]
 
     def _retried(self, report: pytest.TestReport, timed_out: bool) -> bool:
         kind = "timeout" if timed_out else "failure" if report.when == "call" else "error"
@@ -255,13 +291,55 @@ def _ended(attempt: dict[str, Any]) -> str:
     return f"{outcome} with {message}" if message else outcome
 
 
-def _marked_retries(item: pytest.Item, default: int, *, flaky_package: bool = False) -> int:
+def _their_reruns(config: pytest.Config) -> int:
+    """pytest-rerunfailures' run-wide count: ``--reruns``, else its ``reruns`` ini key."""
+    value = getattr(config.option, "reruns", None)
+    if value is None:
+        try:
+            value = int(config.getini("reruns") or 0)
+        except (TypeError, ValueError):
+            value = 0
+    return _count(value, 0)
+
+
+# pytest-rerunfailures' options tiergate does not read, and what to set instead.
+_THEIR_OPTIONS = {
+    "reruns_delay": ("--reruns-delay", "retry-delay"),
+    "reruns_delay_backoff_factor": ("--reruns-delay-backoff-factor", "retry-delay"),
+    "only_rerun": ("--only-rerun", "retry-on"),
+    "rerun_except": ("--rerun-except", "retry-on"),
+    "force_reruns": ("--force-reruns", "retries"),
+    "rerun_exclude_path": ("--rerun-exclude-path", "@pytest.mark.tiergate_retries(0)"),
+    "fail_on_flaky": ("--fail-on-flaky", 'flaky = "fail"'),
+    "max_suite_reruns": ("--max-suite-reruns", "retries"),
+}
+
+
+def _rerunfailures_note(config: pytest.Config, tier: Tier) -> str:
+    """The one line that says tiergate's retries replace pytest-rerunfailures' in this run."""
+    if tier.retries:
+        count = f"the tier's retries = {tier.retries}"
+    elif _their_reruns(config):
+        count = f"--reruns {_their_reruns(config)} as the tier's retries"
+    else:
+        count = "no retries for the tier"
+    ignored = [f"{flag} (set {key})" for dest, (flag, key) in _THEIR_OPTIONS.items()
+               if getattr(config.option, dest, None) not in (None, False, [], 0)]
+    return (f"tiergate: pytest-rerunfailures is installed; tiergate runs the retries instead "
+            f"and keeps every attempt (tier {tier.name}: {count}; @pytest.mark.flaky(reruns=n) "
+            f"per test)" + (f"; not read: {', '.join(ignored)}" if ignored else ""))
+
+
+def _marked_retries(item: pytest.Item, default: int, *, flaky_package: bool = False,
+                    closest: tuple[ClosestMarker, ClosestMarker] | None = None) -> int:
     """The test's retries: ``tiergate_retries(n)``, else ``flaky(reruns=n)``, else *default*;
     none for a test the `flaky` package runs again (its ``flaky(max_runs=n)``)."""
-    mark = item.get_closest_marker(MARKER)
+    # Not item.get_closest_marker: that walks every parent node for every test.
+    ours, flaky = closest or (ClosestMarker(MARKER), ClosestMarker("flaky"))
+    mark = ours(item)
     if mark is not None:
         return _count(mark.args[0] if mark.args else mark.kwargs.get("n", 1), default)
-    mark = item.get_closest_marker("flaky")
+    mark = flaky(item)
     if mark is None:
         return default
     if flaky_package and "reruns" not in mark.kwargs:

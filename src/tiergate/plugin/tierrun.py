@@ -462,6 +462,8 @@ class TierRun(PerTest):
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
         # xdist: a worker died while running *crashitem*. If the supervisor killed it for a hang it
         # has already said so (hard-timeout event); otherwise this is a crash.
+        if str(report.outcome) == "rerun":  # handed back for a retry: plugin/crashretry.py
+            return
         self.events.emit(
             ev.TEST_FINISH,
             nodeid=crashitem,

@@ -7,6 +7,9 @@ a ``test-attempt`` event (with its dump) and the test is not finished: the resum
 it first, told its attempts so far (RunSpec.attempts_before), and plugin/retries.py goes on
 from there as for an attempt that failed in-process.
 
+Under xdist pytest is not resumed (only the stuck worker is killed, xdist replaces it): the
+xdist controller hands the test back to a worker by the same rules (plugin/crashretry.py).
+
 How many retries a test has is pytest's to say (markers override the tier); it writes them
 to the run dir (protocol/runspec.py) and this reads them only when a test is killed.
 """
