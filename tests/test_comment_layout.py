@@ -235,3 +235,34 @@ def test_the_example_services_leaks_state_their_place_once(
         item = next(line for line in shown if line.startswith(f"{leak['kind']} {leak['test']}"))
         assert item.count(f"{Path(place['path']).name}:{place['line']}") == 1, item
         assert str(EXAMPLE) not in item, item  # no runner paths in the text
+
+
+DOC = REPO / "docs" / "pr-comment-example.md"
+DOC_START = "<!-- tiergate:tier=fast -->"
+
+
+def run_neutral(comment: str) -> str:
+    """*comment* without what differs between two runs of the example: the dump's and a
+    traceback's text (pids, addresses, stacks), absolute paths, and every number (durations,
+    ports, sizes, times; the SHAs are the sample links' own)."""
+    text = re.sub(r"<pre>.*?</pre>", "<pre>…</pre>", comment, flags=re.S)
+    text = re.sub(r"(?<![\w.<])/[^\s()<>'\"`:]+", "<abs>", text)
+    text = re.sub(r"\d[\d,.]*", "N", text)
+    # the leak checks are listed the longest first: tests of similar length swap places
+    return re.sub(r"^(🔁 .*?\): )(.*)\.$",
+                  lambda m: m[1] + ", ".join(sorted(re.split(r", (?=<code>)", m[2]))),
+                  text, flags=re.M)
+
+
+def test_the_documented_example_comment_is_the_one_built_today(
+        example_results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts_loader import load_script
+
+    monkeypatch.chdir(EXAMPLE)
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(REPO))
+    built = load_script("render_comment").comment_of(example_results)
+    doc = DOC.read_text(encoding="utf-8")
+    shown = doc[doc.index(DOC_START):]
+    assert run_neutral(shown) == run_neutral(built), (
+        "docs/pr-comment-example.md shows another comment than tiergate builds: run the "
+        "example's fast tier and python scripts/gen_comment_example.py RESULTS_DIR")

@@ -158,6 +158,23 @@ class _View:
     def mark(self, item: Finding | TestResult) -> str:
         return " *(known)*" if self.is_known(item) else (" **new**" if self.compare else "")
 
+    def group_mark(self, group: list[TestResult]) -> str:
+        """A group's mark, as its items' would be: new when all are, "N new" when some are."""
+        if not self.compare:
+            return ""
+        new = sum(1 for test in group if not self.is_known(test))
+        if new == len(group):
+            return " **new**"
+        return f" **{new:,} new**" if new else " *(known)*"
+
+    @staticmethod
+    def failing_place(test: TestResult) -> tuple[str | None, int | None]:
+        """Where a failure's link points: the line that failed (the deepest frame of its
+        traceback in the repository, where its annotation sits), else the test's own line."""
+        from tiergate.report.annotations import failing_line  # only for a run with failures
+
+        return failing_line(test) or (test.path, test.line)
+
 
 def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: DumpLoader) -> str:
     parts = [_header(view, title), _input_notes(view), lost_section(view.lost)]
@@ -424,7 +441,8 @@ def _failures(view: _View, d: _Detail) -> list[str]:
     if not items:
         return []
     out = [f"#### ❌ Failures ({len(items):,})"]
-    groups = sorted(_failure_groups(items), key=lambda g: (view.is_known(g[0]), -len(g)))
+    groups = sorted(_failure_groups(items),
+                    key=lambda g: (all(view.is_known(t) for t in g), -len(g)))
     for index, group in enumerate(groups[: d.failure_rows]):
         detailed = index < d.failure_details and bool(d.longrepr_chars)
         out.append(_failure_group(view, group, d if detailed else None))
@@ -445,13 +463,15 @@ def _failure_groups(items: list[TestResult]) -> list[list[TestResult]]:
 def _failure_group(view: _View, group: list[TestResult], d: _Detail | None) -> str:
     first = group[0]
     phase = f" (in {md_text(first.phase, 20)})" if first.phase and first.phase != "call" else ""
-    at = f" at {_where(first.path, first.line, view.links)}" if first.path else ""
+    path, number = view.failing_place(first)
+    at = f" at {_where(path, number, view.links)}" if path else ""
     message = md_text(first.message or first.outcome, 300)
     if len(group) == 1:
         line = f"- ❌ {md_code(first.nodeid, 300)}{phase}{at}{view.mark(first)}: {message}"
     else:
         function = first.nodeid.split("[", 1)[0] + "[…]"
-        line = f"- ❌ {len(group):,} {_TIMES} {md_code(function, 300)}{phase}{at}: {message}"
+        line = (f"- ❌ {len(group):,} {_TIMES} {md_code(function, 300)}{phase}{at}"
+                f"{view.group_mark(group)}: {message}")
         ids = "\n".join(html_text(t.nodeid, 300) + html_text(_mark_word(view, t))
                         for t in group[:_IDS_SHOWN])
         more = f"\n… and {len(group) - _IDS_SHOWN:,} more" if len(group) > _IDS_SHOWN else ""
