@@ -248,6 +248,50 @@ def test_xdist_workers_write_their_own_events(pytester: pytest.Pytester) -> None
     assert len(collected) == 1 and len(collected[0]["tests"]) == 8
 
 
+# Runs in the controller only (it has no workerinput), after tiergate configured it: it talks
+# to its own loopback listener, which the tier's network = "none" would refuse in a process that
+# runs tests, and it lists the threads and audit hooks the controller has.
+CONTROLLER_CONFTEST = """
+import json, socket, sys, threading
+
+def pytest_sessionstart(session):
+    if hasattr(session.config, "workerinput"):
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen = {}
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=5):
+            seen["connect"] = "ok"
+    except OSError as exc:
+        seen["connect"] = str(exc)
+    finally:
+        listener.close()
+    seen["plugins"] = sorted(n for n, p in session.config.pluginmanager.list_name_plugin()
+                             if "tiergate" in str(n) or "LeakWatch" in type(p).__name__)
+    with open("controller.json", "w") as out:
+        json.dump(seen, out)
+"""
+
+
+def test_the_xdist_controller_runs_no_tests_so_no_guard_no_probes(
+        pytester: pytest.Pytester) -> None:
+    # The controller only hands tests to workers: the guard, the leak watch and the network
+    # markers live in the workers, and a module that fails to collect is told once per worker,
+    # not once more by the controller.
+    pytester.makepyprojecttoml('[tool.tiergate.tiers.fast]\nnetwork = "none"\n')
+    pytester.makeconftest(CONTROLLER_CONFTEST)
+    pytester.makepyfile(test_x="def test_a(): pass\n", test_broken="import nonexistent_xyz\n")
+    pytester.runpytest_subprocess("--tier", "fast", "-n", "2")
+    seen = json.loads((pytester.path / "controller.json").read_text())
+    assert seen["connect"] == "ok"
+    assert seen["plugins"] == ["tiergate", "tiergate-reproduce", "tiergate-retries",
+                               "tiergate-run"]
+    broken = [e for e in events(pytester)
+              if e["event"] == "test-finish" and e["nodeid"] == "test_broken.py"]
+    assert broken and {e.get("worker") for e in broken} <= {"gw0", "gw1"}
+    assert len(broken) == len({e.get("worker") for e in broken})
+
+
 def test_events_are_valid_json_lines(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x="def test_a(): print('x' * 100000)\n")
     pytester.runpytest_subprocess("--tier", "fast")

@@ -85,10 +85,8 @@ class Retries:
         self._rerunfailures = config.stash.get(_REPLACED, False)
         if self._rerunfailures and run.worker is None:
             print(_rerunfailures_note(config, self.tier), file=sys.stderr)
-        # Only xdist calls its hook, on the controller, when a worker dies (xdist registers
-        # itself after this runs, so is_xdist_controller cannot be asked yet).
-        if run.worker is None and run.spec.supervised and _KILL_KINDS & set(
-                self.tier.retry_kinds):
+        # Only xdist calls its hook, on the controller, when a worker dies.
+        if run.is_xdist_controller and run.spec.supervised and self._kills_retried:
             config.pluginmanager.register(CrashRetries(run), "tiergate-crash-retries")
 
     # -- the quarantine, said once per run -------------------------------------------------

@@ -96,20 +96,29 @@ class TierRun(PerTest):
         # @pytest.mark.reproduces (findings only where the tests run; empty elsewhere)
         config.pluginmanager.register(
             Reproductions(config, self.emit_finding, self.per_test), "tiergate-reproduce")
+        self._child_environment()
         if not self.is_xdist_controller:
             self._guard(config)
 
-    def _guard(self, config: pytest.Config) -> None:
-        """Leak probes and the network guard, in the processes that run tests."""
-        from tiergate.plugin.netguard import guard_env, install_guard
-
+    def _child_environment(self) -> None:
+        """What every child process inherits: the start-up hook, the events file, the guard's
+        policy. The xdist controller sets it too, as its workers are its children."""
         if not self.spec.supervised:
             from tiergate.child import boot_env
 
             os.environ.update(boot_env(self.spec.run_dir, os.environ))
         os.environ[environ.EVENTS] = str(self.events.path)
         if self.tier.network != "any":
+            from tiergate.plugin.netguard import guard_env
+
             os.environ.update(guard_env(self.tier.network, self.tier.name))
+
+    def _guard(self, config: pytest.Config) -> None:
+        """Leak probes and the network guard, in the processes that run tests (not the xdist
+        controller, which runs none and talks to its workers)."""
+        if self.tier.network != "any":
+            from tiergate.plugin.netguard import install_guard
+
             install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
         from tiergate.plugin.netmarker import NetworkMarkers  # @pytest.mark.network
 
@@ -645,7 +654,12 @@ def _blocking_threads(root: Path) -> list[dict[str, Any]] | None:
 
 
 def _uses_xdist(config: pytest.Config) -> bool:
-    return config.pluginmanager.getplugin("dsession") is not None
+    """Does this pytest hand its tests to xdist workers? Asked as xdist decides it (its
+    ``_is_distribution_mode``, after its pytest_cmdline_main turned ``-n`` into ``--tx``):
+    xdist registers its controller only in its own pytest_configure, after this plugin's."""
+    option = config.option
+    return (getattr(option, "dist", "no") != "no" and bool(getattr(option, "tx", None))
+            and not getattr(option, "collectonly", False))
 
 
 def _location(item: pytest.Item) -> tuple[str, int | None]:
