@@ -195,6 +195,7 @@ PLUGINS = {  # pytest11 entry-point name -> distribution
     "socket": "pytest-socket",
     "threadleak": "pytest-threadleak",
     "memray": "pytest-memray",
+    "rerunfailures": "pytest-rerunfailures",  # in the test extra: in no row
 }
 
 

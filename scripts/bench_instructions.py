@@ -19,7 +19,9 @@ expression), ``guard`` (+ the loopback network guard), ``leaks`` (+ the leak pro
 Two rows of what a user would run instead come first: ``pytest --junitxml``, and the stack that
 gives a fraction of tiergate's features, pytest-timeout + pytest-socket + ``--junitxml`` (needs
 ``pip install pytest-socket``; without it the row says so). pytest-socket is kept out of every
-other row (``-p no:socket``), so that installing it changes no other number.
+other row (``-p no:socket``), so that installing it changes no other number; so is
+pytest-rerunfailures (the test extra installs it; a tier unregisters it, bare pytest would pay
+its hooks), in every row (``-p no:rerunfailures``).
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ network = "any"
 """
 
 _COLLECTED = re.compile(rb"Collected : (\d+)")
-_NO_SOCKET = ["-p", "no:socket"]  # pytest-socket, when installed, only in its own row
+_NO_RERUNS = ["-p", "no:rerunfailures"]  # installed for tests, in no row
+_NO_SOCKET = ["-p", "no:socket", *_NO_RERUNS]  # pytest-socket only in its own row
 # The stack a user would run instead: a signal timeout per test, sockets refused but loopback.
-STACK = ["-p", "no:tiergate", "--timeout", "60", "--disable-socket",
+STACK = ["-p", "no:tiergate", *_NO_RERUNS, "--timeout", "60", "--disable-socket",
          "--allow-hosts", "127.0.0.1,::1", "--junitxml", "stack.xml"]
 STACK_LABEL = "pytest-timeout + pytest-socket + --junitxml"
 

@@ -53,10 +53,12 @@ if os.environ.get("BENCH_PROBES") == "1":
 """
 
 # mode -> (label, extra pytest arguments, BENCH_PROBES)
+_NO_RERUNS = ["-p", "no:rerunfailures"]  # the test extra installs it: in no mode
 MODES = {
-    "bare": ("bare pytest", ["-p", "no:tiergate"], "0"),
-    "probes": ("+ leak probes and network guard (LeakWatch only)", ["-p", "no:tiergate"], "1"),
-    "tier": ("whole plugin: `--tier fast`", ["--tier", "fast"], "0"),
+    "bare": ("bare pytest", ["-p", "no:tiergate", *_NO_RERUNS], "0"),
+    "probes": ("+ leak probes and network guard (LeakWatch only)",
+               ["-p", "no:tiergate", *_NO_RERUNS], "1"),
+    "tier": ("whole plugin: `--tier fast`", ["--tier", "fast", *_NO_RERUNS], "0"),
 }
 
 
