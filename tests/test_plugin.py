@@ -292,6 +292,28 @@ def test_the_xdist_controller_runs_no_tests_so_no_guard_no_probes(
     assert len(broken) == len({e.get("worker") for e in broken})
 
 
+@pytest.mark.parametrize("session_timeout", [False, True], ids=["tests-timed", "session-too"])
+def test_pytest_timeout_stands_down_when_the_tests_start(
+        pytester: pytest.Pytester, session_timeout: bool) -> None:
+    # tiergate times every test, so pytest-timeout's two wrappers around each test would only
+    # cost; its options, marker and header stay, and a --session-timeout keeps it.
+    pytester.makepyprojecttoml("[tool.tiergate.tiers.fast]\n")
+    pytester.makepyfile(test_x="""
+import time, pytest
+
+def test_plugin(request):
+    print("TIMEOUT-PLUGIN", request.config.pluginmanager.get_plugin("timeout") is not None)
+
+@pytest.mark.timeout(1)
+def test_marked():
+    time.sleep(5)
+""")
+    extra = ["--session-timeout", "600"] if session_timeout else []
+    result = pytester.runpytest_subprocess("--tier", "fast", "-s", "--timeout", "30", *extra)
+    result.stdout.fnmatch_lines(["timeout: 30.0s", f"*TIMEOUT-PLUGIN {session_timeout}*"])
+    assert finishes(pytester)["test_marked"]["outcome"] == "timeout"  # tiergate's timer
+
+
 def test_events_are_valid_json_lines(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x="def test_a(): print('x' * 100000)\n")
     pytester.runpytest_subprocess("--tier", "fast")

@@ -222,6 +222,10 @@ class TierRun(PerTest):
             )
         self.events.emit(ev.SESSION_START, attempt=self.spec.attempt)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        _stand_pytest_timeout_down(self.config)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         blocking = _blocking_threads(self.config.rootpath) if self.events.live else None
@@ -651,6 +655,21 @@ def _blocking_threads(root: Path) -> list[dict[str, Any]] | None:
                      "line": frame.f_lineno, "function": frame.f_code.co_name}
         out.append({"name": thread.name, "where": where, "tid": thread.native_id})
     return out
+
+
+def _stand_pytest_timeout_down(config: pytest.Config) -> None:
+    """pytest-timeout, when the tests start: it has parsed its options, registered its marker
+    and said its header, and its timers are tiergate's (pytest_timeout_set_timer above), so
+    its two hook wrappers around every test (each reading the test's markers) would only cost.
+    It stays where a ``--session-timeout`` (or its ini key) needs its check after each test."""
+    plugin = config.pluginmanager.get_plugin("timeout")
+    if plugin is None:
+        return
+    session_key = getattr(plugin, "SESSION_TIMEOUT_KEY", None)
+    if session_key is None or config.stash.get(session_key, 0):
+        return  # a pytest-timeout that has no such key, or a session timeout to keep
+    config.pluginmanager.unregister(plugin)
+    logger.info("pytest-timeout's per-test hooks stood down: tiergate times the tests")
 
 
 def _uses_xdist(config: pytest.Config) -> bool:
