@@ -22,22 +22,20 @@ _US = 1_000_000
 
 def trace_document(run: RunResult) -> dict[str, Any]:
     """The trace of *run*: ``{"traceEvents": [...], "displayTimeUnit": "ms"}``."""
-    origin = _origin(run)
+    # Tests from JUnit have no time of day, so no place on a timeline.
+    starts = {t.nodeid: (start, t) for t in run.tests.values()
+              if (start := _start(run, t)) is not None}
+    origin = _origin(run, [start for start, _ in starts.values()])
     lanes: dict[str, int] = {}
+    test_lane: dict[str, int] = {}
     events: list[dict[str, Any]] = []
-    for test in sorted(run.tests.values(), key=lambda t: (_start(run, t) or 0.0, t.nodeid)):
-        start = _start(run, test)
-        if start is None:
-            continue  # from JUnit: no time of day, no place on a timeline
-        lane = lanes.setdefault(_lane_name(test), len(lanes) + 1)
+    for nodeid, (start, test) in sorted(starts.items(), key=lambda kv: (kv[1][0], kv[0])):
+        lane = test_lane[nodeid] = lanes.setdefault(_lane_name(test), len(lanes) + 1)
         events.append({
-            "name": test.nodeid, "cat": "test", "ph": "X", "pid": RUN_PID, "tid": lane,
+            "name": nodeid, "cat": "test", "ph": "X", "pid": RUN_PID, "tid": lane,
             "ts": _micros(start - origin), "dur": _micros(_length(run, test)),
             "args": _test_args(test),
         })
-    by_test = {name: lane for name, lane in lanes.items()}
-    test_lane = {t.nodeid: by_test[_lane_name(t)] for t in run.tests.values()
-                 if _start(run, t) is not None}
     events += [_instant(m, origin, test_lane) for m in run.moments]
     if run.started is not None and run.finished is not None:  # the whole run, on its own lane
         events.append({"name": f"tier {run.tier or '?'}", "cat": "run", "ph": "X",
@@ -66,9 +64,8 @@ def render_trace(run: RunResult) -> str:
     return json.dumps(trace_document(run), separators=(",", ":")) + "\n"
 
 
-def _origin(run: RunResult) -> float:
-    starts = [s for t in run.tests.values() if (s := _start(run, t)) is not None]
-    starts += [m.t for m in run.moments]
+def _origin(run: RunResult, starts: list[float]) -> float:
+    starts = [*starts, *(m.t for m in run.moments)]
     if run.started is not None:
         starts.append(run.started)
     return min(starts, default=0.0)
