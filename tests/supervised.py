@@ -55,6 +55,18 @@ def events(project: Path, tier: str = "fast") -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def assert_a_flaky_pass_after_a_hard_timeout(project: Path) -> None:
+    """The run's verdict after a test was killed for a hard timeout and passed on its retry:
+    it passes, with the timeout and the flaky pass as warnings, and junit.xml keeps the kill."""
+    data = findings(project)
+    assert data["outcome"] == "passed"
+    assert {(f["kind"], f["severity"]) for f in data["findings"]} == {
+        ("timeout", "warning"), ("flaky", "warning")}
+    flaky = next(f for f in data["findings"] if f["kind"] == "flaky")
+    assert flaky["message"].startswith("flaky: attempt 1 timed out with timeout:")
+    assert "<flakyFailure" in (results(project) / "junit.xml").read_text()
+
+
 def wait_for_event(project: Path, predicate: Any, tier: str = "fast", timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

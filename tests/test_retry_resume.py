@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from supervised import events, findings, make_project, results, run_tiergate
+from supervised import (
+    assert_a_flaky_pass_after_a_hard_timeout,
+    events,
+    findings,
+    make_project,
+    results,
+    run_tiergate,
+)
 
 from tiergate.results.model import build
 
@@ -72,14 +79,7 @@ def test_a_hard_timeout_retried_in_the_resumed_pytest_is_flaky(tmp_path: Path) -
     assert killed.dump and (results(project) / killed.dump).is_file()
     assert run.tests["test_hang.py::test_after"].outcome == "passed"
     assert (project / "after-ran").read_text() == "x"  # run once, in the resumed pytest
-    data = findings(project)
-    assert data["outcome"] == "passed"
-    assert {(f["kind"], f["severity"]) for f in data["findings"]} == {
-        ("timeout", "warning"), ("flaky", "warning")}
-    flaky = next(f for f in data["findings"] if f["kind"] == "flaky")
-    assert flaky["message"].startswith("flaky: attempt 1 timed out with timeout:")
-    junit = (results(project) / "junit.xml").read_text()
-    assert "<flakyFailure" in junit
+    assert_a_flaky_pass_after_a_hard_timeout(project)
 
 
 def test_a_crash_retried_in_the_resumed_pytest_is_flaky(tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from supervised import events, findings, make_project, results, run_tiergate
+from supervised import (
+    assert_a_flaky_pass_after_a_hard_timeout,
+    events,
+    findings,
+    make_project,
+    results,
+    run_tiergate,
+)
 from test_retry_resume import CRASHES_ONCE, HANGS_ONCE, TIMEOUTS, tier
 
 from tiergate.results.model import build
@@ -32,13 +39,7 @@ def test_a_hard_timeout_under_xdist_is_retried_on_a_worker(tmp_path: Path) -> No
     assert killed.outcome == "timeout" and "hard timeout" in (killed.message or "")
     assert killed.dump and (results(project) / killed.dump).is_file()
     assert (project / "after-ran").read_text() == "x"
-    data = findings(project)
-    assert data["outcome"] == "passed"
-    assert {(f["kind"], f["severity"]) for f in data["findings"]} == {
-        ("timeout", "warning"), ("flaky", "warning")}
-    flaky = next(f for f in data["findings"] if f["kind"] == "flaky")
-    assert flaky["message"].startswith("flaky: attempt 1 timed out with timeout:")
-    assert "<flakyFailure" in (results(project) / "junit.xml").read_text()
+    assert_a_flaky_pass_after_a_hard_timeout(project)
 
 
 def test_a_crash_under_xdist_is_retried_on_a_worker(tmp_path: Path) -> None:
