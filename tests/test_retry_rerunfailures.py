@@ -138,6 +138,12 @@ def test_their_marker_runs_as_tiergate_retries_each_attempt_kept_none_twice(
     result.stdout.fnmatch_lines(["*4 failed, 1 passed, 5 rerun*"])
 
 
+def test_installed_but_not_used_it_is_not_mentioned(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "-k", "unmarked")  # no flaky marker selected, none of its options
+    assert "rerunfailures" not in result.stderr.str()
+    assert runs(pytester.path) == {"unmarked": 1}
+
+
 def test_reruns_on_the_command_line_is_the_tier_s_retries(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--reruns", "1", "--reruns-delay", "1", "--only-rerun", "Error")
     result.stderr.fnmatch_lines([

@@ -83,11 +83,18 @@ class Retries:
         config.addinivalue_line("markers", "flaky(reruns=n): run again up to n times when "
                                 "it fails (pytest-rerunfailures' marker, run by tiergate)")
         self._rerunfailures = config.stash.get(_REPLACED, False)
-        if self._rerunfailures and run.worker is None:
-            print(_rerunfailures_note(config, self.tier), file=sys.stderr)
+        # Said where pytest-rerunfailures would have acted: its options here, its marker on a
+        # collected test below; not on every run of every project that merely has it installed.
+        self._noted = not self._rerunfailures or run.worker is not None
+        if not self._noted and _their_options_used(config):
+            self._note(config)
         # Only xdist calls its hook, on the controller, when a worker dies.
         if run.is_xdist_controller and run.spec.supervised and self._kills_retried:
             config.pluginmanager.register(CrashRetries(run), "tiergate-crash-retries")
+
+    def _note(self, config: pytest.Config) -> None:
+        self._noted = True
+        print(_rerunfailures_note(config, self.tier), file=sys.stderr)
 
     # -- the quarantine, said once per run -------------------------------------------------
 
@@ -129,6 +136,8 @@ class Retries:
             count = _marked_retries(item, default, flaky_package=flaky_package, closest=closest)
             if count > 0:
                 self.allowed[item.nodeid] = count
+        if not self._noted and any(closest[1](item) is not None for item in items):
+            self._note(config)
         if self.tier.new_test_runs > 1:
             known = self._known_tests(config)
             if known:  # no history yet: nothing to tell a new test from an old one
@@ -311,6 +320,11 @@ _THEIR_OPTIONS = {
     "fail_on_flaky": ("--fail-on-flaky", 'flaky = "fail"'),
     "max_suite_reruns": ("--max-suite-reruns", "retries"),
 }
+
+
+def _their_options_used(config: pytest.Config) -> bool:
+    return bool(_their_reruns(config)) or any(
+        getattr(config.option, dest, None) not in (None, False, [], 0) for dest in _THEIR_OPTIONS)
 
 
 def _rerunfailures_note(config: pytest.Config, tier: Tier) -> str:

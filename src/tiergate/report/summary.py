@@ -209,21 +209,23 @@ def _input_notes(view: _View) -> str:
 
 def verdict_icon(run: RunResult) -> str:
     """✅ only for a green verdict; ⚠️ for no tests where that is allowed; 🛑 for a cancel."""
-    if run.outcome == "cancelled":
+    outcome = run.outcome  # each asking scans every test
+    if outcome == "cancelled":
         return "🛑"
-    if run.outcome == "no-tests":
-        return "⚠️" if run.ok else "❌"
-    return "✅" if run.ok else "❌"
+    if outcome == "no-tests":
+        return "⚠️" if run.allow_no_tests else "❌"
+    return "✅" if outcome == "passed" else "❌"
 
 
 def verdict_words(run: RunResult, quote: Callable[[str], str] = str) -> str:
     """The run's outcome in words: "passed", "failed", "no tests ran", "cancelled (SIGTERM)".
     *quote* escapes the one part that comes from the event log, the signal's name."""
-    if run.outcome == "no-tests":
+    outcome = run.outcome  # each asking scans every test
+    if outcome == "no-tests":
         return "no tests ran"
-    if run.outcome == "cancelled":
+    if outcome == "cancelled":
         return f"cancelled ({quote(run.cancelled)})" if run.cancelled else "cancelled"
-    return run.outcome
+    return outcome
 
 
 def _header(view: _View, title: str | None) -> str:

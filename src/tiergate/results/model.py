@@ -4,7 +4,9 @@ other runners). Every report reads this model; nothing here writes files or talk
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from tiergate.results.history import FlakeHistory
 
 FAILING_OUTCOMES: frozenset[Outcome] = frozenset({"failed", "timeout", "error"})
+_OUTCOME = attrgetter("outcome")
 # What a whole run amounts to. Only "passed" is green by itself; "no-tests" is green only where
 # the tier allows it (allow-no-tests): a marker typo that selects nothing must not look like a pass.
 RunOutcome = Literal["passed", "failed", "no-tests", "cancelled"]
@@ -150,8 +153,7 @@ class RunResult:
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
-        for test in self.tests.values():
-            counts[test.outcome] = counts.get(test.outcome, 0) + 1
+        counts.update(Counter(map(_OUTCOME, self.tests.values())))  # counted in C
         counts["not_run"] = len(self.not_run)
         return counts
 
@@ -165,7 +167,11 @@ class RunResult:
         failed, was lost or did not run), then no-tests (nothing ran at all), else passed."""
         if self.cancelled:
             return "cancelled"
-        failing = any(t.failing for t in self.tests.values())
+        # This scans every test, and the reports ask it several times: the outcomes are looked
+        # at in C first, t.failing only where one fails (a quarantined test's does not count).
+        tests = self.tests.values()
+        failing = not FAILING_OUTCOMES.isdisjoint(map(_OUTCOME, tests)) and any(
+            t.failing for t in tests)
         if failing or self.error_findings or self.not_run:
             return "failed"
         ran = any(t.phase != "collect" or t.outcome != "skipped" for t in self.tests.values())
@@ -174,7 +180,8 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """Is the verdict green: passed, or no tests in a tier that allows that."""
-        return self.outcome == "passed" or (self.outcome == "no-tests" and self.allow_no_tests)
+        outcome = self.outcome
+        return outcome == "passed" or (outcome == "no-tests" and self.allow_no_tests)
 
     @property
     def allow_no_tests(self) -> bool:
