@@ -50,7 +50,9 @@ def test_under_dist_load_each_worker_starts_with_a_longest_test(tmp_path: Path) 
 
 def test_a_chunk_size_the_user_gave_stays(tmp_path: Path) -> None:
     first = _first_per_worker(tmp_path, FILES, HISTORY, "--maxschedchunk=100")
-    assert first["gw1"].startswith("test_a_small.py::"), first
+    # xdist's up-front chunks: the worker that came up first gets the long test and the four
+    # mid ones, the other starts on the short ones (one at a time, it would start on a mid).
+    assert sorted(first.values())[0].startswith("test_a_small.py::"), first
 
 
 def test_under_dist_loadscope_the_longest_module_goes_first(tmp_path: Path) -> None:

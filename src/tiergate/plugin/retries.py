@@ -45,7 +45,6 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from tiergate.errors import ConfigError, InputError
-from tiergate.plugin.crashretry import CrashRetries, killed_attempts
 from tiergate.plugin.markers import ClosestMarker
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Finding, Location
@@ -90,6 +89,8 @@ class Retries:
             self._note(config)
         # Only xdist calls its hook, on the controller, when a worker dies.
         if run.is_xdist_controller and run.spec.supervised and self._kills_retried:
+            from tiergate.plugin.crashretry import CrashRetries
+
             config.pluginmanager.register(CrashRetries(run), "tiergate-crash-retries")
 
     def _note(self, config: pytest.Config) -> None:
@@ -228,6 +229,8 @@ class Retries:
         before = spec.attempts_before.get(nodeid, ())
         if not before and self.run.worker is not None and spec.supervised \
                 and self._kills_retried:
+            from tiergate.plugin.crashretry import killed_attempts
+
             before = killed_attempts(spec.run_dir, nodeid)
         return [dict(a) for a in before]
 

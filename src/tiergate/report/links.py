@@ -4,7 +4,6 @@ never reads the environment of a post), so the same summary renders with or with
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import re
 from pathlib import Path
@@ -15,14 +14,32 @@ from tiergate.report.escape import md_text
 SHORT_SHA = 7
 
 
-@dataclasses.dataclass(frozen=True)
 class Links:
-    server: str  # https://github.com
-    repository: str  # owner/name
-    sha: str  # the tested commit (a PR's head)
-    run_url: str | None = None
-    check_url: str | None = None
-    base_sha: str | None = None
+    """Where a report's links point. A plain class, not a dataclass: the summary imports this
+    on every run, and making a dataclass costs more than the rest of the module."""
+
+    __slots__ = ("base_sha", "check_url", "repository", "run_url", "server", "sha")
+
+    def __init__(self, server: str, repository: str, sha: str, run_url: str | None = None,
+                 check_url: str | None = None, base_sha: str | None = None) -> None:
+        self.server = server  # https://github.com
+        self.repository = repository  # owner/name
+        self.sha = sha  # the tested commit (a PR's head)
+        self.run_url = run_url
+        self.check_url = check_url
+        self.base_sha = base_sha
+
+    def _fields(self) -> tuple[str | None, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Links) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"Links{self._fields()!r}"
 
     @property
     def commit_url(self) -> str:

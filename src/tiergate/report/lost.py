@@ -5,7 +5,6 @@ passes, and nobody sees it; the PR comment and the check run list them."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection
 
 from tiergate.report.escape import md_code
@@ -14,13 +13,24 @@ from tiergate.results.model import RunResult
 SHOWN = 30  # ids listed; the rest are counted
 
 
-@dataclasses.dataclass(frozen=True)
 class LostTests:
-    gone: list[str]  # ran on the base, not in this run at all (removed, renamed, deselected)
-    skipped: list[str]  # ran on the base, skipped in this run
+    """A plain class, not a dataclass: the summary imports this on every run, and making a
+    dataclass costs more than the rest of the module."""
+
+    __slots__ = ("gone", "skipped")
+
+    def __init__(self, gone: list[str], skipped: list[str]) -> None:
+        self.gone = gone  # ran on the base, not in this run at all (removed, renamed, deselected)
+        self.skipped = skipped  # ran on the base, skipped in this run
 
     def __len__(self) -> int:
         return len(self.gone) + len(self.skipped)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, LostTests) and self.gone == other.gone
+                and self.skipped == other.skipped)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable lists inside, as the dataclass had
 
 
 def ran(run: RunResult) -> list[str]:

@@ -16,7 +16,6 @@ The table's keys are node ids or ``fnmatch`` patterns (``tests/test_api.py::test
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import fnmatch
 import tomllib
@@ -30,13 +29,32 @@ FIELDS = ("reason", "issue", "owner", "until")
 REQUIRED = ("reason", "until")  # an entry nobody can explain or that never ends is no quarantine
 
 
-@dataclasses.dataclass(frozen=True)
 class QuarantineEntry:
-    test: str  # a node id or an fnmatch pattern of node ids
-    reason: str
-    until: datetime.date
-    issue: str = ""
-    owner: str = ""
+    """One entry. A plain class, not a dataclass: the plugin imports this on every run, and
+    making a dataclass costs more than the rest of the module."""
+
+    __slots__ = ("issue", "owner", "reason", "test", "until")
+
+    def __init__(self, test: str, reason: str, until: datetime.date, issue: str = "",
+                 owner: str = "") -> None:
+        self.test = test  # a node id or an fnmatch pattern of node ids
+        self.reason = reason
+        self.until = until
+        self.issue = issue
+        self.owner = owner
+
+    def _fields(self) -> tuple[object, ...]:
+        return self.test, self.reason, self.until, self.issue, self.owner
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, QuarantineEntry) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"QuarantineEntry(test={self.test!r}, reason={self.reason!r}, "
+                f"until={self.until!r}, issue={self.issue!r}, owner={self.owner!r})")
 
     def matches(self, nodeid: str) -> bool:
         return nodeid == self.test or fnmatch.fnmatchcase(nodeid, self.test)
