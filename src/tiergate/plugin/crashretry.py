@@ -71,23 +71,27 @@ class CrashRetries:
                    else f"crash: {_said(report)}")
         if not self._retried(crashitem, kind, message, len(before)):
             return
-        try:
-            sched.mark_test_pending(crashitem)
-        except NotImplementedError:  # --dist loadscope and others cannot hand one test back
-            return
-        report.outcome = "rerun"  # type: ignore[assignment]  # plugin/tierrun.py: not finished
         attempt = {"nodeid": crashitem, "attempt": len(before) + 1,
                    "outcome": "timeout" if kind == "timeout" else "failed", "phase": "call",
                    "duration": float(report.duration or 0.0), "message": message,
                    "longrepr": message, "dump": hang.get("dump") if hang is not None else None}
+        # Written before the test is handed back: an idle worker may start it at once, and it
+        # reads its attempts so far from this file when it does.
+        self._killed[crashitem] = [*before, attempt]
+        self._write()
+        try:
+            sched.mark_test_pending(crashitem)
+        except NotImplementedError:  # --dist loadscope and others cannot hand one test back
+            del self._killed[crashitem]
+            self._write()
+            return
+        report.outcome = "rerun"  # type: ignore[assignment]  # plugin/tierrun.py: not finished
         self.run.events.emit_fields(ev.TEST_ATTEMPT, dict(attempt))
         if kind == "crash":  # a hang's finding is the supervisor's (its timeout, with the dump)
             self.run.emit_finding(Finding(
                 kind="crash", test=crashitem, severity="error",
                 message=f"the xdist worker running this test died: {message}",
                 location=Location(report.location[0], None)))
-        self._killed[crashitem] = [*before, attempt]
-        self._write()
         print(f"tiergate: {crashitem} runs again on another worker "
               f"(attempt {len(before) + 2})", file=sys.stderr)
 
