@@ -17,34 +17,18 @@ them) and the supervisor's ``hard-timeout`` that tells a kill for a hang from a 
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Finding, Location
-from tiergate.protocol.runspec import read_retry_allowance
+from tiergate.protocol.runspec import read_retry_allowance, write_killed_attempts
 
 if TYPE_CHECKING:
     from tiergate.plugin.tierrun import TierRun
-
-KILLED_FILE = "xdist-killed-attempts.json"
-
-
-def killed_attempts(run_dir: Path, nodeid: str) -> list[dict[str, Any]]:
-    """The failed attempts of *nodeid* before its worker died, as the controller wrote them."""
-    try:
-        data = json.loads((run_dir / KILLED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    attempts = data.get(nodeid) if isinstance(data, dict) else None
-    return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
-
 
 def _said(report: pytest.TestReport) -> str:
     """xdist's words for the death ("worker 'gw0' crashed while running ..."), without the
@@ -60,7 +44,7 @@ class CrashRetries:
         self.run = run
         self.tier = run.tier
         self._patterns = [re.compile(p) for p in self.tier.retry_on]
-        self._killed: dict[str, list[dict[str, Any]]] = {}  # what KILLED_FILE holds
+        self._killed: dict[str, list[dict[str, Any]]] = {}  # what the workers are told
 
     @pytest.hookimpl(tryfirst=True, optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport,
@@ -122,7 +106,4 @@ class CrashRetries:
         return [{k: a[k] for k in fields if k in a} for a in attempts], hang
 
     def _write(self) -> None:
-        path = self.run.spec.run_dir / KILLED_FILE
-        scratch = path.with_name(f"{path.name}.{os.getpid()}")
-        scratch.write_text(json.dumps(self._killed), encoding="utf-8")
-        scratch.replace(path)  # a worker never reads half a file
+        write_killed_attempts(self.run.spec.run_dir, self._killed)

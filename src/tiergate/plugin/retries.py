@@ -48,7 +48,7 @@ from tiergate.errors import ConfigError, InputError
 from tiergate.plugin.markers import ClosestMarker
 from tiergate.protocol import events as ev
 from tiergate.protocol.findings import Finding, Location
-from tiergate.protocol.runspec import write_retry_allowance
+from tiergate.protocol.runspec import read_killed_attempts, write_retry_allowance
 from tiergate.settings.config import find_pyproject
 from tiergate.settings.quarantine import load_quarantine
 
@@ -229,9 +229,7 @@ class Retries:
         before = spec.attempts_before.get(nodeid, ())
         if not before and self.run.worker is not None and spec.supervised \
                 and self._kills_retried:
-            from tiergate.plugin.crashretry import killed_attempts
-
-            before = killed_attempts(spec.run_dir, nodeid)
+            before = read_killed_attempts(spec.run_dir, nodeid)
         return [dict(a) for a in before]
 
     def _retried(self, report: pytest.TestReport, timed_out: bool) -> bool:
@@ -325,9 +323,14 @@ _THEIR_OPTIONS = {
 }
 
 
+def _their_options_set(config: pytest.Config) -> list[str]:
+    """pytest-rerunfailures' options given that tiergate does not read, each with what to set."""
+    return [f"{flag} (set {key})" for dest, (flag, key) in _THEIR_OPTIONS.items()
+            if getattr(config.option, dest, None) not in (None, False, [], 0)]
+
+
 def _their_options_used(config: pytest.Config) -> bool:
-    return bool(_their_reruns(config)) or any(
-        getattr(config.option, dest, None) not in (None, False, [], 0) for dest in _THEIR_OPTIONS)
+    return bool(_their_reruns(config)) or bool(_their_options_set(config))
 
 
 def _rerunfailures_note(config: pytest.Config, tier: Tier) -> str:
@@ -338,8 +341,7 @@ def _rerunfailures_note(config: pytest.Config, tier: Tier) -> str:
         count = f"--reruns {_their_reruns(config)} as the tier's retries"
     else:
         count = "no retries for the tier"
-    ignored = [f"{flag} (set {key})" for dest, (flag, key) in _THEIR_OPTIONS.items()
-               if getattr(config.option, dest, None) not in (None, False, [], 0)]
+    ignored = _their_options_set(config)
     return (f"tiergate: pytest-rerunfailures is installed; tiergate runs the retries instead "
             f"and keeps every attempt (tier {tier.name}: {count}; @pytest.mark.flaky(reruns=n) "
             f"per test)" + (f"; not read: {', '.join(ignored)}" if ignored else ""))

@@ -77,13 +77,16 @@ def _allowance_file(run_dir: Path) -> Path:
     return run_dir / "retry-allowance.json"
 
 
+def _write_json(path: Path, data: object) -> None:
+    scratch = path.with_name(f"{path.name}.{os.getpid()}")
+    scratch.write_text(json.dumps(data), encoding="utf-8")
+    scratch.replace(path)  # a reader never sees half a file
+
+
 def write_retry_allowance(run_dir: Path, allowed: dict[str, int]) -> None:
     """pytest tells the supervisor how many retries each test has (markers override the
     tier), so a test the supervisor kills is handed back only while it has one left."""
-    path = _allowance_file(run_dir)
-    scratch = path.with_name(f"{path.name}.{os.getpid()}")
-    scratch.write_text(json.dumps(allowed), encoding="utf-8")
-    scratch.replace(path)  # a reader never sees half a file
+    _write_json(_allowance_file(run_dir), allowed)
 
 
 def read_retry_allowance(run_dir: Path) -> dict[str, int] | None:
@@ -94,3 +97,23 @@ def read_retry_allowance(run_dir: Path) -> dict[str, int] | None:
     except (OSError, ValueError):
         return None
     return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
+def _killed_file(run_dir: Path) -> Path:
+    return run_dir / "xdist-killed-attempts.json"
+
+
+def write_killed_attempts(run_dir: Path, attempts: dict[str, list[dict[str, Any]]]) -> None:
+    """The xdist controller tells the workers the attempts so far of each test it handed back
+    after its worker died (plugin/crashretry.py): whichever worker gets it goes on from there."""
+    _write_json(_killed_file(run_dir), attempts)
+
+
+def read_killed_attempts(run_dir: Path, nodeid: str) -> list[dict[str, Any]]:
+    """The failed attempts of *nodeid* before its worker died, as the controller wrote them."""
+    try:
+        data = json.loads(_killed_file(run_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    attempts = data.get(nodeid) if isinstance(data, dict) else None
+    return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
