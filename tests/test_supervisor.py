@@ -280,8 +280,11 @@ def test_the_run_reports_when_its_parent_dies(tmp_path: Path) -> None:
             shell.kill()
             shell.wait()
     assert any(e["event"] == "cancelled" and e["signal"] == "SIGTERM" for e in events(project))
-    assert (results(project) / "junit.xml").exists()
+    # run-finish closes the log; the result files follow it, from the same model
     deadline = time.monotonic() + 10
+    while not (results(project) / "junit.xml").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (results(project) / "junit.xml").exists()
     while processes_in(project) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not processes_in(project)
