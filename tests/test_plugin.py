@@ -72,6 +72,25 @@ def test_plain_pytest_loads_only_the_entry_point(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*LOADED tiergate tiergate.plugin"])
 
 
+def test_the_tier_machinery_is_not_loaded_by_the_assertion_rewriter(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest's rewriter loads each module it marks with a slow marshal.load (about 170 M
+    instructions for tiergate's): the plugin opts its own modules out, and the suite's tests
+    keep their rewritten asserts."""
+    pytester.makeconftest(
+        "import sys\n"
+        "def pytest_sessionfinish(session):\n"
+        "    by = {type(m.__loader__).__name__ for n, m in sys.modules.items()\n"
+        "          if n.startswith('tiergate.') and n != 'tiergate.plugin'}\n"
+        "    print('LOADERS', ' '.join(sorted(by)))\n"
+    )
+    pytester.makepyfile(test_x="def test_a():\n    a, b = 1, 2\n    assert a == b\n")
+    result = pytester.runpytest_subprocess("-s", "--tier", "fast")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*LOADERS SourceFileLoader", "*assert 1 == 2*"])
+
+
 def test_disabled_with_no_tiergate(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x="def test_a(): pass\n")
     result = pytester.runpytest_subprocess("-p", "no:tiergate", "--tier", "fast")

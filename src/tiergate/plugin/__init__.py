@@ -10,6 +10,7 @@ installed loads it.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,28 @@ import pytest
 
 if TYPE_CHECKING:
     from tiergate.protocol.runspec import RunSpec
+
+
+def _load_without_rewriting() -> None:
+    """Import the rest of tiergate with Python's own loader, not pytest's assertion rewriter.
+
+    pytest marks every module of a plugin's distribution for assertion rewriting, and its loader
+    reads each cached module with ``marshal.load`` on a file, one read call per object: about
+    3.5 M instructions a module where Python's loader takes a fraction, some 170 M for the
+    modules a run under a tier imports (scripts/bench_instructions.py). Rewriting gives nothing
+    here: tiergate's modules hold no tests. Only this package and this module are imported by
+    then; without the hook (``--assert=plain``) or with a pytest whose hook differs, nothing
+    changes."""
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+
+    for finder in sys.meta_path:
+        if isinstance(finder, AssertionRewritingHook):
+            marked = getattr(finder, "_must_rewrite", None)
+            if isinstance(marked, set):
+                marked.discard("tiergate")
+
+
+_load_without_rewriting()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
