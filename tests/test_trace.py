@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from supervised import make_project, results, run_tiergate
 
 from tiergate.report.trace import trace_document
@@ -151,3 +152,19 @@ def test_a_report_writes_the_merged_trace(tmp_path: Path) -> None:
     jsonschema.validate(trace, TRACE_EVENT_FORMAT)
     assert sorted(e["name"] for e in trace["traceEvents"] if e.get("cat") == "test") == [
         "test_suite.py::test_a", "test_suite.py::test_b"]
+
+
+def test_a_plain_pytest_run_leaves_the_timeline_to_tiergate_trace(
+    pytester: pytest.Pytester,
+) -> None:
+    """``pytest --tier`` pays for no trace.json (its slices cost as much per test as the JUnit
+    file); its summary says how to get one, and ``tiergate trace`` writes it from the log."""
+    pytester.makepyfile(test_suite="def test_a():\n    pass\n")
+    pytester.runpytest_subprocess("--tier", "fast").assert_outcomes(passed=1)
+    out = pytester.path / ".tiergate" / "fast"
+    assert (out / "junit.xml").exists() and not (out / "trace.json").exists()
+    summary = (out / "summary.md").read_text()
+    assert "`tiergate trace` writes `trace.json`" in summary
+    proc = run_tiergate(pytester.path, "trace", "--results-dir", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jsonschema.validate(json.loads((out / "trace.json").read_text()), TRACE_EVENT_FORMAT)

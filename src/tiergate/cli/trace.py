@@ -23,7 +23,8 @@ def add_parser(sub: Any, name: str) -> None:
         name,
         help="write the run's timeline as a Chrome trace / Perfetto JSON file",
         description="Write the timeline of a run (from its results dirs; shards side by side) "
-        f"as a Chrome trace / Perfetto JSON file: {OPEN_HINT}.",
+        f"as a Chrome trace / Perfetto JSON file: {OPEN_HINT}. `tiergate run` and `tiergate "
+        "report` write it with the results; a plain `pytest --tier` leaves it to this command.",
     )
     parser.add_argument("--results-dir", action="append", type=Path, default=[], metavar="DIR",
                         help="a results dir (repeat to merge shards); default: .tiergate/*")

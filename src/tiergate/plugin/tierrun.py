@@ -298,7 +298,7 @@ class TierRun(PerTest):
 
             self.events.emit(ev.RUN_FINISH, exit_code=None)
             self.events.flush()
-            self._run = write_result_files(self.spec.results_dir)
+            self._run = write_result_files(self.spec.results_dir, timeline=False)
         return self._run
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -69,16 +69,19 @@ def render_summary(
     links: Links | None = None,
     diagnostics: bool = True,
     base_tests: Collection[str] | None = None,
+    timeline: bool = True,
 ) -> str:
     """Markdown of at most *budget* bytes (UTF-8). *known* holds fingerprints of findings that
     were already present on the base commit: those are marked and listed after the new ones.
     *links* (the Actions context) adds the commit, run, check run and artifact to the header and
     links each location to its blob. *diagnostics* (slowest, heaviest, memory chart: nobody acts
     on them in a review) are for the job summary; the PR comment and check run leave them out.
-    *base_tests*: the tests that ran on the base commit, to list those that no longer run."""
+    *base_tests*: the tests that ran on the base commit, to list those that no longer run.
+    *timeline*: trace.json is with the results (else the summary says how to write it)."""
     loader = dump_loader or dump_loader_for(run)
     view = _View(run, known, links, diagnostics)
     view.lost = lost_tests(run, base_tests)
+    view.timeline = timeline
     for detail in _LEVELS:
         text = _render(view, detail, title, details_url, loader)
         if len(text.encode("utf-8")) <= budget:
@@ -145,6 +148,7 @@ class _View:
         )
         self.counts = run.counts()
         self.lost = LostTests([], [])  # tests that ran on the base and do not now
+        self.timeline = True  # trace.json is with the results
 
     def is_known(self, item: Finding | TestResult) -> bool:
         if not self.known:
@@ -188,7 +192,7 @@ def _render(view: _View, d: _Detail, title: str | None, url: str | None, load: D
     parts.append(_own_network(view))
     parts += _not_run(view, d)
     parts.append(_diagnostics(view, d))
-    parts.append(trace_hint(view.run))  # how to open the timeline (report/trace.py)
+    parts.append(trace_hint(view.run, written=view.timeline))  # the timeline (report/trace.py)
     if d.cut:
         where = f"[the full job summary]({url})" if url else "the full job summary"
         parts.append(f"> ✂️ This summary was shortened to fit: it leaves out {d.cut}. "

@@ -52,11 +52,15 @@ def trace_document(run: RunResult) -> dict[str, Any]:
     return {"traceEvents": meta + events, "displayTimeUnit": "ms"}
 
 
-def trace_hint(run: RunResult) -> str:
-    """The job summary's line on how to see the timeline; none for results with no times."""
+def trace_hint(run: RunResult, *, written: bool = True) -> str:
+    """The job summary's line on how to see the timeline; none for results with no times.
+    *written*: trace.json is with the results (``tiergate run`` and ``report`` write it; a plain
+    ``pytest --tier`` leaves it to ``tiergate trace``)."""
     if not run.times:
         return ""
-    return (f"🕒 **Timeline:** `{TRACE_FILE}` in the results (the uploaded artifact); open it in "
+    where = (f"`{TRACE_FILE}` in the results (the uploaded artifact)" if written
+             else f"`tiergate trace` writes `{TRACE_FILE}` from the results")
+    return (f"🕒 **Timeline:** {where}; open it in "
             "https://ui.perfetto.dev (*Open trace file*) or `chrome://tracing`.")
 
 

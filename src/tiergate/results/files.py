@@ -101,9 +101,12 @@ def clear_results(results_dir: Path) -> None:
             shutil.rmtree(target, ignore_errors=True)
 
 
-def write_result_files(results_dir: Path, run: RunResult | None = None) -> RunResult:
+def write_result_files(results_dir: Path, run: RunResult | None = None, *,
+                       timeline: bool = True) -> RunResult:
     """junit.xml, findings.json, trace.json and summary.md in *results_dir*, from its event log
-    (or from *run*, the model already built from it)."""
+    (or from *run*, the model already built from it). *timeline* False: no trace.json (a plain
+    ``pytest --tier`` run: its slices cost about as much per test as the JUnit file, and
+    ``tiergate trace`` writes it from the same log when someone wants it)."""
     # Imported here, not at the top: a run's start claims the dir (above) and must not pay for
     # the model and the writers, which only its end needs (and a supervised pytest never does).
     from tiergate.results.junit_out import write_junit
@@ -112,8 +115,9 @@ def write_result_files(results_dir: Path, run: RunResult | None = None) -> RunRe
     run = run if run is not None else load_results_dir(results_dir)
     write_junit(run, results_dir / JUNIT_FILE, results_dir)
     run.write_findings(results_dir)
-    write_trace(results_dir, run)
-    summary = _render_summary(run)
+    if timeline:
+        write_trace(results_dir, run)
+    summary = _render_summary(run, timeline)
     if summary is not None:
         (results_dir / SUMMARY_FILE).write_text(summary, encoding="utf-8")
     return run
@@ -133,10 +137,10 @@ def write_trace(out_dir: Path, run: RunResult) -> None:
     os.replace(tmp, path)  # replaces a link at trace.json, never writes through it
 
 
-def _render_summary(run: RunResult) -> str | None:
+def _render_summary(run: RunResult, timeline: bool) -> str | None:
     from tiergate.report.summary import render_summary
 
-    return render_summary(run)
+    return render_summary(run, timeline=timeline)
 
 
 __all__ = ["FINDINGS_FILE", "JUNIT_FILE", "SUMMARY_FILE", "write_result_files", "write_trace"]
