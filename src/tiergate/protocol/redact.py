@@ -95,7 +95,8 @@ _URL_PASSWORD_AFTER = r":[^\s/@?#]{0,256}@"
 # token: x, --api-key x, https://user:pw@host). Every quantifier is bounded so the scan stays
 # linear on 64 KiB failure texts.
 _WORD = r"(?:token|secret|password|passwd|passphrase|api[_-]?key|credential)"
-_WORD_STEMS = ("token", "secret", "pass", "api", "credential")  # what every _WORD starts with
+# What every _WORD starts with; "passw"/"passp", not "pass": nearly every summary says "passed"
+_WORD_STEMS = ("token", "secret", "passw", "passp", "api", "credential")
 _INLINE = rf"(?P<key>{_WORD}[\w-]{{0,40}}(?:=|:\s{{0,3}}))(?P<value>[^\s&'\"]+)"
 _OPTION = rf"(?P<key>(?<![\w-])--?[\w-]{{0,40}}?{_WORD}[\w-]{{0,40}}\s+)(?P<value>[^\s-][^\s]*)"
 _URL_PASSWORD = (
