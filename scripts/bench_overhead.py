@@ -9,8 +9,8 @@ median of paired runs.
 unpacked with ``git archive COMMIT src | tar -x -C /tmp/old`` and ``--src /tmp/old/src``, to put
 a before and an after side by side.
 
-Prints a Markdown table. The targets (issue 22) are in instructions for ``--tier fast`` (scripts/bench_instructions.py)
-and at most 1.12x wall time for ``tiergate run``.
+Prints a Markdown table. The targets (issue 22): ``--tier fast`` in instructions
+(scripts/bench_instructions.py), and at most 1.12x wall time for ``tiergate run``.
 Not a test: timings on shared machines vary, so this is run by hand and its table pasted where it
 is needed. CPU time (user + system of the pytest process) is the steadier figure on a shared
 machine; wall time is what the target is stated in. Bytecode is written and reused across runs
