@@ -155,9 +155,7 @@ def publish(client: GitHubClient, ctx: Context, results: RunResult, *, tier: str
             summary=summary(CHECK_RUN_LIMIT - _MARKER_ROOM), fingerprints=prints,
             details_url=ctx.run_url, ran=ran(results))
         _say(terminal_text(f"tiergate post: check run {check_id} created on {ctx.sha[:12]}"))
-        links = Links(links.server, links.repository, links.sha, run_url=links.run_url,
-                      check_url=f"{ctx.server_url}/{ctx.repository}/runs/{check_id}",
-                      base_sha=links.base_sha)
+        links = links.with_check(f"{ctx.server_url}/{ctx.repository}/runs/{check_id}")
     except GitHubError as exc:
         errors.append(exc)
 

@@ -29,6 +29,11 @@ class Links:
         self.check_url = check_url
         self.base_sha = base_sha
 
+    def with_check(self, check_url: str) -> Links:
+        """The same links, with the check run's (known once it is created)."""
+        return Links(self.server, self.repository, self.sha, run_url=self.run_url,
+                     check_url=check_url, base_sha=self.base_sha)
+
     def _fields(self) -> tuple[str | None, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 

@@ -79,9 +79,8 @@ def render_summary(
     *base_tests*: the tests that ran on the base commit, to list those that no longer run.
     *timeline*: trace.json is with the results (else the summary says how to write it)."""
     loader = dump_loader or dump_loader_for(run)
-    view = _View(run, known, links, diagnostics)
+    view = _View(run, known, links, diagnostics, timeline)
     view.lost = lost_tests(run, base_tests)
-    view.timeline = timeline
     for detail in _LEVELS:
         text = _render(view, detail, title, details_url, loader)
         if len(text.encode("utf-8")) <= budget:
@@ -129,7 +128,8 @@ class _View:
     """The run sorted and grouped once for every level of detail."""
 
     def __init__(self, run: RunResult, known: Collection[str] | None,
-                 links: Links | None = None, diagnostics: bool = True) -> None:
+                 links: Links | None = None, diagnostics: bool = True,
+                 timeline: bool = True) -> None:
         self.run = run
         self.links = links
         self.diagnostics = diagnostics
@@ -148,7 +148,7 @@ class _View:
         )
         self.counts = run.counts()
         self.lost = LostTests([], [])  # tests that ran on the base and do not now
-        self.timeline = True  # trace.json is with the results
+        self.timeline = timeline  # trace.json is with the results
 
     def is_known(self, item: Finding | TestResult) -> bool:
         if not self.known:
