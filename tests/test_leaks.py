@@ -130,8 +130,9 @@ def test_the_tier_plugin_reports_what_the_watch_alone_reports(
 
 
 UNAUDITED_FILE = '''\
-# Leaks made in ways that raise no audit event (or that the suite's wrappers never saw), each
-# followed by a quiet test: every leak must be found on its own test, and the quiet ones give none.
+# Leaks that only a probe's cheap token (or a counter behind it) tells: no Popen, no Thread, no
+# listing of fds or children around the test. Each is followed by a quiet test: every leak must be
+# found on its own test, and the quiet ones give none.
 import os
 import select
 import sys
@@ -140,7 +141,7 @@ KEPT = []
 
 
 def test_pipe_kept():
-    KEPT.append(os.pipe())  # os.pipe raises no audit event: the fd count in the token moves
+    KEPT.append(os.pipe())  # the fd count in the token moves
 
 
 def test_quiet_after_pipe():
@@ -163,7 +164,7 @@ def test_quiet_after_epoll():
 
 
 def test_posix_spawn_never_waited():
-    # not subprocess.Popen, so not the wrapper: only the os.posix_spawn audit event says so
+    # not subprocess.Popen: the os.posix_spawn wrapper's count says so
     argv = [sys.executable, "-c", "import time; time.sleep(60)"]
     KEPT.append(os.posix_spawn(sys.executable, argv, os.environ))
 
@@ -176,6 +177,11 @@ def test_cwd_not_restored(tmp_path):
     os.chdir(tmp_path)
 
 
+def test_env_value_changed():
+    # as many variables as before: only the putenv wrapper's count moves
+    os.environ["HOME"] = os.environ.get("HOME", "") + "-changed"
+
+
 def test_quiet_after_chdir():
     pass
 
@@ -184,7 +190,7 @@ PREVIOUS = open(os.devnull)  # opened before any test
 
 
 def test_closes_an_old_file_and_opens_a_new_one(tmp_path):
-    # The fd count is unchanged (one opened, one closed); the ``open`` audit event says so.
+    # The fd count is unchanged (one opened, one closed); the lowest free fd moved.
     KEPT.append(open(tmp_path / "new.txt", "w"))
     PREVIOUS.close()
 '''
@@ -195,20 +201,21 @@ UNAUDITED = {
     "test_unaudited.py::test_epoll_and_dup_kept": "leak-fd",
     "test_unaudited.py::test_posix_spawn_never_waited": "leak-process",
     "test_unaudited.py::test_cwd_not_restored": "env-changed",
+    "test_unaudited.py::test_env_value_changed": "env-changed",
     "test_unaudited.py::test_closes_an_old_file_and_opens_a_new_one": "leak-fd",
 }
 
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
-def test_leaks_no_audit_event_announces_are_found_on_their_own_tests(
+def test_leaks_only_a_token_tells_are_found_on_their_own_tests(
     pytester: pytest.Pytester, project: Path, xdist: bool
 ) -> None:
-    """The probes look only when an audit event or a cheap token says something changed; these
-    leaks raise no audit event (os.pipe, epoll, dup) or bypass the wrappers (posix_spawn), and
-    each is followed by a quiet test that must not inherit it."""
+    """The probes look only when a cheap token says something changed (there is no audit hook);
+    these leaks go through no creation wrapper (os.pipe, epoll, dup, posix_spawn, chdir, a changed
+    variable), and each is followed by a quiet test that must not inherit it."""
     (project / "test_unaudited.py").write_text(UNAUDITED_FILE)
     result, findings = run(pytester, *(["-n", "2"] if xdist else []))
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=11)
     assert pairs(findings) == set(UNAUDITED.items()), json.dumps(findings, indent=1)
     assert len(findings) == len(UNAUDITED)
     by_test = {f["test"].split("::")[1]: f for f in findings}
@@ -216,6 +223,7 @@ def test_leaks_no_audit_event_announces_are_found_on_their_own_tests(
     assert "anon_inode:[eventpoll]" in by_test["test_epoll_and_dup_kept"]["message"]
     assert "time.sleep(60)" in by_test["test_posix_spawn_never_waited"]["message"]
     assert "working directory" in by_test["test_cwd_not_restored"]["message"]
+    assert "os.environ['HOME'] changed" in by_test["test_env_value_changed"]["message"]
     assert "new.txt" in by_test["test_closes_an_old_file_and_opens_a_new_one"]["message"]
 
 

@@ -4,7 +4,9 @@ and give child processes the environment that guards them too.
 The guard itself lives in ``tiergate/child/site/_tiergate_netguard.py`` (stdlib only, because
 ``sitecustomize`` imports it in every child). This module loads that same file under the same
 module name, so a test process that the start-up hook already guarded and the plugin's
-``install_guard`` share one hook and one policy.
+``install_guard`` share one guard and one policy. The test process guards by patching the socket
+layer, not by an audit hook (see the guard's docstring: a hook costs a call on every audited
+event); one the start-up hook guarded keeps its hook.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def install_guard(
         if emit is not None:
             emit(Finding.from_json(finding))
 
-    guard.install(policy, tier_name, reporter=report)
+    guard.install(policy, tier_name, reporter=report, patch=True)
     if policy.resolved:
         os.environ[environ.NETWORK_ADDRESSES] = json.dumps(policy.resolved, sort_keys=True)
     else:
@@ -117,7 +119,7 @@ def override(
         if emit is not None:
             emit(Finding.from_json(finding))
 
-    guard.install(policy, tier_name, reporter=report, source="marker")
+    guard.install(policy, tier_name, reporter=report, source="marker", patch=True)
     if policy.mode == "any":
         for name in _CHILD_VARIABLES:
             os.environ.pop(name, None)

@@ -102,13 +102,16 @@ class TierRun(PerTest):
 
     def _child_environment(self) -> None:
         """What every child process inherits: the start-up hook, the events file, the guard's
-        policy. The xdist controller sets it too, as its workers are its children."""
+        policy. The xdist controller sets the first two for its workers, not the policy: a worker
+        guards itself when it configures, by patching the socket layer, and hands the policy to
+        its own children then; guarded from its start-up it would carry an audit hook, a call on
+        every audited event of every test."""
         if not self.spec.supervised:
             from tiergate.child import boot_env
 
             os.environ.update(boot_env(self.spec.run_dir, os.environ))
         os.environ[environ.EVENTS] = str(self.events.path)
-        if self.tier.network != "any":
+        if self.tier.network != "any" and not self.is_xdist_controller:
             from tiergate.plugin.netguard import guard_env
 
             os.environ.update(guard_env(self.tier.network, self.tier.name))

@@ -1,11 +1,21 @@
-"""tiergate's network guard: a PEP 578 audit hook that refuses network use the tier does not allow.
+"""tiergate's network guard: refuses network use the tier does not allow.
 
 Runs in the test process (``tiergate.plugin.netguard.install_guard``) and, through
 ``sitecustomize``, in every Python child of a run (``install_from_env``, switched on by
-``TIERGATE_NETWORK``). The hook sees ``socket.connect`` (also ``connect_ex``),
-``socket.sendto``/``sendmsg`` and every resolver entry point that raises an audit event
-(``getaddrinfo``, ``gethostbyname``/``_ex``, ``gethostbyaddr``, ``getnameinfo``) *before* the system
-call, so a refused call sends no packet and no DNS query. It fails in microseconds the way it fails
+``TIERGATE_NETWORK``). It sees ``socket.connect`` (also ``connect_ex``), ``socket.sendto``/
+``sendmsg`` and every resolver entry point (``getaddrinfo``, ``gethostbyname``/``_ex``,
+``gethostbyaddr``, ``getnameinfo``) *before* the system call, so a refused call sends no packet
+and no DNS query.
+
+Two ways in, one decision (``_decide``). A child gets a PEP 578 audit hook, in place from its
+start-up, which also sees code that calls ``_socket`` directly. The test process patches the
+socket layer instead (``socket.socket``'s four methods, the resolver functions of ``_socket``
+and ``socket``): a Python audit hook is a call on every audited event, whatever it watches, and
+pytest raises about twenty per test (``id()``, ``PYTEST_CURRENT_TEST``), which cost more than
+the rest of the per-test work of a tier. The patches are installed when the plugin configures,
+before any test module is imported; what a conftest bound earlier with ``from socket import
+gethostbyname`` is not seen (``getaddrinfo`` and every socket method are, however they were
+imported). It fails in microseconds the way it fails
 on a machine with no network: a refused connect or send raises ``NetworkBlocked`` (an ``OSError``
 with errno ``ENETUNREACH``), a refused lookup raises ``LookupBlocked`` (a ``socket.gaierror``,
 ``EAI_NONAME``), a refused reverse lookup of an address raises ``ReverseLookupBlocked`` (a
@@ -23,7 +33,7 @@ recorded, only refused: destinations no network reaches by definition (``never_r
 Policies (``TIERGATE_NETWORK``): ``any``, ``loopback``, ``none``, or a JSON list of entries, each a
 host name, an IP, ``host:port``, ``[v6]:port`` or a CIDR. The names of a list are resolved once, at
 start-up, with the resolver captured when this module is imported (``_socket.getaddrinfo``); the
-test process hands its answers to its children in ``TIERGATE_NETWORK_ADDRESSES``. The hook itself
+test process hands its answers to its children in ``TIERGATE_NETWORK_ADDRESSES``. The guard itself
 calls nothing a test can replace. Stdlib only, and cheap: this file is imported at start-up of
 every child when the variable is set.
 """
@@ -432,22 +442,6 @@ _installed = False
 _source = "tier"  # "marker" while a test's @pytest.mark.network policy replaces the tier's
 _local: LocalNames | None = None  # read once per process, at the first install
 _busy = _thread._local()
-# One other watcher of audit events in this process (the leak watch's dirty set), called from this
-# hook: each Python audit hook is a call for every audited event, and pytest raises about twenty
-# per test, so two watchers sharing one hook cost one call, not two (hooks cannot be removed).
-_observed: Any = frozenset()  # the events the observer wants: a container it keeps current
-_observer: Any = None
-
-
-def observe(events: Any, callback: Any) -> bool:
-    """Call *callback(event, args)* for each audit event in *events* (a dict or set the caller
-    may change later) from the guard's hook. False when that hook is not installed in this
-    process: then the caller installs a hook of its own."""
-    global _observed, _observer
-    if not _installed:
-        return False
-    _observer, _observed = callback, events
-    return True
 
 
 def local_names() -> LocalNames:
@@ -459,10 +453,12 @@ def local_names() -> LocalNames:
 
 
 def install(policy: Policy | None, tier: str = "", reporter: Any = None,
-            source: str = "tier") -> None:
-    """Guard this process with *policy* (None or ``any``: stop guarding; the hook stays, inert).
-    Reads this machine's names and resolves the policy's listed names first, so the hook never
-    has to. *source* is ``"marker"`` when the policy is one test's, not the tier's."""
+            source: str = "tier", *, patch: bool = False) -> None:
+    """Guard this process with *policy* (None or ``any``: stop guarding; the hook or the patches
+    stay, inert). Reads this machine's names and resolves the policy's listed names first, so the
+    guard never has to. *source* is ``"marker"`` when the policy is one test's, not the tier's.
+    The first install that guards decides how: the socket layer patched (*patch*), or an audit
+    hook; a process guarded either way keeps that way."""
     global _policy, _tier, _reporter, _installed, _source
     if policy is not None and policy.mode != "any":
         policy.local = local_names()
@@ -470,7 +466,10 @@ def install(policy: Policy | None, tier: str = "", reporter: Any = None,
     _policy = None if policy is None or policy.mode == "any" else policy
     _tier, _reporter, _source = tier, reporter, source
     if _policy is not None and not _installed:
-        sys.addaudithook(_hook)
+        if patch:
+            _patch_socket_layer()
+        else:
+            sys.addaudithook(_hook)
         _installed = True
 
 
@@ -514,17 +513,102 @@ def _resolving(call: Any) -> Any:
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
-    if event in _observed:  # before the guard decides: it may refuse by raising
-        _observer(event, args)
     if event not in _EVENTS or _policy is None or getattr(_busy, "on", False):
         return
     __tracebackhide__ = True  # pytest shows the caller's line, not the guard's frames
+    _check(event, args)
+
+
+def _check(event: str, args: tuple[Any, ...]) -> None:
+    """Refuse *event* (an audit event's name and arguments) if the policy does not allow it."""
+    __tracebackhide__ = True
+    policy = _policy
+    if policy is None:
+        return
     try:
-        refused = _decide(_policy, event, args)
+        refused = _decide(policy, event, args)
     except Exception:  # never break on what the guard cannot read: refuse it (nothing was sent)
         refused = ("lookup" if event in _LOOKUPS else event.split(".", 1)[1], "?", None, None)
     if refused is not None:
         _refuse(event, *refused)
+
+
+# -- the patches (the test process) --------------------------------------------------------------
+
+_RESOLVERS = {"getaddrinfo": "socket.getaddrinfo", "gethostbyname": "socket.gethostbyname",
+              "gethostbyname_ex": "socket.gethostbyname", "gethostbyaddr": "socket.gethostbyaddr",
+              "getnameinfo": "socket.getnameinfo"}
+
+
+def _patch_socket_layer() -> None:
+    """Check what the audit hook would, from wrappers: ``socket.socket``'s connect, connect_ex,
+    sendto and sendmsg (every socket of the socket module and its subclasses, ssl's too, whatever
+    made it), and the resolver functions where they are looked up when called: ``_socket``'s
+    (``socket.getaddrinfo`` calls ``_socket.getaddrinfo``) and the socket module's copies."""
+    import socket
+
+    cls = socket.socket
+    connect, connect_ex = cls.connect, cls.connect_ex
+    sendto, sendmsg = cls.sendto, cls.sendmsg
+
+    def guarded_connect(self: Any, address: Any) -> Any:
+        __tracebackhide__ = True
+        if _policy is not None and not getattr(_busy, "on", False):
+            _check("socket.connect", (self, address))
+        return connect(self, address)
+
+    def guarded_connect_ex(self: Any, address: Any) -> Any:
+        __tracebackhide__ = True
+        if _policy is not None and not getattr(_busy, "on", False):
+            try:
+                _check("socket.connect", (self, address))
+            except NetworkBlocked as refused:  # recorded; returned as an offline machine does
+                return refused.errno
+        return connect_ex(self, address)
+
+    def guarded_sendto(self: Any, data: Any, *rest: Any) -> Any:
+        __tracebackhide__ = True  # sendto(data, address) or sendto(data, flags, address)
+        if _policy is not None and rest and not getattr(_busy, "on", False):
+            _check("socket.sendto", (self, rest[-1]))
+        return sendto(self, data, *rest)
+
+    def guarded_sendmsg(self: Any, *args: Any) -> Any:
+        __tracebackhide__ = True  # sendmsg(buffers[, ancdata[, flags[, address]]])
+        if _policy is not None and len(args) > 3 and not getattr(_busy, "on", False):
+            _check("socket.sendmsg", (self, args[3]))
+        return sendmsg(self, *args)
+
+    for name, wrapper in (("connect", guarded_connect), ("connect_ex", guarded_connect_ex),
+                          ("sendto", guarded_sendto), ("sendmsg", guarded_sendmsg)):
+        original = getattr(cls, name)
+        wrapper.__name__ = wrapper.__qualname__ = name
+        wrapper.__doc__ = original.__doc__
+        setattr(cls, name, wrapper)
+    for name, event in _RESOLVERS.items():
+        original = getattr(_socket, name)
+        wrapper = _guarded_resolver(original, event)
+        setattr(_socket, name, wrapper)
+        if getattr(socket, name, None) is original:  # socket.getaddrinfo is its own function
+            setattr(socket, name, wrapper)
+
+
+def _guarded_resolver(original: Any, event: str) -> Any:
+    # getnameinfo(sockaddr, NI_NUMERICHOST) formats the address and looks nothing up
+    numeric = _socket.NI_NUMERICHOST if event == "socket.getnameinfo" else 0
+
+    def resolver(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        if _policy is not None and not getattr(_busy, "on", False):
+            # getaddrinfo also takes host= and port= by keyword; the others take no keywords
+            named = (*args, *(kwargs.get(key) for key in ("host", "port")[len(args):]))
+            if named and not (numeric and isinstance(named[1], int) and named[1] & numeric):
+                _check(event, named)
+        return original(*args, **kwargs)
+
+    resolver.__name__ = resolver.__qualname__ = original.__name__
+    resolver.__doc__ = original.__doc__
+    resolver.__wrapped__ = original  # type: ignore[attr-defined]
+    return resolver
 
 
 def _decide(policy: Policy, event: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:

@@ -6,11 +6,12 @@ short grace to go away on their own (a thread finishing its last line, a child t
 killed). Adding a kind of leak is adding one entry to ``default_probes()``; the loop in
 ``watch.py`` that compares snapshots never changes.
 
-A snapshot is not taken around every test: each probe also names the audit ``events`` that can
-create what it looks for, and a ``token()`` (a counter or a length, well under a microsecond) that
-changes when something was created that no audit event announces. While neither fired, the last
-snapshot still describes the process and is reused (``watch.Current``); on a test that touches
-nothing, no probe looks at all. See ``audit.py`` for the hook, and each probe for what it covers.
+A snapshot is not taken around every test: each probe has a ``token()`` (a counter or a length,
+well under a microsecond) that changes when something it looks for may have been made or
+changed; the wrappers in ``sites`` bump the counters. While no token moved, the last snapshot
+still describes the process and is reused (``watch.Current``); on a test that touches nothing, no
+probe looks at all. There is no audit hook: a Python hook is a call on every audited event, and
+pytest raises about twenty per test, so it cost more than every probe together.
 
 ``claimed`` is how one resource is reported once: a probe that owns file descriptors (an event
 loop's selector, a Popen's pipes, a socket the network guard blocked) adds them to ``claimed`` and
@@ -30,7 +31,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tiergate.diagnose import procfs
-from tiergate.plugin.leaks.sites import REGISTRY, Site
+from tiergate.plugin.leaks.sites import REGISTRY, VOLATILE_ENV, Site
 from tiergate.protocol.layout import RESULTS_ROOT
 from tiergate.protocol.redact import command_line
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     import asyncio
 
 # Environment variables that pytest itself changes around every test.
-_VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST"})
 # Threads tiergate itself starts are named with this prefix and never reported.
 OWN_THREAD_PREFIX = "tiergate"
 # File descriptors pointing into a results directory belong to tiergate (events, dumps).
@@ -73,15 +73,13 @@ class Leftover:
 
 
 class Probe(Protocol):
-    """``diff`` of two equal snapshots must be empty: the watch skips it. ``events``, ``quiet``
-    and ``token`` are optional; a probe without a token is snapshotted at every window. A probe
+    """``diff`` of two equal snapshots must be empty: the watch skips it. ``token`` is optional;
+    a probe without one is snapshotted at every window. A probe
     whose diff reports more kinds than its own names them in an optional ``kinds``: ``settle``
     is given the leftovers of those."""
 
     name: str  # the word users write in @pytest.mark.allow_leak(...) and leak-thresholds
     kind: str
-    events: frozenset[str]  # audit events after which snapshot() may differ
-    quiet: frozenset[object]  # first arguments of those events that change nothing it reports
 
     def token(self) -> Hashable: ...
 
@@ -96,14 +94,11 @@ _DAEMON = {True: ", daemon", False: ""}
 
 
 class ThreadProbe:
-    """Threads in ``threading._active``. Python 3.11 raises no audit event for a new thread
-    (``_thread.start_new_thread`` is 3.13+), so the token counts ``Thread.start`` calls (wrapped in
+    """Threads in ``threading._active``. The token counts ``Thread.start`` calls (wrapped in
     ``sites``) and the number of live threads: a thread started through a ``start`` captured
     before the wrapper still changes the count, unless another ended in the same window."""
 
     name, kind = "threads", "leak-thread"
-    events = frozenset({"_thread.start_new_thread"})
-    quiet: frozenset[object] = frozenset()
 
     def token(self) -> Hashable:
         return (REGISTRY.thread_starts, len(threading._active),  # type: ignore[attr-defined]
@@ -302,14 +297,11 @@ def _infrastructure_pids() -> set[int]:
 
 class ProcessProbe:
     """Child processes still running. Listing /proc children costs tens of microseconds, so it is
-    done only after an audited spawn (Popen, posix_spawn, fork, forkpty; ``os.spawn*`` fork) or
-    one the wrappers in ``sites`` counted (multiprocessing, whose spawn and forkserver starts go
-    through ``_posixsubprocess`` unaudited; ``os.register_at_fork``)."""
+    done only after a spawn the wrappers in ``sites`` counted: ``Popen``, multiprocessing (whose
+    spawn and forkserver starts go through ``_posixsubprocess``), ``os.posix_spawn``/``spawnp``,
+    and every fork (``os.register_at_fork``: os.fork, forkpty, pty.spawn, ``os.spawn*``)."""
 
     name, kind = "processes", "leak-process"
-    events = frozenset({"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty",
-                        "os.spawn", "pty.spawn"})
-    quiet: frozenset[object] = frozenset()
 
     def token(self) -> Hashable:
         return REGISTRY.spawns
@@ -378,8 +370,6 @@ class TaskProbe:
     loop from ``asyncio.get_event_loop()``, which lives as long as the policy does."""
 
     name, kind = "tasks", "leak-task"
-    events: frozenset[str] = frozenset()
-    quiet: frozenset[object] = frozenset()
 
     def token(self) -> Hashable:
         return REGISTRY.loop_seq  # loops are counted by the BaseEventLoop.__init__ wrapper
@@ -432,17 +422,15 @@ def _describe_task(task: asyncio.Task[Any]) -> str:
 
 
 class EnvProbe:
-    """``os.environ`` and the working directory. Every change made through ``os.environ`` raises
-    ``os.putenv`` or ``os.unsetenv`` (pytest's and tiergate's own per-test variables are ignored
-    in the hook, as in the diff), and every ``os.chdir``/``os.fchdir`` raises ``os.chdir``."""
+    """``os.environ`` and the working directory. Every change made through ``os.environ`` calls
+    ``os.putenv`` or ``os.unsetenv``, which ``sites`` wraps to count (pytest's own per-test
+    variable is not counted, as it is ignored in the diff), and so are ``os.chdir`` and
+    ``os.fchdir``. What bypasses both (``os.environ._data`` written, a C extension's chdir) is
+    seen when it also changes the number of variables."""
 
     name, kind = "env", "env-changed"
-    events = frozenset({"os.putenv", "os.unsetenv", "os.chdir"})
-    # os.putenv's key is bytes
-    quiet: frozenset[object] = frozenset(name.encode() for name in _VOLATILE_ENV)
-
     def token(self) -> Hashable:
-        return len(os.environ)
+        return len(os.environ), REGISTRY.env_changes
 
     def snapshot(self) -> tuple[dict[bytes, bytes], str]:
         data = getattr(os.environ, "_data", None)
@@ -461,7 +449,7 @@ class EnvProbe:
             for raw in sorted(env_before.keys() | env_after.keys()):
                 name = raw.decode("utf-8", "replace")
                 old, new = env_before.get(raw), env_after.get(raw)
-                if old == new or name in _VOLATILE_ENV:
+                if old == new or name in VOLATILE_ENV:
                     continue
                 change = "added" if old is None else "removed" if new is None else "changed"
                 out.append(Leftover(self.kind, ("env", name), f"os.environ[{name!r}] {change}",
@@ -488,27 +476,18 @@ class FdProbe:
     """Open file descriptors, from ``/proc/self/fd``. Sockets are ``leak-socket`` with their
     addresses (read with psutil, only when there is one to describe); the rest is ``leak-fd``.
 
-    Listed after an audited creation (``open`` also covers os.open, os.fdopen, tempfile, io;
-    ``socket.__new__`` covers socketpair, accept, dup and asyncio's self-pipe; ``mmap.__new__``,
-    ``os.scandir``, ``sqlite3.connect``, ``fcntl.fcntl`` for F_DUPFD, and the spawns, for their
-    pipes), or when the token changed: the number of open fds (the size Linux 6.2+ reports for
-    ``/proc/PID/fd``) and the lowest free fd, which together catch the unaudited ways to make one
-    (os.pipe, os.dup, epoll, eventfd, memfd, openpty, pidfd, C extensions). What neither sees: a
-    window that closes an fd opened before it *and* leaks an unaudited one of its own, at a number
-    that is not the lowest free. On a kernel that does not report the count, fds are listed at
-    every window, as before.
+    Listed when the token moved: the number of open fds (the size Linux 6.2+ reports for
+    ``/proc/PID/fd``) and the lowest free fd, which together see every way to make one (open,
+    sockets, os.pipe, os.dup, epoll, eventfd, memfd, openpty, pidfd, C extensions). A window that
+    opens one fd and closes an older one keeps the count but moves the lowest free fd, unless
+    the new fd took the closed one's very number, which a listing of numbers cannot tell apart
+    either. On a kernel that does not report the count, fds are listed at every window.
 
     A connection accepted on a socket of this process that is listening names that server
     (``server_key``): it is the server's, and the watch gives it to whoever owns the server."""
 
     name, kind = "fds", "leak-fd"
     kinds = frozenset({"leak-fd", "leak-socket"})  # what its diff reports, so what it settles
-    events = frozenset({"open", "socket.__new__", "mmap.__new__", "os.scandir", "fcntl.fcntl",
-                        "sqlite3.connect", "subprocess.Popen", "os.posix_spawn", "os.fork",
-                        "os.forkpty"})
-    # Opens that tiergate makes around every test (the per-test peak RSS reads statm) mark
-    # nothing: such a file left open would still move the count in the token.
-    quiet: frozenset[object] = frozenset({"/proc/self/statm"})
 
     def token(self) -> Hashable:
         return _FD_TABLE.token()
@@ -810,4 +789,4 @@ def default_token() -> Hashable:
     It holds each probe's token, so it moves whenever one of theirs does."""
     active = threading._active  # type: ignore[attr-defined]
     return (REGISTRY.thread_starts, len(active), REGISTRY.executor_seq, REGISTRY.spawns,
-            REGISTRY.loop_seq, len(os.environ), _FD_TABLE.token())
+            REGISTRY.loop_seq, len(os.environ), REGISTRY.env_changes, _FD_TABLE.token())

@@ -8,6 +8,12 @@ also bump a counter, so the process probe only lists ``/proc`` children when som
 ``socket.socket.__init__`` is wrapped too, so that an unclosed socket's ResourceWarning can say
 where the socket was made.
 
+A few functions of ``os`` only bump counters, so that the probes' cheap tokens move when they are
+called (there is no audit hook: a Python hook is a call on every audited event, some twenty per
+test, whatever it watches): ``posix_spawn``/``posix_spawnp`` (a child that bypasses ``Popen``),
+``putenv``/``unsetenv`` (every change through ``os.environ``, whose length alone misses a changed
+value) and ``chdir``/``fchdir``.
+
 What is kept is strings and numbers, never a frame. The registry holds a user's object only while
 it is a live resource, the thing a leak finding is about: an event loop until it is closed, a
 ``Popen`` until its child is waited for. A test that checks its objects are freed (``weakref`` and
@@ -24,7 +30,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,6 +60,10 @@ class Site:
 
 
 _STDLIB = os.path.dirname(os.__file__) + os.sep
+
+# Variables pytest itself sets and unsets around every test: no change a test made.
+VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST"})
+_QUIET_KEYS: frozenset[object] = VOLATILE_ENV | {name.encode() for name in VOLATILE_ENV}
 
 
 def _is_library(path: str) -> bool:
@@ -135,7 +145,8 @@ class Registry:
     def __init__(self) -> None:
         self.spawns = 0  # bumped on every process creation we can see
         self.thread_starts = 0  # bumped on every Thread.start
-        self.made = 0  # bumped by every wrapper: a thread, a process or an event loop was made
+        self.env_changes = 0  # bumped by putenv/unsetenv (not pytest's own), chdir and fchdir
+        self.made = 0  # bumped by every wrapper: something a probe looks for was made or changed
         self.processes: dict[int, Spawn] = {}
         # (sequence, loop) of the open ones: a loop leaves the list when it is closed.
         self.loops: list[tuple[int, asyncio.AbstractEventLoop]] = []
@@ -160,6 +171,11 @@ class Registry:
             return
         self._installed = True
         self._wrap(threading.Thread, "start", self._thread_start)
+        for name, make in (("posix_spawn", self._spawned), ("posix_spawnp", self._spawned),
+                           ("putenv", self._env_changed), ("unsetenv", self._env_changed),
+                           ("chdir", self._cwd_changed), ("fchdir", self._cwd_changed)):
+            if name in os.__dict__:
+                self._wrap(os, name, make)
         os.register_at_fork(after_in_parent=self._forked)
         self.refresh()
 
@@ -197,7 +213,7 @@ class Registry:
             ("concurrent.futures.thread", "ThreadPoolExecutor", "__init__", self._executor_init),
         ]
 
-    def _wrap(self, owner: type, name: str, make: Callable[[Any], Any]) -> None:
+    def _wrap(self, owner: type | ModuleType, name: str, make: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]
         # The wrapper looks like the original to inspect and mock's autospec.
         setattr(owner, name, functools.update_wrapper(make(original), original))
@@ -227,6 +243,38 @@ class Registry:
             registry.processes[popen.pid] = Spawn(popen.pid, site, popen)
 
         return __init__
+
+    def _spawned(self, original: Any) -> Any:
+        registry = self
+
+        def posix_spawn(*args: Any, **kwargs: Any) -> int:
+            pid = original(*args, **kwargs)
+            registry.spawns += 1
+            registry.made += 1
+            return int(pid)
+
+        return posix_spawn
+
+    def _env_changed(self, original: Any) -> Any:
+        registry, quiet = self, _QUIET_KEYS
+
+        def putenv_or_unsetenv(key: Any, *value: Any) -> None:
+            original(key, *value)
+            if key not in quiet:
+                registry.env_changes += 1
+                registry.made += 1
+
+        return putenv_or_unsetenv
+
+    def _cwd_changed(self, original: Any) -> Any:
+        registry = self
+
+        def chdir(path: Any) -> None:
+            original(path)
+            registry.env_changes += 1
+            registry.made += 1
+
+        return chdir
 
     def _popen_reaped(self, original: Any) -> Any:
         registry = self

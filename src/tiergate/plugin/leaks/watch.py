@@ -21,10 +21,11 @@ leak; memory is confirmed the same way with tracemalloc (``memory.py``). Each re
 files a leaked thread holds are named in the thread's.
 
 Cost: a window's snapshots are not taken afresh. ``Current`` keeps the last snapshot of every
-probe and takes a probe's again only when the audit hook marked it dirty or its cheap token moved
-(see ``audit.py`` and each probe). A window holds references to the snapshots it started with;
-when a probe's snapshot is the very same object at the end, nothing was created and its diff is
-skipped. A trivial test therefore costs two RSS reads and a few token reads, not seven listings.
+probe and takes a probe's again only when its cheap token moved (see each probe, and the
+counters the wrappers in ``sites`` keep). A window holds references to the snapshots it started
+with; when a probe's snapshot is the very same object at the end, nothing was created and its
+diff is skipped. A trivial test therefore costs two RSS reads and a few token reads, not seven
+listings.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from tiergate.plugin.leaks import audit
 from tiergate.plugin.leaks.probes import (
     Leftover,
     Probe,
@@ -95,8 +95,8 @@ def _always_new() -> object:
 class Current:
     """The probes' snapshots of the process as it is now, re-taken only where something changed.
 
-    Invariant: while a probe is not in ``audit.DIRTY`` and its token equals the one read before
-    its last snapshot, that snapshot still describes the process. ``now()`` returns the same
+    Invariant: while a probe's token equals the one read before its last snapshot, that
+    snapshot still describes the process. ``now()`` returns the same
     tuple object for as long as no snapshot changed (a re-taken snapshot equal to the last one
     keeps the last one's identity), so windows compare with ``is`` first.
     """
@@ -108,7 +108,6 @@ class Current:
         # moved, no probe's own token has, and none is read.
         self._token = token
         self._last_token: object = _always_new()
-        self._names = tuple(f"{getattr(p, 'name', '')}#{i}" for i, p in enumerate(self.probes))
         self._tokens_of = tuple(getattr(p, "token", None) or _always_new for p in self.probes)
         self._tokens: list[object] = [_always_new() for _ in self.probes]
         self._snapshots: list[Any] = [_always_new() for _ in self.probes]
@@ -116,14 +115,7 @@ class Current:
         self._made = -1  # REGISTRY.made at the last now()
 
     def start(self) -> None:
-        """Install the hook for the probes' events; the next ``now()`` takes every snapshot."""
-        events: dict[str, set[str]] = {}
-        quiet: set[object] = set()
-        for probe, name in zip(self.probes, self._names, strict=True):
-            for event in getattr(probe, "events", None) or ():
-                events.setdefault(event, set()).add(name)
-            quiet.update(getattr(probe, "quiet", ()))
-        audit.watch({event: tuple(names) for event, names in events.items()}, quiet)
+        """The next ``now()`` takes every snapshot."""
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -135,22 +127,20 @@ class Current:
     def now(self, force: bool = False) -> tuple[Any, ...]:
         REGISTRY.refresh()
         self._made = REGISTRY.made
-        dirty = audit.DIRTY
         if self._token is not None:
             token = self._token()
-            if token == self._last_token and not dirty and not force:
+            if token == self._last_token and not force:
                 return self.view
             self._last_token = token
         tokens = [token_of() for token_of in self._tokens_of]
-        if tokens == self._tokens and not dirty and not force:
+        if tokens == self._tokens and not force:
             return self.view  # the common case: nothing was created since the last look
-        names, snapshots, changed = self._names, self._snapshots, False
+        snapshots, changed = self._snapshots, False
         for index, token in enumerate(tokens):
-            if token == self._tokens[index] and names[index] not in dirty and not force:
+            if token == self._tokens[index] and not force:
                 continue
-            # Clear the mark first and use the token read before the snapshot: whatever
-            # happens during the snapshot marks the probe again, and is looked at next time.
-            dirty.discard(names[index])
+            # The token read before the snapshot: whatever happens during the snapshot moves it
+            # again, and is looked at next time.
             self._tokens[index] = token
             snapshot = self.probes[index].snapshot()
             if snapshot != snapshots[index]:
@@ -161,11 +151,11 @@ class Current:
         return self.view
 
     def carried(self) -> tuple[Any, ...]:
-        """``now()``, or the last one's view when nothing announced a change since: no audit
-        event, no thread, process or loop through the wrappers. For a window that opens just
+        """``now()``, or the last one's view when nothing announced a change since: no thread,
+        process or loop through the wrappers. For a window that opens just
         after another closed. What nothing announces (an ``os.pipe`` between two tests) is seen
         at the next ``now()``, and charged to the window open then, rather than to nobody."""
-        if audit.DIRTY or REGISTRY.made != self._made:
+        if REGISTRY.made != self._made:
             return self.now()
         REGISTRY.refresh()
         return self.view
@@ -231,13 +221,10 @@ class LeakWatch:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        # The audit hook goes in when the tests start, not before collection: importing and
-        # collecting the test modules raises a dozen audit events per test that no window looks
-        # at (the first window takes every snapshot afresh).
+        # The first window takes every snapshot afresh.
         self.current.start()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        audit.unwatch()
         REGISTRY.uninstall()
         if self._warning_filters is not None:
             self._warning_filters.__exit__(None, None, None)
@@ -477,7 +464,7 @@ class LeakWatch:
                 kinds = getattr(probe, "kinds", (probe.kind,))
                 probe.settle([left for left in leftovers if left.kind in kinds], deadline)
             # Look again, everywhere: the grace reaps children and joins threads, and the
-            # collector closes files, none of which an audit event announces.
+            # collector closes files, none of which moves a counter.
             leftovers = self._compare(window, owned, force=True)
         if test is not None or owner is not None:
             for item in caught:
