@@ -337,6 +337,56 @@ def test_a_tier_that_selects_no_tests_fails_the_job_unless_allowed(act: Act) -> 
         "failure", "neutral"]
 
 
+MONOREPO_JOB = """\
+name: api tests
+on: pull_request
+permissions: {}
+jobs:
+  api:
+    name: api tier
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+      pull-requests: write
+      checks: write
+    steps:
+      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
+        with:
+          persist-credentials: false
+      - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
+      - run: python -m pip install -e "services/api[test]"
+      - uses: OWNER/tiergate@v1
+        with:
+          tier: fast
+          working-directory: services/api
+          upload-results: "false"
+"""
+
+
+def test_a_monorepo_project_posts_annotations_on_paths_of_the_repository(act: Act) -> None:
+    # The sample project lives in services/api of the repository; the action runs there.
+    repo = _sample_repo(act.tmp, {"api.yml": MONOREPO_JOB})
+    project = repo / "services" / "api"
+    project.mkdir(parents=True)
+    for name in ("pyproject.toml", "sample_app", "tests"):
+        (repo / name).rename(project / name)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid",
+                    "commit", "-q", "-m", "into services/api"], cwd=repo, check=True)
+
+    code, log = act.run(repo, "pull_request", _pull_request(repo), "api.yml")
+
+    assert code != 0 and _job_ended(log, "api tier") == "failed", log[-3000:]
+    (check,) = act.api.state.check_runs.values()
+    paths = {note["path"] for note in check["output"]["annotations"]}
+    assert "services/api/sample_app/__init__.py" in paths, paths  # the hang's culprit
+    missing = sorted(path for path in paths if not (repo / path).is_file())
+    assert missing == [], f"annotations on paths not in the repository: {missing}"
+    # The workflow-command annotations in the step log name the same files.
+    logged = set(re.findall(r"::(?:error|warning|notice) [^:]*?\bfile=([^,:]+)", log))
+    assert logged and all((repo / path).is_file() for path in logged), logged
+
+
 def _wait_for_test_start(action_cache: Path, nodeid: str, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -136,3 +136,34 @@ def test_a_quarantined_test_that_kept_passing_is_suggested_for_release() -> None
     run.history = FlakeHistory({nodeid: TestHistory(recent="f" + "p" * RELEASE_AFTER)})
     assert f"passed on every one of its last {RELEASE_AFTER} runs: release it" in "".join(
         flaky_sections(run))
+
+
+def test_flakes_lists_the_worst_first_and_leaves_out_the_steady(tmp_path: Path) -> None:
+    history = FlakeHistory({
+        "tests/test_a.py::test_steady": TestHistory(runs=5, attempts=5, recent="ppppp"),
+        "tests/test_a.py::test_broken": TestHistory(runs=5, attempts=15, failures=15,
+                                                    recent="xxxxx"),
+        "tests/test_a.py::test_once": TestHistory(runs=5, attempts=6, failures=1, flaky=1,
+                                                  recent="pfppp"),
+        "tests/test_a.py::test_often": TestHistory(runs=5, attempts=8, failures=3, flaky=3,
+                                                   recent="fpfpf"),
+        "tests/test_a.py::test_long_ago": TestHistory(runs=40, attempts=41, failures=1,
+                                                      flaky=1, recent="p" * 30),
+    }, counted=[f"fast@{i}" for i in range(40)])
+    project = make_project(tmp_path, {"tests/test_a.py": COUNTED}, pyproject(history=".hist"))
+    (project / ".hist").mkdir()
+    (project / ".hist" / "flakes.json").write_text(json.dumps(history.to_json()))
+    proc = run_tiergate(project, "flakes")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split()[-1] for line in proc.stdout.splitlines()[2:-1]]
+    # flaky in its recent runs first, then flaky at all, then failing: steady ones not at all
+    assert rows == [f"tests/test_a.py::test_{name}"
+                    for name in ("often", "once", "long_ago", "broken")], proc.stdout
+    assert proc.stdout.splitlines()[0] == "tier fast: 5 tests over 40 runs; 4 flaked or failed"
+
+
+def test_flakes_without_a_history_folder_is_one_line(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {"tests/test_a.py": COUNTED}, pyproject())
+    proc = run_tiergate(project, "flakes")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert 'history = ".tiergate-history"' in proc.stderr
