@@ -480,3 +480,36 @@ def test_tiergate_run_has_an_option_for_each_key_with_a_flag() -> None:
     for name, key in TIER_KEYS.items():
         assert (f"--{name}" in options) == (key.flag is not None), name
     assert "--description" not in options  # a label of the config, not something to override
+
+
+def _fresh_interpreter(script: str) -> list[str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=60)
+    return done.stdout.splitlines()
+
+
+def test_the_supervisor_checks_a_marker_expression_with_pytests_grammar_without_pytest() -> None:
+    # `tiergate run` validates the tier's markers before pytest starts; importing pytest for it
+    # was a third of the supervisor's start-up. The answers are the ones pytest gives.
+    from tiergate.settings.config import marker_expression_error
+
+    lines = _fresh_interpreter(
+        "import sys\nfrom tiergate.settings.config import marker_expression_error as check\n"
+        "for text in ('not (', 'a and (b or c)', 'slow(reason=1)', 'a b'):\n"
+        "    print(check(text))\n"
+        "print('_pytest' in sys.modules, 'pytest' in sys.modules)\n")
+    assert lines[:4] == [str(marker_expression_error(text)) for text in
+                         ("not (", "a and (b or c)", "slow(reason=1)", "a b")]
+    assert lines[0] != "None" and lines[1] == "None" and lines[3] != "None"
+    assert lines[4] == "False False"
+
+
+def test_one_command_imports_only_its_own_module() -> None:
+    [line] = _fresh_interpreter(
+        "import sys\nfrom tiergate.cli import build_parser\nbuild_parser('run')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('tiergate.cli.', 'pytest', "
+        "'_pytest', 'tiergate.github'))))\n")
+    assert line == "['tiergate.cli.options', 'tiergate.cli.run']", line

@@ -8,6 +8,7 @@ import dataclasses
 import ipaddress
 import math
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -349,13 +350,41 @@ def _is_ip_or_network(text: str) -> bool:
 
 def marker_expression_error(expression: str) -> str | None:
     """Why *expression* is not a valid ``-m`` expression, or None when it is."""
-    from _pytest.mark.expression import Expression
-
     try:
-        Expression.compile(expression)
+        _marker_grammar().Expression.compile(expression)
     except Exception as exc:  # ParseError before pytest 9, SyntaxError since
         return str(getattr(exc, "msg", None) or exc)
     return None
+
+
+_GRAMMAR = "_tiergate_pytest_mark_expression"
+
+
+def _marker_grammar() -> Any:
+    """pytest's own ``-m`` grammar (``_pytest/mark/expression.py``, standard library only). Inside
+    pytest, its module; elsewhere (the supervisor, ``tiergate tiers``) the same file loaded on its
+    own: importing it as ``_pytest.mark.expression`` runs ``_pytest/mark/__init__.py`` first, which
+    imports most of pytest, about a third of ``tiergate run``'s own start-up."""
+    loaded = sys.modules.get("_pytest.mark.expression") or sys.modules.get(_GRAMMAR)
+    if loaded is not None:
+        return loaded
+    import importlib.util
+
+    try:
+        package = importlib.util.find_spec("_pytest")  # finds it, imports nothing
+        folders = list(package.submodule_search_locations or ()) if package else []
+        spec = importlib.util.spec_from_file_location(
+            _GRAMMAR, Path(folders[0], "mark", "expression.py")) if folders else None
+        if spec is None or spec.loader is None:
+            raise ImportError(_GRAMMAR)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_GRAMMAR] = module  # dataclasses looks its module up while it runs
+        spec.loader.exec_module(module)
+        module.Expression  # noqa: B018 - a layout this does not know: take the package's
+    except Exception:
+        sys.modules.pop(_GRAMMAR, None)
+        import _pytest.mark.expression as module
+    return module
 
 # -- the table of keys ---------------------------------------------------------------------
 
