@@ -23,6 +23,10 @@ from tiergate.protocol import redact
 from tiergate.protocol.environ import REDACT_OUTPUT as SWITCH_ENV
 
 HOLD_SECONDS = 0.2
+# After a read, the pipes fill this long before the next one: pytest writes a dot per test, and a
+# wake-up per dot cost the supervisor as much per test as the plugin costs pytest. The step log
+# shows output at most this much later; the 1 MiB pipe holds what comes meanwhile.
+GATHER_SECONDS = 0.02
 _READ = 1 << 16
 _MOST_PER_WAKE = 1 << 22  # read at most this much per stream before the loop gets its turn
 _PIPE_SIZE = 1 << 20  # room for pytest's output while the supervisor is busy (a tree dump)
@@ -179,6 +183,8 @@ class OutputPump:
             for stream in open_streams:
                 if stream.source in ready:
                     stream.read_available(self)
+            if ready:
+                time.sleep(max(0.0, min(GATHER_SECONDS, deadline - time.monotonic())))
 
     def close(self) -> None:
         """pytest is gone: what its pipes still hold is passed on, without waiting for anything
