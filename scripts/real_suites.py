@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -191,19 +192,31 @@ def prepare(suite: Suite, work: Path) -> tuple[Path, Path]:
             tar.extractall(home, filter="data")
         sources = _unpacked(home)
     source = sources[0]
-    if not (venv / "bin" / "python").exists():
-        sh([sys.executable, "-m", "venv", str(venv)])
+    installed = venv / ".installed"  # only after every step: a failed install starts over
+    if not installed.exists():
+        sh([sys.executable, "-m", "venv", "--clear", str(venv)])
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
         sh([*pip, "--upgrade", "pip"])  # --group (the sdist's own test dependencies) is pip 25.1+
         steps = [[str(source)], [*suite.deps, "pytest-timeout"], ["-e", str(REPO)]]
-        if "[dependency-groups]" in (source / "pyproject.toml").read_text(encoding="utf-8"):
-            steps.insert(1, ["--group", f"{source / 'pyproject.toml'}:test"])
+        group = _test_group(source / "pyproject.toml")
+        if group:
+            steps.insert(1, ["--group", f"{source / 'pyproject.toml'}:{group}"])
         for step in steps:
             got = sh(pip + step)
             if got.returncode:
                 raise RuntimeError(f"{suite.name}: pip install {' '.join(step)} failed: "
                                    f"{got.stderr.strip()[-300:]}")
+        installed.touch()
     return source, venv
+
+
+def _test_group(pyproject: Path) -> str | None:
+    """The sdist's dependency group of test requirements (``test`` or ``tests``), if it has one."""
+    try:
+        groups = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("dependency-groups", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return next((name for name in ("test", "tests") if name in groups), None)
 
 
 def _unpacked(home: Path) -> list[Path]:
