@@ -14,7 +14,8 @@ to within a fraction of a percent; bytecode is compiled before the measured runs
 The variants are tiers written into the suite's pyproject.toml, so each isolates one part:
 ``plain`` (selection, timer, events and reports only), ``markers`` (+ the default tier's marker
 expression), ``guard`` (+ the loopback network guard), ``leaks`` (+ the leak probes), ``fast``
-(the default fast tier: all of it).
+(the default fast tier: all of it). The last row is ``tiergate run --tier fast``: the supervisor
+and every process under it (``--trace-children=yes``), which is what a CI job pays.
 
 Two rows of what a user would run instead come first: ``pytest --junitxml``, and the stack that
 gives a fraction of tiergate's features, pytest-timeout + pytest-socket + ``--junitxml`` (needs
@@ -73,23 +74,38 @@ def configurations(variants: list[str]) -> dict[str, list[str] | None]:
     }
     for name in variants:
         rows[f"--tier {name}"] = ["--tier", name, *_NO_SOCKET]
+    rows[RUN_LABEL] = [RUN, *_NO_SOCKET]
     return rows
 
 
+RUN = "tiergate-run"  # the row's first word: the supervisor with pytest under it, not pytest
+RUN_LABEL = "tiergate run --tier fast"
+
+
 def instructions(root: Path, args: list[str]) -> int:
+    """Instructions of one run in *root*; for the ``tiergate run`` row, of every process of its
+    tree (the supervisor, its pytest, the last-will watcher), summed."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONHASHSEED"] = "0"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, str(root)]
+    if args[:1] == [RUN]:
+        command = [sys.executable, "-m", "tiergate", "run", "--tier", "fast", "--project",
+                   str(root), "--results-dir", str(root / ".tiergate-run"), "--", "-q",
+                   "-p", "no:cacheprovider", *args[1:]]
+        children = ["--trace-children=yes"]
+    else:
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args,
+                   str(root)]
+        children = []
     subprocess.run(command, cwd=root, env=env, capture_output=True, check=False)  # bytecode
     result = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *children, *command],
         cwd=root, env=env, capture_output=True, check=False,
     )
-    found = _COLLECTED.search(result.stderr)
-    if result.returncode != 0 or found is None:
-        sys.exit(f"pytest {' '.join(args)} in {root} failed under valgrind "
+    found = [int(n) for n in _COLLECTED.findall(result.stderr)]
+    if result.returncode != 0 or not found:
+        sys.exit(f"{' '.join(command[2:4])} {' '.join(args)} in {root} failed under valgrind "
                  f"(exit {result.returncode}):\n{result.stdout[-1500:]!r}")
-    return int(found.group(1))
+    return sum(found)
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ def test_comparison_rows_come_first_and_pytest_socket_only_in_its_own() -> None:
         sys.path.remove(sys_path_added)
     rows = bench.configurations(["plain", "fast"])
     assert list(rows) == ["bare pytest", "pytest --junitxml", bench.STACK_LABEL,
-                          "--tier plain", "--tier fast"]
+                          "--tier plain", "--tier fast", bench.RUN_LABEL]
+    assert rows[bench.RUN_LABEL][0] == bench.RUN
     for label, args in rows.items():
         if label == bench.STACK_LABEL:
             assert args is None or ("--disable-socket" in args and "--timeout" in args)
