@@ -281,6 +281,15 @@ def test_own_ci_runs_the_action_from_this_checkout_on_the_example(act: Act) -> N
     assert act.api.requests == [], "post: false posts nothing"
 
 
+# The first steps of the jobs these tests write: checkout and Python, pinned as in the templates.
+CHECKOUT_AND_PYTHON = """\
+      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
+        with:
+          persist-credentials: false
+      - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
+"""
+
+
 def _no_tests_job(name: str, *, allow: bool) -> str:
     """A job running the action on a tier whose marker expression (a typo) selects no test."""
     return f"""\
@@ -291,11 +300,7 @@ def _no_tests_job(name: str, *, allow: bool) -> str:
       contents: read
       checks: write
     steps:
-      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
-        with:
-          persist-credentials: false
-      - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
-      - run: python -m pip install -e ".[test]"
+{CHECKOUT_AND_PYTHON}      - run: python -m pip install -e ".[test]"
       - uses: OWNER/tiergate@v1
         with:
           tier: fast
@@ -337,10 +342,10 @@ def test_a_tier_that_selects_no_tests_fails_the_job_unless_allowed(act: Act) -> 
         "failure", "neutral"]
 
 
-MONOREPO_JOB = """\
+MONOREPO_JOB = f"""\
 name: api tests
 on: pull_request
-permissions: {}
+permissions: {{}}
 jobs:
   api:
     name: api tier
@@ -350,11 +355,7 @@ jobs:
       pull-requests: write
       checks: write
     steps:
-      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
-        with:
-          persist-credentials: false
-      - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
-      - run: python -m pip install -e "services/api[test]"
+{CHECKOUT_AND_PYTHON}      - run: python -m pip install -e "services/api[test]"
       - uses: OWNER/tiergate@v1
         with:
           tier: fast

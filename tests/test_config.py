@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -483,9 +485,6 @@ def test_tiergate_run_has_an_option_for_each_key_with_a_flag() -> None:
 
 
 def _fresh_interpreter(script: str) -> list[str]:
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True, timeout=60)
     return done.stdout.splitlines()
