@@ -152,6 +152,22 @@ def test_reap_collects_an_ended_child_but_leaves_a_started_one_to_its_popen() ->
     assert started.wait(timeout=10) == 3  # its status was kept for its Popen, not taken
 
 
+def test_prctl_is_called_without_starting_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ctypes.util.find_library runs `ldconfig -p`: three of those started every run, one
+    # between fork and exec of pytest. The C library is reached through our own symbols.
+    started: list[object] = []
+    real = subprocess.Popen.__init__
+
+    def record(self: subprocess.Popen[bytes], *args: object, **kwargs: object) -> None:
+        started.append(args)
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", record)
+    procs._libc.cache_clear()
+    assert procs._prctl(4, 1)  # PR_SET_DUMPABLE to 1, what it is already: a harmless call
+    assert started == []
+
+
 def test_the_test_a_process_started_during_is_read_from_its_environment() -> None:
     env = {**os.environ, "PYTEST_CURRENT_TEST": "t.py::test_x[a (b)] (call)"}
     proc = subprocess.Popen(SLEEPER, env=env)

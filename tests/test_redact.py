@@ -3,8 +3,10 @@ way to a report, short and common values, pytest's own output under the supervis
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -268,6 +270,34 @@ def test_closing_the_pump_does_not_wait_for_a_child_that_holds_the_pipe() -> Non
     started = time.monotonic()
     got, _ = _pump_child(code, {**os.environ, "TIERGATE_REDACT": ""})
     assert b"bye\n" in got and time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("holder", [True, False], ids=["pipe-held-by-a-child", "pipe-closed"])
+def test_the_pump_wait_ends_when_the_child_ends(holder: bool) -> None:
+    # The supervisor's pause between two looks ends when pytest does (its pidfd), not at the
+    # end of the pause: with a child of pytest's still holding the pipes, or with none.
+    keep = ("import subprocess, sys\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            if holder else "")
+    pump = outpump.OutputPump(stdout=os.open(os.devnull, os.O_WRONLY),
+                              stderr=os.open(os.devnull, os.O_WRONLY))
+    out, err = pump.open()
+    proc = subprocess.Popen([sys.executable, "-c", keep + "print('bye')"], stdout=out,
+                            stderr=err, start_new_session=True)
+    pump.started()
+    exit_fd = os.pidfd_open(proc.pid)
+    try:
+        started = time.monotonic()
+        while proc.poll() is None and time.monotonic() - started < 60:
+            pump.wait(60, until=exit_fd)
+        assert proc.returncode == 0
+        assert time.monotonic() - started < 30  # not one whole pause of 60 s
+    finally:
+        os.close(exit_fd)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the holder, in the child's session
+        proc.wait()
+        pump.close()
 
 
 def test_the_switch_off() -> None:

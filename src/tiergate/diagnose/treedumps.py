@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tiergate.diagnose.culprit import FixtureInFlight
 from tiergate.protocol.findings import Culprit
+
+if TYPE_CHECKING:  # the culprit code is imported when a dump is taken, not at the start of a run
+    from tiergate.diagnose.culprit import FixtureInFlight
 
 
 @dataclasses.dataclass(frozen=True)

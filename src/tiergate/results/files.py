@@ -123,6 +123,16 @@ def write_result_files(results_dir: Path, run: RunResult | None = None, *,
     return run
 
 
+def load_writers() -> None:
+    """Import what ``write_result_files`` and the terminal summary need, ahead of their use: the
+    supervisor calls this once pytest is started, so the imports take the time pytest spends
+    starting up rather than time after it ended."""
+    import tiergate.report.summary
+    import tiergate.report.terminal
+    import tiergate.report.trace
+    import tiergate.results.junit_out  # noqa: F401
+
+
 def write_trace(out_dir: Path, run: RunResult) -> None:
     """trace.json, the run's timeline, next to the other results so the artifact carries it;
     none for results with no times of day (JUnit from elsewhere: nothing to place)."""

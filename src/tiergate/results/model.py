@@ -212,9 +212,11 @@ class RunResult:
         return path
 
 
-class _Builder:
-    """Folds events into a RunResult. Later events win: a hard timeout recorded by the supervisor
-    overrides the anonymous crash report xdist gives for the worker it killed."""
+class Builder:
+    """Folds events into a RunResult, one at a time: ``build`` feeds a whole log, the supervisor
+    each event as it follows the run (so the model is ready when pytest ends); ``result`` once,
+    at the end. Later events win: a hard timeout recorded by the supervisor overrides the
+    anonymous crash report xdist gives for the worker it killed."""
 
     def __init__(self) -> None:
         self.run = RunResult()
@@ -436,6 +438,7 @@ class _Builder:
         self.run.times[nodeid] = (began, t)
 
     def result(self) -> RunResult:
+        """The run, once every event is in (it closes what the log left open)."""
         run = self.run
         # The log ends with a test (or a module) started and never finished, and no word from
         # a supervisor: the run died with it (its supervisor SIGKILLed, the machine gone).
@@ -490,30 +493,30 @@ class _Builder:
 
 # The reader of each event kind (grep a kind's constant to find it). A kind of ev.KINDS that is
 # not here is one no report reads; one not in ev.KINDS is counted (a newer writer's).
-_HANDLERS: dict[str, Callable[[_Builder, Any], None]] = {
-    ev.RUN_START: _Builder.on_run_start,
-    ev.ATTEMPT_START: _Builder.on_attempt_start,
-    ev.COLLECTED: _Builder.on_collected,
-    ev.COLLECT_START: _Builder.on_collect_start,
-    ev.COLLECT_FINISH: _Builder.on_collect_finish,
-    ev.TEST_START: _Builder.on_test_start,
-    ev.TEST_FINISH: _Builder.on_test_finish,
-    ev.TEST_ATTEMPT: _Builder.on_test_attempt,
-    ev.QUARANTINE: _Builder.on_quarantine,
-    ev.NETWORK_POLICY: _Builder.on_network_policy,
-    ev.HARD_TIMEOUT: _Builder.on_hard_timeout,
-    ev.SLOW: _Builder.on_slow,
-    ev.LEAK_CHECK: _Builder.on_leak_check,
-    ev.FINDING: _Builder.on_finding,
-    ev.SAMPLE: _Builder.on_sample,
-    ev.RESOURCE_PRESSURE: _Builder.on_resource_pressure,
-    ev.BUDGET_EXPIRED: _Builder.on_budget_expired,
-    ev.CANCELLED: _Builder.on_cancelled,
-    ev.PYTEST_EXIT: _Builder.on_pytest_exit,
-    ev.MAX_FAIL: _Builder.on_max_fail,
-    ev.EXIT_HANG: _Builder.on_exit_hang,
-    ev.COLLECT_TIMEOUT: _Builder.on_collect_timeout,
-    ev.RUN_FINISH: _Builder.on_run_finish,
+_HANDLERS: dict[str, Callable[[Builder, Any], None]] = {
+    ev.RUN_START: Builder.on_run_start,
+    ev.ATTEMPT_START: Builder.on_attempt_start,
+    ev.COLLECTED: Builder.on_collected,
+    ev.COLLECT_START: Builder.on_collect_start,
+    ev.COLLECT_FINISH: Builder.on_collect_finish,
+    ev.TEST_START: Builder.on_test_start,
+    ev.TEST_FINISH: Builder.on_test_finish,
+    ev.TEST_ATTEMPT: Builder.on_test_attempt,
+    ev.QUARANTINE: Builder.on_quarantine,
+    ev.NETWORK_POLICY: Builder.on_network_policy,
+    ev.HARD_TIMEOUT: Builder.on_hard_timeout,
+    ev.SLOW: Builder.on_slow,
+    ev.LEAK_CHECK: Builder.on_leak_check,
+    ev.FINDING: Builder.on_finding,
+    ev.SAMPLE: Builder.on_sample,
+    ev.RESOURCE_PRESSURE: Builder.on_resource_pressure,
+    ev.BUDGET_EXPIRED: Builder.on_budget_expired,
+    ev.CANCELLED: Builder.on_cancelled,
+    ev.PYTEST_EXIT: Builder.on_pytest_exit,
+    ev.MAX_FAIL: Builder.on_max_fail,
+    ev.EXIT_HANG: Builder.on_exit_hang,
+    ev.COLLECT_TIMEOUT: Builder.on_collect_timeout,
+    ev.RUN_FINISH: Builder.on_run_finish,
 }
 
 
@@ -527,7 +530,7 @@ def stopped_after(failures: int, limit: int, not_run: int) -> str:
 
 
 def build(records: Iterable[Mapping[str, Any]]) -> RunResult:
-    builder = _Builder()
+    builder = Builder()
     for record in records:
         builder.feed(record)
     return builder.result()

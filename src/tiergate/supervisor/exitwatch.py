@@ -10,12 +10,14 @@ which pytest's main thread and the non-daemon threads did no work (slow is not s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tiergate.diagnose.culprit import CodeFilter, ThreadStack, parse_faulthandler
 from tiergate.diagnose.procfs import CLOCK_TICKS, read_stat
 from tiergate.diagnose.treedumps import SavedDump
 from tiergate.protocol.findings import Culprit
+
+if TYPE_CHECKING:  # the culprit code is imported when pytest hangs at its exit, not before
+    from tiergate.diagnose.culprit import CodeFilter, ThreadStack
 
 # Below this share of one CPU over a whole grace, the exiting pytest is waiting, not working:
 # a thread that polls (a sleep loop, a timed wait) uses far less; a terminal summary, an import
@@ -97,6 +99,8 @@ def main_thread_since(stacks: Path, offset: int) -> ThreadStack | None:
             text = handle.read().decode("utf-8", "replace")
     except OSError:
         return None
+    from tiergate.diagnose.culprit import parse_faulthandler
+
     return next((t for t in parse_faulthandler(text) if t.main), None)
 
 
@@ -117,6 +121,8 @@ def exit_blocker(main: ThreadStack | None, threads: list[dict[str, Any]], saved:
     stuck = stuck_words(SavedDump(saved.path, trusted)) if trusted else ""
     if main is None or outermost is None:
         return f"its stacks could not be read{stuck or stuck_words(saved)}", trusted
+    from tiergate.diagnose.culprit import CodeFilter
+
     code = CodeFilter(root)
     culprit = trusted or _main_culprit(main, code, pid)
     if not trusted and culprit is not None:

@@ -33,6 +33,16 @@ _PIPE_SIZE = 1 << 20  # room for pytest's output while the supervisor is busy (a
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ on Linux
 
 
+def _wait_for(fds: list[int], seconds: float) -> bool:
+    """Sleep *seconds*, or until one of *fds* is readable (then True)."""
+    if seconds <= 0:
+        return False
+    if not fds:
+        time.sleep(seconds)
+        return False
+    return bool(select.select(fds, [], [], seconds)[0])
+
+
 def enabled(environ: Mapping[str, str] | None = None) -> bool:
     value = (os.environ if environ is None else environ).get(SWITCH_ENV, "1")
     return value.strip().lower() not in ("0", "false", "no", "off")
@@ -156,11 +166,13 @@ class OutputPump:
             stream.line_open = False
         return "\n" if open_line else ""
 
-    def wait(self, seconds: float) -> None:
+    def wait(self, seconds: float, until: int | None = None) -> None:
         """Pump for *seconds* (instead of sleeping them): output goes on as it comes, and an
-        incomplete line goes out once it has waited ``HOLD_SECONDS``. Returns early when both
-        pipes have ended."""
+        incomplete line goes out once it has waited ``HOLD_SECONDS``. Returns early when
+        *until* (a descriptor: pytest's pidfd) becomes readable, so the end of pytest is seen
+        when it happens rather than at the next poll."""
         deadline = time.monotonic() + seconds
+        stop = [until] if until is not None else []
         while True:
             now = time.monotonic()
             for stream in self._streams:
@@ -168,23 +180,25 @@ class OutputPump:
                     stream.release(self)
             open_streams = [s for s in self._streams if s.open]
             left = deadline - now
-            if not open_streams:
-                if left > 0:
-                    time.sleep(left)
-                return
             if left <= 0:
+                return
+            if not open_streams:
+                _wait_for(stop, left)
                 return
             holds = [s.held_since + HOLD_SECONDS - now for s in open_streams if s.held]
             timeout = max(0.0, min([left, *holds]))
             try:
-                ready, _, _ = select.select([s.source for s in open_streams], [], [], timeout)
+                ready, _, _ = select.select([s.source for s in open_streams] + stop, [], [],
+                                            timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
                 continue
             for stream in open_streams:
                 if stream.source in ready:
                     stream.read_available(self)
-            if ready:
-                time.sleep(max(0.0, min(GATHER_SECONDS, deadline - time.monotonic())))
+            if until is not None and until in ready:
+                return
+            if ready and _wait_for(stop, min(GATHER_SECONDS, deadline - time.monotonic())):
+                return
 
     def close(self) -> None:
         """pytest is gone: what its pipes still hold is passed on, without waiting for anything

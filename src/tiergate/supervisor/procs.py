@@ -16,16 +16,17 @@ in proportion to the run's own tree, never to every process on the machine.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import dataclasses
+import functools
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:  # imported where a process is signalled or described, not to start pytest
+    import psutil
 
 from tiergate.diagnose import procfs
 from tiergate.protocol.redact import command_line
@@ -37,10 +38,17 @@ _KILL_WAIT_SECONDS = 5.0  # SIGKILL waits on nothing; this only bounds a kernel 
 
 def _prctl(option: int, value: int) -> bool:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return int(libc.prctl(option, value, 0, 0, 0)) == 0
+        return int(_libc().prctl(option, value, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, through the symbols this process already has (every CPython links it):
+    ``ctypes.util.find_library`` would run ``ldconfig -p`` in a subprocess at each call, one
+    of them between fork and exec of every pytest."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def become_subreaper() -> bool:
@@ -136,6 +144,8 @@ def kill_tree(pid: int, grace: float = 0.0) -> None:
     controller reaps, and what it started): SIGTERM to each, up to *grace* seconds, then SIGKILL
     to what is left. The tree is read once, before the first signal, so nothing re-parented to
     init on the way is missed."""
+    import psutil
+
     family = _processes([pid, *(child for child, _ in procfs.descendants(pid))])
     if grace > 0:
         _signal_all(family, signal.SIGTERM)
@@ -147,6 +157,8 @@ def kill_tree(pid: int, grace: float = 0.0) -> None:
 def _processes(pids: Iterable[int]) -> list[psutil.Process]:
     """psutil's handle on each pid: it remembers the start time, so a signal sent through it
     never reaches a process that took over the pid of one that ended."""
+    import psutil
+
     found = []
     for pid in pids:
         try:
@@ -157,6 +169,8 @@ def _processes(pids: Iterable[int]) -> list[psutil.Process]:
 
 
 def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    import psutil
+
     for proc in procs:
         try:
             proc.send_signal(sig)
@@ -249,6 +263,8 @@ def kill_leftovers(exclude: set[int] | None = None, *,
     """SIGKILL every process still descending from us (ours by construction: we started them, or
     they were orphaned to us as subreaper), or with *adopted_from_tree* (pytest's pid) only what
     that tree orphaned to us. Returns what they were, for the findings."""
+    import psutil
+
     exclude = exclude or set()
     killed: list[Leftover] = []
     for _ in range(3):  # a dying parent can re-parent its children to us mid-walk; look again

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import enum
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -21,10 +22,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tiergate.child import boot_env, stacks_file
-from tiergate.diagnose.culprit import fixture_words
 from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.errors import ConfigError
 from tiergate.protocol import debuglog, environ, layout
@@ -37,9 +37,10 @@ from tiergate.results.files import (
     ResultsDirClaim,
     claim_results_dir,
     describe_os_error,
+    load_writers,
     write_result_files,
 )
-from tiergate.results.model import ORPHANED_PREFIX, RunResult, build
+from tiergate.results.model import ORPHANED_PREFIX, Builder, RunResult
 from tiergate.settings.config import Tier, find_pyproject
 from tiergate.settings.quarantine import entry_for, load_quarantine
 from tiergate.supervisor import outpump
@@ -64,7 +65,9 @@ from tiergate.supervisor.procs import (
 )
 from tiergate.supervisor.progress import Progress
 from tiergate.supervisor.slownotes import SlowNotes
-from tiergate.supervisor.treewatch import OverLimit, TreeWatch
+
+if TYPE_CHECKING:  # imported once pytest is started (psutil and the samplers): see _watch_tree
+    from tiergate.supervisor.treewatch import OverLimit, TreeWatch
 
 POLL_SECONDS = 0.05
 CANCEL_STOP_SECONDS = 2.0  # GitHub gives 7.5 s from SIGINT to SIGTERM and 2.5 s more to SIGKILL
@@ -159,11 +162,13 @@ class Supervisor:
         self.late_signal: int | None = None
         self.tests_over = False  # from here a signal waits for the result files
         self.faults: list[Finding] = []  # tiergate's own trouble, kept even if the log is not
+        self.results = Builder()  # fed every event of the log as the run goes
         self.will: LastWill | None = None
         self.claim: ResultsDirClaim | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._slow: SlowNotes[_InFlight] = SlowNotes(self._slow_dump, self._slow_noted)
         self._pump: outpump.OutputPump | None = None  # pytest's output, redacted
+        self._exit_fd: int | None = None  # pytest's pidfd: readable once it has ended
         self._progress = Progress(self._say, slow_after=self.tier.slow_after,
                                   interval=self.tier.progress_interval, first_line_at=time.time())
 
@@ -250,7 +255,10 @@ class Supervisor:
                 message=f"{layout.EVENTS_FILE} was {lost} during the run (by a test, a fixture or "
                 "a cleanup step); tiergate kept the run's events and restored the file, but "
                 "the suite deletes files it did not make"))
-        run = build(ev.parse_events(log.read_all())) if log is not None else RunResult()
+        if log is not None:
+            for record in self.tail.poll():  # what came after the last look: the model is whole
+                self.results.feed(record)
+        run = self.results.result() if log is not None else RunResult()
         run.sources.append(str(self.results_dir))
         seen = {(f.kind, f.message) for f in run.findings}
         run.findings += [f for f in self.faults if (f.kind, f.message) not in seen]
@@ -346,10 +354,13 @@ class Supervisor:
         self.session_end = None
         proc = self._popen(argv)
         self._proc = proc
+        self._exit_fd = _pidfd(proc.pid)
         if self.will is not None:
             self.will.watch_group(proc.pid)
         self._slow = SlowNotes(self._slow_dump, self._slow_noted)
         watch = self._watch_tree(proc)  # samples and resource limits
+        if self.attempt == 1:
+            load_writers()  # while pytest starts up, so that its end only writes
         ending: Ending | None = None
         while ending is None and proc.poll() is None:
             self._pause(POLL_SECONDS)
@@ -359,6 +370,9 @@ class Supervisor:
         self._slow.finish(give_up=lambda: self.cancel_signal is not None)
         if watch is not None:
             watch.close()
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd = None
         self.pytest_exit = proc.returncode if proc.returncode is not None else proc.wait()
         stop_group(proc, 0)  # anything of the group still alive goes with pytest
         self._end_output()
@@ -455,8 +469,11 @@ class Supervisor:
         return proc
 
     def _pause(self, seconds: float) -> None:
+        """Wait *seconds* between two looks at the run, or less: up to when pytest ends."""
         if self._pump is not None:
-            self._pump.wait(seconds)
+            self._pump.wait(seconds, until=self._exit_fd)
+        elif self._exit_fd is not None:
+            select.select([self._exit_fd], [], [], seconds)
         else:
             time.sleep(seconds)
 
@@ -516,6 +533,7 @@ class Supervisor:
 
     def _follow(self) -> None:
         for record in self.tail.poll():
+            self.results.feed(record)  # the results model grows with the log, off the end's path
             try:
                 self._take(record)
             except (KeyError, TypeError, ValueError):
@@ -626,6 +644,8 @@ class Supervisor:
             stuck_pid=test.pid,
         )
         saved = _with_reason_seen_at_half(saved, test.slow_culprit)
+        from tiergate.diagnose.culprit import fixture_words  # (imported once something hangs)
+
         message = (
             f"timeout: ran past its {limit:g}s limit"
             + (f" {fixture_words(saved.fixture, test.nodeid.rsplit('::', 1)[-1])},"
@@ -872,6 +892,9 @@ class Supervisor:
     def _watch_tree(self, proc: subprocess.Popen[bytes]) -> TreeWatch | None:
         if not self.tier.sample_interval:
             return None
+        # Here, not at the top: psutil and the samplers load while pytest starts, not before.
+        from tiergate.supervisor.treewatch import TreeWatch
+
         return TreeWatch(
             root_pid=proc.pid,
             tier=self.tier,
@@ -1047,3 +1070,12 @@ def _step_summary_fallback(run: RunResult) -> None:
 
 def run_plan(plan: RunPlan, **kwargs: Any) -> int:
     return Supervisor(plan, **kwargs).run()
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when *pid* ends (Linux 5.3 and later), else None: the
+    loop then sees the end at its next poll."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
