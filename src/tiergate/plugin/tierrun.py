@@ -268,7 +268,7 @@ class TierRun(PerTest):
         if run.error_findings:
             kinds = dict.fromkeys(f.kind for f in run.sorted_findings() if f.severity == "error")
             why.append(f"{count(len(run.error_findings), 'error finding')} ({', '.join(kinds)})")
-        if failing := sum(1 for test in run.tests.values() if test.failing):
+        if failing := len(run.failing_tests):
             why.append(f"{count(failing, 'test')} failed")
         if run.not_run:
             why.append(f"{count(len(run.not_run), 'test')} did not run")

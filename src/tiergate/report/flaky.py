@@ -27,7 +27,7 @@ def flaky_sections(run: RunResult) -> list[str]:
     flaky = run.flaky_tests
     if flaky:
         parts.append(_section("🎲 Flaky (failed, then passed on a retry)", flaky, run.history))
-    retried = [t for t in run.tests.values() if t.attempts and not t.flaky]
+    retried = [t for t in run.retried_tests if not t.flaky]
     if retried:
         parts.append(_section("🔁 Failed on every attempt", retried, run.history))
     quarantined = run.quarantined_tests

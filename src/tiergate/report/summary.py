@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
+from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +23,9 @@ from tiergate.report.links import Links, link, where, without_place
 from tiergate.report.lost import LostTests, lost_section, lost_tests
 from tiergate.report.trace import trace_hint
 from tiergate.results.model import RunResult, TestResult
+
+_PEAK_RSS = attrgetter("peak_rss")  # scans of every test, in C
+_REPRODUCES = attrgetter("reproduces")
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
 COMMENT_LIMIT = 65_536  # characters in an issue or PR comment body
@@ -140,13 +144,14 @@ class _View:
         self.leaks = [f for f in findings if f.kind in LEAK_KINDS]
         self.others = [f for f in findings if f.kind not in TIMEOUT_KINDS | LEAK_KINDS]
         explained = {f.test for f in self.timeouts if f.test}
+        self.counts = counts = run.counts()  # (in C: most runs have no failure to list)
         self.bare_timeouts = [t for t in run.tests.values()
-                              if t.outcome == "timeout" and t.nodeid not in explained]
+                              if t.outcome == "timeout" and t.nodeid not in explained
+                              ] if counts["timeout"] else []
         self.failures = sorted(
             (t for t in run.tests.values() if t.outcome in ("failed", "error")),
             key=lambda t: (self.is_known(t), t.nodeid),
-        )
-        self.counts = run.counts()
+        ) if counts["failed"] or counts["error"] else []
         self.lost = LostTests([], [])  # tests that ran on the base and do not now
         self.timeline = timeline  # trace.json is with the results
 
@@ -605,10 +610,10 @@ def _slowest(view: _View, d: _Detail) -> list[str]:
 
 def _heaviest(view: _View, d: _Detail) -> list[str]:
     """The tests with the highest peak memory of the process tree, where the run sampled it."""
-    weighed = [t for t in view.run.tests.values() if t.peak_rss]
+    weighed = list(filter(_PEAK_RSS, view.run.tests.values()))
     if not d.slowest or not weighed:
         return []
-    weighed.sort(key=lambda t: t.peak_rss or 0, reverse=True)
+    weighed.sort(key=_PEAK_RSS, reverse=True)
     rows = [f"| {md_code(t.nodeid, 200)} | {(t.peak_rss or 0) / 2**20:,.0f} MiB | "
             f"{_duration(t.duration)} |" for t in weighed[: d.slowest]]
     return ["#### 🐘 Heaviest tests", _table("| Test | Peak memory | Duration |\n|---|--:|--:|",
@@ -617,7 +622,7 @@ def _heaviest(view: _View, d: _Detail) -> list[str]:
 
 def _reproductions(view: _View) -> list[str]:
     """Tests marked as reproducing a known bug: still failing as they should, or fixed."""
-    marked = [t for t in view.run.tests.values() if t.reproduces]
+    marked = list(filter(_REPRODUCES, view.run.tests.values()))
     if not marked:
         return []
     rows = [f"| {md_code(t.nodeid, 200)} | {md_text(str(t.reproduces), 60)} | "

@@ -45,7 +45,7 @@ def render_terminal(run: RunResult, *, width: int = 100, slowest: int = 5,
     if run.stopped_early:  # max-fail: why the rest is "not run"
         lines.append(terminal_text(run.stopped_early, width))
 
-    failures = [t for t in run.tests.values() if t.failing]
+    failures = run.failing_tests
     explained = {f.test for f in run.findings if f.kind in TIMEOUT_KINDS}
     failures = [t for t in failures if t.nodeid not in explained]
     if failures:

@@ -34,6 +34,10 @@ _ATTRIBUTE = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
      "\t": "&#09;"}
 )
+# What the tables replace, found by one scan in C: a translate looks every character up in its
+# table (about 1.5 µs for a test's name), and nearly no name holds one of these.
+_TEXT_SPECIAL = re.compile("[&<>]")
+_ATTRIBUTE_SPECIAL = re.compile('[&<>"\n\r\t]')
 
 
 def _legal(value: str) -> str:
@@ -43,11 +47,13 @@ def _legal(value: str) -> str:
 
 
 def _text(value: str) -> str:
-    return _legal(value).translate(_TEXT)
+    value = _legal(value)
+    return value.translate(_TEXT) if _TEXT_SPECIAL.search(value) else value
 
 
 def _attribute(value: str) -> str:
-    return _legal(value).translate(_ATTRIBUTE)
+    value = _legal(value)
+    return value.translate(_ATTRIBUTE) if _ATTRIBUTE_SPECIAL.search(value) else value
 
 
 def dotted_module(path: str) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_not
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
     from tiergate.results.history import FlakeHistory
 
 FAILING_OUTCOMES: frozenset[Outcome] = frozenset({"failed", "timeout", "error"})
+# Fields read across every test by the reports: through attrgetter, the scan runs in C, and a
+# field that is empty for nearly every test (attempts, quarantine) is passed over there.
 _OUTCOME = attrgetter("outcome")
+_DURATION = attrgetter("duration")
+_ATTEMPTS = attrgetter("attempts")
+_QUARANTINE = attrgetter("quarantine")
 # What a whole run amounts to. Only "passed" is green by itself; "no-tests" is green only where
 # the tier allows it (allow-no-tests): a marker typo that selects nothing must not look like a pass.
 RunOutcome = Literal["passed", "failed", "no-tests", "cancelled"]
@@ -139,11 +145,27 @@ class RunResult:
 
     @property
     def flaky_tests(self) -> list[TestResult]:
-        return [t for t in self.tests.values() if t.flaky]
+        return [t for t in self.retried_tests if t.outcome == "passed"]
+
+    @property
+    def retried_tests(self) -> list[TestResult]:
+        """The tests run more than once (flaky or failing every attempt), in run order."""
+        return list(filter(_ATTEMPTS, self.tests.values()))
 
     @property
     def quarantined_tests(self) -> list[TestResult]:
-        return [t for t in self.tests.values() if t.quarantine is not None]
+        tests = self.tests.values()
+        if not any(map(is_not, map(_QUARANTINE, tests), repeat(None))):
+            return []
+        return [t for t in tests if t.quarantine is not None]
+
+    @property
+    def failing_tests(self) -> list[TestResult]:
+        """The tests that fail the tier (quarantined ones do not)."""
+        tests = self.tests.values()
+        if FAILING_OUTCOMES.isdisjoint(map(_OUTCOME, tests)):
+            return []
+        return [t for t in tests if t.failing]
 
     @property
     def duration(self) -> float:
@@ -195,7 +217,7 @@ class RunResult:
         return [f for f in self.findings if f.kind in LEAK_KINDS]
 
     def slowest(self, n: int = 5) -> list[TestResult]:
-        return sorted(self.tests.values(), key=lambda t: t.duration, reverse=True)[:n]
+        return sorted(self.tests.values(), key=_DURATION, reverse=True)[:n]
 
     def findings_document(self) -> dict[str, Any]:
         return {
@@ -457,7 +479,8 @@ class Builder:
             test = run.tests.get(nodeid)
             if test is not None and peak > (test.peak_rss or 0):
                 test.peak_rss = peak
-        run.not_run = [n for n in self.collected if n not in run.tests]
+        if self.collected.keys() - run.tests.keys():  # (in C: nearly always empty)
+            run.not_run = [n for n in self.collected if n not in run.tests]
         self._attach_attempts_and_quarantine()
         if self.max_fail is not None:
             run.stopped_early = stopped_after(*self.max_fail, len(run.not_run))
@@ -474,7 +497,7 @@ class Builder:
                 tests[nodeid].attempts = sorted(attempts, key=lambda a: a.number)
         # A timeout or crash retried and then passed is a flaky test's (its `flaky` finding says
         # so), and a quarantined test's findings are reported as warnings: neither fails the tier.
-        flaky = {nodeid for nodeid, test in tests.items() if test.flaky}
+        flaky = {nodeid for nodeid in self.attempts if nodeid in tests and tests[nodeid].flaky}
         held: set[str] = set()
         if self.quarantine:
             self.run.quarantine = self.quarantine
