@@ -10,7 +10,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +79,60 @@ def test_a_test_that_deletes_the_event_log_cannot_turn_the_run_green(tmp_path: P
     assert lost and "events.jsonl was deleted" in lost[0]["message"]
     assert "test_fails" in (results(project) / "junit.xml").read_text()
     assert any(e["event"] == "test-finish" for e in events(project))  # restored
+
+
+CUTS_THE_LOG = """
+    import os, time
+    from pathlib import Path
+
+    def test_before():
+        time.sleep(1.2)  # past the plain run's batch: its events are written before the cut
+
+    def test_flushes():
+        pass
+
+    def test_cuts_the_log():
+        for path in Path(".tiergate").rglob("events.jsonl"):
+            os.truncate(path, 0)
+
+    def test_after():
+        pass
+"""
+
+
+def test_a_test_that_truncates_the_event_log_cannot_turn_the_run_green(tmp_path: Path) -> None:
+    # Under the supervisor the file keeps its name, so nothing can be put back: the run says
+    # what happened and keeps what was written after the cut.
+    project = make_project(tmp_path / "p", {"test_cut.py": CUTS_THE_LOG}, FAST)
+    proc = run_tiergate(project, "run", "--tier", "fast")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "events.jsonl was truncated by the run" in proc.stdout + proc.stderr
+    data = findings(project)
+    lost = [f for f in data["findings"] if f["kind"] == "run-error"]
+    assert lost and "events.jsonl was truncated during the run" in lost[0]["message"]
+    # what was written after the cut is read (what fell in it is lost, and the run says so)
+    suite = ET.parse(results(project) / "junit.xml").getroot()
+    after = suite.find(".//testcase[@name='test_after']")
+    assert after is not None and len(after) == 0  # passed: no <skipped> "not run" in it
+
+
+@pytest.mark.parametrize("cut", ["deleted", "truncated"])
+def test_a_plain_tier_run_whose_event_log_is_cut_is_not_green(tmp_path: Path, cut: str) -> None:
+    # `pytest --tier` reads the log back at its end: a test that deleted it left an empty
+    # report and exit 0; one that truncated it, a report without the tests before the cut.
+    code = CUTS_THE_LOG if cut == "truncated" else CUTS_THE_LOG.replace(
+        "os.truncate(path, 0)", "path.unlink()")
+    project = make_project(tmp_path / "p", {"test_cut.py": code}, FAST)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--tier", "fast", "-p",
+                           "no:cacheprovider"], cwd=project, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 error finding (run-error)" in proc.stdout + proc.stderr
+    data = findings(project)
+    [lost] = [f for f in data["findings"] if f["kind"] == "run-error"]
+    assert f"events.jsonl was {cut} during the run" in lost["message"]
+    if cut == "deleted":  # the writer still held the file: every event kept, the file put back
+        assert data["counts"]["passed"] == 4
+        assert any(e["event"] == "test-finish" for e in events(project))
 
 
 def test_a_second_run_on_the_same_results_dir_is_refused(tmp_path: Path) -> None:

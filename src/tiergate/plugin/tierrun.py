@@ -30,7 +30,7 @@ from tiergate.plugin.softtimeout import (
 )
 from tiergate.protocol import debuglog, environ, layout, redact
 from tiergate.protocol import events as ev
-from tiergate.protocol.findings import Finding, Location
+from tiergate.protocol.findings import Finding, Location, event_log_lost
 from tiergate.protocol.runspec import RunSpec
 from tiergate.settings.config import TIER_MARKERS, Tier
 
@@ -299,8 +299,14 @@ class TierRun(PerTest):
         if self._run is None:
             from tiergate.results.files import write_result_files
 
+            self.events.flush()
+            lost = self.events.lost()  # by a test or a fixture: the report must say so
+            if lost is not None:
+                self.emit_finding(event_log_lost(lost))
             self.events.emit(ev.RUN_FINISH, exit_code=None)
             self.events.flush()
+            if lost in ("deleted", "replaced"):
+                self.events.restore()  # this writer still holds the run's file
             self._run = write_result_files(self.spec.results_dir, timeline=False)
         return self._run
 

@@ -95,7 +95,9 @@ class EventWriter:
         self.error: OSError | None = None
         self.worker = worker
         self.live = live
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._identity = _identity(os.fstat(self._fd))
+        self._written = 0  # bytes this process wrote: the file is never shorter, unless cut
         self._pid = os.getpid()
         self._forks = _forks  # os.getpid() is a system call; a fork is seen by the counter
         self._pending: list[str] = []  # encoded lines not yet written (not live)
@@ -168,6 +170,7 @@ class EventWriter:
         try:
             while data:
                 written = os.write(self._fd, data)
+                self._written += written
                 data = data[written:]
         except OSError as exc:  # a full disk, a removed mount: pytest itself must not break
             if self.raise_errors:
@@ -176,6 +179,28 @@ class EventWriter:
                 self.error = exc
                 os.write(2, f"tiergate: cannot write events to {self.path}: {exc.strerror}; "
                          "the results of this run are incomplete\n".encode())
+
+    def lost(self) -> str | None:
+        """What happened to the file by its name since it was opened, as OwnedLog.check says it
+        (``deleted``, ``replaced``, ``truncated``), or None. A plain ``pytest --tier`` run asks
+        before it reads the file back: a suite that removes files it did not make must not
+        leave an empty (and green) report."""
+        if self._fd < 0:
+            return None
+        try:
+            now = _identity(os.stat(self.path))
+        except OSError:
+            return "deleted"
+        if now != self._identity:
+            return "replaced"
+        if os.fstat(self._fd).st_size < self._written:
+            return "truncated"
+        return None
+
+    def restore(self) -> None:
+        """Put what the file holds back under its name (it was deleted or replaced by path;
+        this writer still holds the run's file)."""
+        _put_back(self.path, _read_fd(self._fd))
 
     def close(self) -> None:
         self.flush()
@@ -275,6 +300,16 @@ class EventTail:
         self._offset = 0
         self._partial = b""
 
+    @property
+    def offset(self) -> int:
+        """How far the file has been read."""
+        return self._offset
+
+    def rewind(self) -> None:
+        """Read from the start again: the file was cut, and what is written after the cut
+        lies before where the reading stood."""
+        self._offset, self._partial = 0, b""
+
     def poll(self) -> list[dict[str, Any]]:
         chunks = []
         while True:
@@ -302,7 +337,8 @@ class OwnedLog:
         self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._identity = _identity(os.fstat(self.fd))
         self.tail = EventTail(self.fd)
-        self.lost: str | None = None  # "deleted" or "replaced", once seen
+        self.lost: str | None = None  # "deleted", "replaced" or "truncated", once seen
+        self._head: bytes | None = None  # the file's first line, once it has one
 
     @property
     def writer_path(self) -> Path:
@@ -311,19 +347,33 @@ class OwnedLog:
         return proc if proc.exists() else self.path
 
     def check(self) -> str | None:
-        """Newly seen loss of the file's name: "deleted" or "replaced"; None otherwise."""
+        """Newly seen loss of the file's name ("deleted" or "replaced") or of its content
+        ("truncated": shorter than what was read, or no longer starting with its first line);
+        None otherwise."""
         if self.lost is not None:
             return None
         try:
             now = _identity(os.stat(self.path))
-        except FileNotFoundError:
-            self.lost = "deleted"
         except OSError:
             self.lost = "deleted"
         else:
             if now != self._identity:
                 self.lost = "replaced"
+            elif self._cut():
+                self.lost = "truncated"
+                self.tail.rewind()  # the events written since the cut are still to be read
         return self.lost
+
+    def _cut(self) -> bool:
+        if os.fstat(self.fd).st_size < self.tail.offset:
+            return True
+        if self._head is None:
+            start = os.pread(self.fd, 4096, 0)
+            end = start.find(b"\n")
+            if end >= 0:
+                self._head = start[:end + 1]
+            return False
+        return os.pread(self.fd, len(self._head), 0) != self._head
 
     def repair_tear(self) -> None:
         """After a writer was killed: end a torn last line, so the next event is not glued to
@@ -333,20 +383,13 @@ class OwnedLog:
             os.write(self.fd, b"\n")
 
     def read_all(self) -> bytes:
-        chunks, offset = [], 0
-        while chunk := os.pread(self.fd, 1 << 22, offset):
-            chunks.append(chunk)
-            offset += len(chunk)
-        return b"".join(chunks)
+        return _read_fd(self.fd)
 
     def restore(self) -> None:
-        """Put the run's events back under the file's name, if it lost it."""
-        if self.lost is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.path.with_name(self.path.name + ".restored")
-        staging.write_bytes(self.read_all())
-        staging.replace(self.path)
+        """Put the run's events back under the file's name, if it lost it (a truncated file
+        keeps its name; what was cut from it is gone)."""
+        if self.lost in ("deleted", "replaced"):
+            _put_back(self.path, self.read_all())
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -356,3 +399,18 @@ class OwnedLog:
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 22, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _put_back(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".restored")
+    staging.write_bytes(data)
+    staging.replace(path)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
+from tiergate.protocol.layout import EVENTS_FILE
 from tiergate.protocol.layout import FINDINGS_FILE as FINDINGS_FILE
 
 SCHEMA = 1
@@ -159,6 +160,21 @@ class Finding:
             dump=_opt(data.get("dump"), str, "dump"),
             details=dict(details or {}),
         )
+
+
+def event_log_lost(how: str) -> Finding:
+    """The finding of a run whose ``events.jsonl`` a test, a fixture or a cleanup step deleted,
+    replaced (both: the run's events were kept and put back) or truncated (what was cut is gone,
+    and the results may miss tests): an error, so the verdict is never green for it."""
+    where = f"{EVENTS_FILE} was {how} during the run (by a test, a fixture or a cleanup step)"
+    if how == "truncated":
+        message = (f"{where}: the events written before the cut are lost, so tests that ran "
+                   "before it can be missing from the results; the suite overwrites files it "
+                   "did not make")
+    else:
+        message = (f"{where}; tiergate kept the run's events and restored the file, but the "
+                   "suite deletes files it did not make")
+    return Finding(kind="run-error", test=None, severity="error", message=message)
 
 
 def _req(value: Any, kind: type[Any], what: str) -> Any:

@@ -29,7 +29,7 @@ from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.errors import ConfigError
 from tiergate.protocol import debuglog, environ, layout
 from tiergate.protocol import events as ev
-from tiergate.protocol.findings import Culprit, Finding, FindingKind, Location
+from tiergate.protocol.findings import Culprit, Finding, FindingKind, Location, event_log_lost
 from tiergate.protocol.redact import current as redact_current
 from tiergate.protocol.redact import export_names, redact_secrets, weak_secret_warnings
 from tiergate.protocol.runspec import RunSpec
@@ -214,6 +214,7 @@ class Supervisor:
             supervised=True,
             shard=list(self.plan.shard) if self.plan.shard else None,
         )
+        self.log.check()  # the file starts with our run-start: a test that cuts it is seen
         become_subreaper()
         signal_on_parent_death(signal.SIGTERM)
         self.will = LastWill.start(self.run_dir)
@@ -249,12 +250,8 @@ class Supervisor:
         log = getattr(self, "log", None)
         if log is not None:
             log.check()
-        if log is not None and (lost := log.lost):
-            self._record(Finding(
-                kind="run-error", test=None, severity="error",
-                message=f"{layout.EVENTS_FILE} was {lost} during the run (by a test, a fixture or "
-                "a cleanup step); tiergate kept the run's events and restored the file, but "
-                "the suite deletes files it did not make"))
+        if log is not None and log.lost:
+            self._record(event_log_lost(log.lost))
         if log is not None:
             for record in self.tail.poll():  # what came after the last look: the model is whole
                 self.results.feed(record)
@@ -408,8 +405,10 @@ class Supervisor:
             self._stop_at_max_fail(proc)
             return Ending.MAX_FAIL
         if self.log.check():
-            self._say(f"tiergate: {self.events_path} was {self.log.lost} by the run; "
-                      "keeping its events (a finding follows)")
+            kept = ("the events before the cut are lost" if self.log.lost == "truncated"
+                    else "keeping its events")
+            self._say(f"tiergate: {self.events_path} was {self.log.lost} by the run; {kept} "
+                      "(a finding follows)")
         if self._exit_hang(proc):
             return Ending.EXIT_HANG
         stuck = self._stuck_collection()
