@@ -163,3 +163,51 @@ def test_a_child_guarded_at_start_up_refuses_through_its_hook(tmp_path: Path) ->
     """, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["NetworkBlocked", "101", "True"]
+
+
+RESTORES_SOCKETS = """
+    import socket, sys
+
+    SEEN_AT_IMPORT = socket.socket.connect  # before the tier's guard, as pytest-socket does
+
+    def pytest_runtest_teardown():
+        socket.socket.connect = SEEN_AT_IMPORT  # "restore" after every test
+
+    class FakePytestSocket:  # pytest-socket's name for it: calls it for the hosts it allows
+        _true_connect = SEEN_AT_IMPORT
+
+    sys.modules["pytest_socket"] = FakePytestSocket
+"""
+
+
+def test_a_plugin_that_restores_the_sockets_after_each_test_keeps_no_test_unguarded(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-socket puts socket.socket.connect back to the one it saw at its import after every
+    # test: the guard was gone from the second test on (and in every fixture's teardown).
+    pytester.makeconftest(RESTORES_SOCKETS)
+    pytester.makepyfile(test_after=f"""
+        import errno, socket, sys
+        import pytest
+
+        BELT = {NO_TRAFFIC_LEAVES!r}
+
+        @pytest.fixture(autouse=True, scope="module")
+        def belt():
+            exec(BELT, {{}})
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_refused_every_time(n):
+            with pytest.raises(OSError) as info:
+                socket.create_connection(("192.0.2.1", 80), timeout=2)
+            assert info.value.errno == errno.ENETUNREACH and "network blocked" in str(info.value)
+
+        def test_what_the_plugin_calls_for_its_allowed_hosts_is_guarded():
+            true_connect = sys.modules["pytest_socket"]._true_connect
+            with pytest.raises(OSError) as info:
+                true_connect(socket.socket(), ("192.0.2.1", 80))
+            assert "network blocked" in str(info.value)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:socket",
+                                           "--tier", "fast")
+    result.assert_outcomes(passed=4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,9 +121,10 @@ class TierRun(PerTest):
         """Leak probes and the network guard, in the processes that run tests (not the xdist
         controller, which runs none and talks to its workers)."""
         if self.tier.network != "any":
-            from tiergate.plugin.netguard import install_guard
+            from tiergate.plugin.netguard import core, install_guard
 
             install_guard(self.tier.network, tier_name=self.tier.name, emit=self.emit_finding)
+            self._repatch = core().repatch  # at each test: a plugin may have put sockets back
         from tiergate.plugin.netmarker import NetworkMarkers  # @pytest.mark.network
 
         config.pluginmanager.register(
@@ -372,8 +374,12 @@ class TierRun(PerTest):
     # one or two events and one getrusage call, no file or environment access (see
     # scripts/bench_instructions.py).
 
+    _repatch: Callable[[], bool] | None = None  # the guard's, where it patched the sockets
+
     def begin(self, item: pytest.Item) -> tuple[str, int | None, float | None]:
         self._item, self._dump = item, None
+        if self._repatch is not None:
+            self._repatch()
         path, line = _location(item)
         limit = self.limit_of(item)
         if self.events.live:  # only a follower (the supervisor) needs to know what is running

@@ -439,6 +439,7 @@ _policy: Policy | None = None
 _tier = ""
 _reporter: Any = None  # callable(finding dict) in the test process; None in children
 _installed = False
+_patched = False  # the socket layer patched (the test process), not the audit hook
 _source = "tier"  # "marker" while a test's @pytest.mark.network policy replaces the tier's
 _local: LocalNames | None = None  # read once per process, at the first install
 _busy = _thread._local()
@@ -459,7 +460,7 @@ def install(policy: Policy | None, tier: str = "", reporter: Any = None,
     guard never has to. *source* is ``"marker"`` when the policy is one test's, not the tier's.
     The first install that guards decides how: the socket layer patched (*patch*), or an audit
     hook; a process guarded either way keeps that way."""
-    global _policy, _tier, _reporter, _installed, _source
+    global _policy, _tier, _reporter, _installed, _source, _patched
     if policy is not None and policy.mode != "any":
         policy.local = local_names()
         _resolving(policy.resolve)
@@ -468,6 +469,7 @@ def install(policy: Policy | None, tier: str = "", reporter: Any = None,
     if _policy is not None and not _installed:
         if patch:
             _patch_socket_layer()
+            _patched = True
         else:
             sys.addaudithook(_hook)
         _installed = True
@@ -548,48 +550,83 @@ def _patch_socket_layer() -> None:
     import socket
 
     cls = socket.socket
-    connect, connect_ex = cls.connect, cls.connect_ex
-    sendto, sendmsg = cls.sendto, cls.sendmsg
-
-    def guarded_connect(self: Any, address: Any) -> Any:
-        __tracebackhide__ = True
-        if _policy is not None and not getattr(_busy, "on", False):
-            _check("socket.connect", (self, address))
-        return connect(self, address)
-
-    def guarded_connect_ex(self: Any, address: Any) -> Any:
-        __tracebackhide__ = True
-        if _policy is not None and not getattr(_busy, "on", False):
-            try:
-                _check("socket.connect", (self, address))
-            except NetworkBlocked as refused:  # recorded; returned as an offline machine does
-                return refused.errno
-        return connect_ex(self, address)
-
-    def guarded_sendto(self: Any, data: Any, *rest: Any) -> Any:
-        __tracebackhide__ = True  # sendto(data, address) or sendto(data, flags, address)
-        if _policy is not None and rest and not getattr(_busy, "on", False):
-            _check("socket.sendto", (self, rest[-1]))
-        return sendto(self, data, *rest)
-
-    def guarded_sendmsg(self: Any, *args: Any) -> Any:
-        __tracebackhide__ = True  # sendmsg(buffers[, ancdata[, flags[, address]]])
-        if _policy is not None and len(args) > 3 and not getattr(_busy, "on", False):
-            _check("socket.sendmsg", (self, args[3]))
-        return sendmsg(self, *args)
-
-    for name, wrapper in (("connect", guarded_connect), ("connect_ex", guarded_connect_ex),
-                          ("sendto", guarded_sendto), ("sendmsg", guarded_sendmsg)):
-        original = getattr(cls, name)
-        wrapper.__name__ = wrapper.__qualname__ = name
-        wrapper.__doc__ = original.__doc__
-        setattr(cls, name, wrapper)
+    for name in _METHODS:
+        setattr(cls, name, _guarded_method(name, getattr(cls, name)))
+    _hand_over_to_pytest_socket(cls)
     for name, event in _RESOLVERS.items():
         original = getattr(_socket, name)
         wrapper = _guarded_resolver(original, event)
         setattr(_socket, name, wrapper)
         if getattr(socket, name, None) is original:  # socket.getaddrinfo is its own function
             setattr(socket, name, wrapper)
+
+
+_METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
+
+
+def _guarded_method(name: str, method: Any) -> Any:
+    """*method* of ``socket.socket`` (``connect``, ...) behind the guard's check."""
+
+    def connect(self: Any, address: Any) -> Any:
+        __tracebackhide__ = True
+        if _policy is not None and not getattr(_busy, "on", False):
+            _check("socket.connect", (self, address))
+        return method(self, address)
+
+    def connect_ex(self: Any, address: Any) -> Any:
+        __tracebackhide__ = True
+        if _policy is not None and not getattr(_busy, "on", False):
+            try:
+                _check("socket.connect", (self, address))
+            except NetworkBlocked as refused:  # recorded; returned as an offline machine does
+                return refused.errno
+        return method(self, address)
+
+    def sendto(self: Any, data: Any, *rest: Any) -> Any:
+        __tracebackhide__ = True  # sendto(data, address) or sendto(data, flags, address)
+        if _policy is not None and rest and not getattr(_busy, "on", False):
+            _check("socket.sendto", (self, rest[-1]))
+        return method(self, data, *rest)
+
+    def sendmsg(self: Any, *args: Any) -> Any:
+        __tracebackhide__ = True  # sendmsg(buffers[, ancdata[, flags[, address]]])
+        if _policy is not None and len(args) > 3 and not getattr(_busy, "on", False):
+            _check("socket.sendmsg", (self, args[3]))
+        return method(self, *args)
+
+    guarded: Any = {"connect": connect, "connect_ex": connect_ex, "sendto": sendto,
+                    "sendmsg": sendmsg}[name]
+    guarded.__name__ = guarded.__qualname__ = name
+    guarded.__doc__ = method.__doc__
+    guarded._tiergate_guard = True
+    return guarded
+
+
+def _hand_over_to_pytest_socket(cls: Any) -> None:
+    # pytest-socket puts ``socket.socket.connect`` back to the one it saw at its import after
+    # every test (and calls it for the hosts it allows): that one is now the guarded one, or the
+    # tier's guard would be gone from the second test on.
+    plugin = sys.modules.get("pytest_socket")
+    if plugin is not None and hasattr(plugin, "_true_connect"):
+        setattr(plugin, "_true_connect", cls.connect)  # noqa: B010  (another plugin's name)
+
+
+def repatch() -> bool:
+    """Put the guard back on ``socket.socket``'s methods where something replaced it since (a
+    plugin or a conftest that restores what it saw at its import); what is there now is
+    wrapped, so a replacement of theirs still runs behind the check. True when it had to."""
+    if not (_installed and _patched):
+        return False
+    import socket
+
+    cls = socket.socket
+    again = False
+    for name in _METHODS:
+        method = cls.__dict__.get(name)
+        if method is not None and not getattr(method, "_tiergate_guard", False):
+            setattr(cls, name, _guarded_method(name, method))
+            again = True
+    return again
 
 
 def _guarded_resolver(original: Any, event: str) -> Any:
