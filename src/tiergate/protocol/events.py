@@ -187,15 +187,10 @@ class EventWriter:
         leave an empty (and green) report."""
         if self._fd < 0:
             return None
-        try:
-            now = _identity(os.stat(self.path))
-        except OSError:
-            return "deleted"
-        if now != self._identity:
-            return "replaced"
-        if os.fstat(self._fd).st_size < self._written:
+        lost = _name_lost(self.path, self._identity)
+        if lost is None and os.fstat(self._fd).st_size < self._written:
             return "truncated"
-        return None
+        return lost
 
     def restore(self) -> None:
         """Put what the file holds back under its name (it was deleted or replaced by path;
@@ -352,16 +347,10 @@ class OwnedLog:
         None otherwise."""
         if self.lost is not None:
             return None
-        try:
-            now = _identity(os.stat(self.path))
-        except OSError:
-            self.lost = "deleted"
-        else:
-            if now != self._identity:
-                self.lost = "replaced"
-            elif self._cut():
-                self.lost = "truncated"
-                self.tail.rewind()  # the events written since the cut are still to be read
+        self.lost = _name_lost(self.path, self._identity)
+        if self.lost is None and self._cut():
+            self.lost = "truncated"
+            self.tail.rewind()  # the events written since the cut are still to be read
         return self.lost
 
     def _cut(self) -> bool:
@@ -399,6 +388,15 @@ class OwnedLog:
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
+
+
+def _name_lost(path: Path, identity: tuple[int, int]) -> str | None:
+    """"deleted" or "replaced" when *path* no longer names the file of *identity*."""
+    try:
+        now = _identity(os.stat(path))
+    except OSError:
+        return "deleted"
+    return "replaced" if now != identity else None
 
 
 def _read_fd(fd: int) -> bytes:

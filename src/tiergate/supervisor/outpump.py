@@ -33,7 +33,7 @@ _PIPE_SIZE = 1 << 20  # room for pytest's output while the supervisor is busy (a
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ on Linux
 
 
-def _wait_for(fds: list[int], seconds: float) -> bool:
+def wait_for(fds: list[int], seconds: float) -> bool:
     """Sleep *seconds*, or until one of *fds* is readable (then True)."""
     if seconds <= 0:
         return False
@@ -183,7 +183,7 @@ class OutputPump:
             if left <= 0:
                 return
             if not open_streams:
-                _wait_for(stop, left)
+                wait_for(stop, left)
                 return
             holds = [s.held_since + HOLD_SECONDS - now for s in open_streams if s.held]
             timeout = max(0.0, min([left, *holds]))
@@ -197,7 +197,7 @@ class OutputPump:
                     stream.read_available(self)
             if until is not None and until in ready:
                 return
-            if ready and _wait_for(stop, min(GATHER_SECONDS, deadline - time.monotonic())):
+            if ready and wait_for(stop, min(GATHER_SECONDS, deadline - time.monotonic())):
                 return
 
     def close(self) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import enum
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -471,10 +470,8 @@ class Supervisor:
         """Wait *seconds* between two looks at the run, or less: up to when pytest ends."""
         if self._pump is not None:
             self._pump.wait(seconds, until=self._exit_fd)
-        elif self._exit_fd is not None:
-            select.select([self._exit_fd], [], [], seconds)
         else:
-            time.sleep(seconds)
+            outpump.wait_for([] if self._exit_fd is None else [self._exit_fd], seconds)
 
     def _end_output(self) -> None:
         pump, self._pump = self._pump, None

@@ -439,7 +439,7 @@ _policy: Policy | None = None
 _tier = ""
 _reporter: Any = None  # callable(finding dict) in the test process; None in children
 _installed = False
-_patched = False  # the socket layer patched (the test process), not the audit hook
+_patched: Any = None  # socket.socket, once its methods are patched (the test process)
 _source = "tier"  # "marker" while a test's @pytest.mark.network policy replaces the tier's
 _local: LocalNames | None = None  # read once per process, at the first install
 _busy = _thread._local()
@@ -468,8 +468,7 @@ def install(policy: Policy | None, tier: str = "", reporter: Any = None,
     _tier, _reporter, _source = tier, reporter, source
     if _policy is not None and not _installed:
         if patch:
-            _patch_socket_layer()
-            _patched = True
+            _patched = _patch_socket_layer()
         else:
             sys.addaudithook(_hook)
         _installed = True
@@ -542,11 +541,12 @@ _RESOLVERS = {"getaddrinfo": "socket.getaddrinfo", "gethostbyname": "socket.geth
               "getnameinfo": "socket.getnameinfo"}
 
 
-def _patch_socket_layer() -> None:
+def _patch_socket_layer() -> Any:
     """Check what the audit hook would, from wrappers: ``socket.socket``'s connect, connect_ex,
     sendto and sendmsg (every socket of the socket module and its subclasses, ssl's too, whatever
     made it), and the resolver functions where they are looked up when called: ``_socket``'s
-    (``socket.getaddrinfo`` calls ``_socket.getaddrinfo``) and the socket module's copies."""
+    (``socket.getaddrinfo`` calls ``_socket.getaddrinfo``) and the socket module's copies.
+    Returns the class patched."""
     import socket
 
     cls = socket.socket
@@ -559,6 +559,7 @@ def _patch_socket_layer() -> None:
         setattr(_socket, name, wrapper)
         if getattr(socket, name, None) is original:  # socket.getaddrinfo is its own function
             setattr(socket, name, wrapper)
+    return cls
 
 
 _METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
@@ -615,11 +616,9 @@ def repatch() -> bool:
     """Put the guard back on ``socket.socket``'s methods where something replaced it since (a
     plugin or a conftest that restores what it saw at its import); what is there now is
     wrapped, so a replacement of theirs still runs behind the check. True when it had to."""
-    if not (_installed and _patched):
+    cls = _patched
+    if cls is None:
         return False
-    import socket
-
-    cls = socket.socket
     again = False
     for name in _METHODS:
         method = cls.__dict__.get(name)
