@@ -18,10 +18,6 @@ import pytest
 
 DATA = Path(__file__).parent / "data" / "leaks"
 
-# A server on 127.0.0.1 in a thread of its own; *policy* decides when it closes what it accepted.
-# A server on 127.0.0.1 in a thread of its own, one connection at a time. It greets each client
-# on accepting it, so that the accepted fd exists before the client's test ends; *policy* decides
-# when it closes what it accepted.
 # A server on 127.0.0.1 in a thread of its own, one connection at a time. It greets each client
 # on accepting it, so that the accepted fd exists before the client's test ends; *policy* decides
 # when it closes what it accepted. Stopping it closes everything it still holds.
@@ -63,6 +59,13 @@ class Server:
                 # the short grace after it, so the test is run again before the server closes
                 time.sleep(0.3)
                 self.close_held()
+            if self.policy.startswith("close-after-reset"):  # "close-after-reset SECONDS"
+                try:
+                    conn.recv(1024)
+                except ConnectionResetError:
+                    pass  # the client reset it: the kernel lists it nowhere, its fd is open
+                time.sleep(float(self.policy.split()[1]))
+                self.close_held()
         self.close_held()
 
     def close_held(self):
@@ -73,7 +76,10 @@ class Server:
         self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for conn in list(self.held):
-            conn.shutdown(socket.SHUT_RDWR)  # ends a recv on a client that never hangs up
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # ends a recv on a client that never hangs up
+            except OSError:
+                pass  # reset by its client already
         self.thread.join(5)
 '''
 
@@ -108,15 +114,34 @@ class TestAgainstTheServer:
         talk(server)  # and the server is stopped in its teardown
 '''
 
+CLIENT_RESETS = '''
+import struct
+
+
+def reset(address):
+    client = socket.create_connection(address)
+    assert client.recv(2) == b"hi"
+    # closed with no linger: a reset, not a goodbye
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+
+
+def test_first(server):
+    reset(server)
+
+
+def test_second(server):
+    reset(server)
+'''
+
 KEPT_IN_A_GLOBAL = '''
 
-CLIENT = None
+CLIENTS = []
 
 
 def test_keeps_its_client_socket(server):
-    global CLIENT
-    CLIENT = socket.create_connection(server)
-    assert CLIENT.recv(2) == b"hi"
+    CLIENTS.append(socket.create_connection(server))
+    assert CLIENTS[-1].recv(2) == b"hi"
 
 
 def test_detaches_and_never_closes():
@@ -165,10 +190,37 @@ def test_a_connection_the_server_closes_only_at_the_next_one_is_not_a_leak(
     assert checks == []
 
 
+def test_a_reset_connection_its_server_closes_within_the_grace_is_not_a_suspect(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    # After the reset the server's side is in none of the kernel's tables (so not known as the
+    # server's): it gets the grace all the same, and is closed within it.
+    source = SERVER + _server_fixture("session", "close-after-reset 0.02") + CLIENT_RESETS
+    findings, checks = _run(pytester, source, passed=2)
+    assert findings == [], json.dumps(findings, indent=1)
+    assert checks == [], json.dumps(checks, indent=1)
+
+
+def test_a_socket_its_owner_closes_while_the_test_runs_again_was_not_leaked(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    # The server closes a reset connection only when the next one arrives: a suspect, as
+    # nothing tells it is the server's, and the repeat leaves one behind too. But the first one
+    # is gone by the repeat's end: released, not a leak.
+    source = SERVER + _server_fixture("session", "close-previous-on-next") + CLIENT_RESETS
+    findings, checks = _run(pytester, source, passed=2)
+    assert findings == [], json.dumps(findings, indent=1)
+    assert checks, "a socket nobody is known to close makes a suspect, run again"
+    for check in checks:
+        assert check["result"] == "no leak" and check["kinds"] == {"leak-socket": "released"}
+        assert check["released"] == check["suspected"], check
+        assert len(check["again"]) == 1, check
+
+
 def test_what_the_test_keeps_open_is_still_its_leak(
     pytester: pytest.Pytester, project: Path
 ) -> None:
-    source = SERVER + _server_fixture("session", "close-when-client-hangs-up") + KEPT_IN_A_GLOBAL
+    source = SERVER + _server_fixture("session", "close-previous-on-next") + KEPT_IN_A_GLOBAL
     findings, _ = _run(pytester, source, passed=2)
     assert {(f["test"], f["kind"]) for f in findings} == {
         ("test_server.py::test_keeps_its_client_socket", "leak-socket"),
@@ -180,6 +232,26 @@ def test_what_the_test_keeps_open_is_still_its_leak(
     # the test's client end, not the server's side of the same connection
     assert leak["status"] == "ESTABLISHED" and "server" not in leak, leak
     assert leak["remote"].startswith("127.0.0.1:")
+
+
+def test_a_socket_the_next_run_replaces_was_not_leaked(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    # One connection kept in a global, the one before let go (and so closed) as the next is
+    # made: never more than one, like a lazily made client. Released when run again.
+    source = SERVER + _server_fixture("session", "close-when-client-hangs-up") + '''
+CLIENT = None
+
+
+def test_replaces_its_client_socket(server):
+    global CLIENT
+    CLIENT = socket.create_connection(server)
+    assert CLIENT.recv(2) == b"hi"
+'''
+    findings, checks = _run(pytester, source, passed=1)
+    assert findings == [], json.dumps(findings, indent=1)
+    (check,) = checks
+    assert check["kinds"] == {"leak-socket": "released"}, check
 
 
 def test_a_server_that_never_closes_its_connections_is_its_fixtures_leak(

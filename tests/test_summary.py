@@ -247,17 +247,20 @@ def test_the_tests_run_again_to_confirm_leaks_are_one_line_with_their_cost() -> 
         leak_check("tests/test_pool.py::test_cache", 4, 1.3, "no leak", **{"leak-fd": "first use"}),
         leak_check("tests/test_mem.py::test_grow", 2, 0.2, "no leak", **{"leak-memory": "no leak"}),
         leak_check("tests/test_odd.py::test_fails_on_repeat", 1, 0.1, "inconclusive"),
+        leak_check("tests/test_srv.py::test_reset", 1, 0.05, "no leak",
+                   **{"leak-socket": "released"}),
     ]
     (line,) = [x for x in render_summary(run).splitlines() if "Leak checks" in x]
-    assert "4 tests run again to confirm leaks (9 repeats, 2.5s of the run's 1m 00s)" in line
+    assert "5 tests run again to confirm leaks (10 repeats, 2.6s of the run's 1m 00s)" in line
     # the longest first, each with its repeats, its time and what it came to
     assert line.index("test\\_cache") < line.index("test\\_1<") < line.index("test\\_grow")
     assert "test\\_cache</code> (4 repeats, 1.3s, first use, not a leak)" in line
     assert "test\\_1</code> (2 repeats, 0.9s, leak confirmed)" in line
     assert "test\\_grow</code> (2 repeats, 0.2s, no leak)" in line
     assert "test\\_fails\\_on\\_repeat</code> (1 repeat, 0.1s, inconclusive)" in line
+    assert "test\\_reset</code> (1 repeat, 0.1s, released, not a leak)" in line
     terminal = render_terminal(run).splitlines()
-    at = terminal.index("leak checks: 4 tests run again (9 repeats, 2.50s of the run's 60.0s):")
+    at = terminal.index("leak checks: 5 tests run again (10 repeats, 2.55s of the run's 60.0s):")
     assert terminal[at + 1].split() == ["1.30s", "4", "repeats", "first", "use,", "not", "a",
                                         "leak", "tests/test_pool.py::test_cache"]
 

@@ -16,7 +16,8 @@ from tiergate.results.model import RunResult
 
 # What a test's confirmation runs came to, in the reader's words, strongest first: one leak
 # among a test's checks (a resumed or sharded run may check it twice) makes it a leak.
-_VERDICTS = ("leak confirmed", "inconclusive", "first use, not a leak", "no leak")
+_VERDICTS = ("leak confirmed", "inconclusive", "first use, not a leak", "released, not a leak",
+             "no leak")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +74,10 @@ def _verdict(record: Mapping[str, Any]) -> str:
         return "leak confirmed"
     if result == "no leak":
         kinds = record.get("kinds")
-        first_use = isinstance(kinds, Mapping) and "first use" in kinds.values()
-        return "first use, not a leak" if first_use else "no leak"
+        said = set(kinds.values()) if isinstance(kinds, Mapping) else set()
+        if "first use" in said:
+            return "first use, not a leak"
+        return "released, not a leak" if "released" in said else "no leak"
     if isinstance(result, str) and result and result != "inconclusive":
         return result[:40]  # a newer writer's word: shown as it is (the renderers escape it)
     return "inconclusive"

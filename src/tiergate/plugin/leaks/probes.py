@@ -478,10 +478,13 @@ class FdProbe:
 
     Listed when the token moved: the number of open fds (the size Linux 6.2+ reports for
     ``/proc/PID/fd``) and the lowest free fd, which together see every way to make one (open,
-    sockets, os.pipe, os.dup, epoll, eventfd, memfd, openpty, pidfd, C extensions). A window that
-    opens one fd and closes an older one keeps the count but moves the lowest free fd, unless
-    the new fd took the closed one's very number, which a listing of numbers cannot tell apart
-    either. On a kernel that does not report the count, fds are listed at every window.
+    sockets, os.pipe, os.dup, epoll, eventfd, memfd, openpty, pidfd, C extensions), and the
+    number of Python sockets made (the wrapper in ``sites``). A window that opens one fd and
+    closes an older one keeps the count; the lowest free fd moves unless a lower number was free
+    all along or the new fd took the closed one's very number (which a listing of numbers cannot
+    tell apart either), so such a swap is seen for Python's sockets (a server accepting the next
+    connection as it closes the last) and may be missed for other fds. On a kernel that does not
+    report the count, fds are listed at every window.
 
     A connection accepted on a socket of this process that is listening names that server
     (``server_key``): it is the server's, and the watch gives it to whoever owns the server."""
@@ -490,7 +493,7 @@ class FdProbe:
     kinds = frozenset({"leak-fd", "leak-socket"})  # what its diff reports, so what it settles
 
     def token(self) -> Hashable:
-        return _FD_TABLE.token()
+        return REGISTRY.sockets, _FD_TABLE.token()
 
     def snapshot(self) -> frozenset[str]:
         try:
@@ -525,9 +528,10 @@ class FdProbe:
         return out
 
     def settle(self, leftovers: Sequence[Leftover], deadline: float) -> None:
-        """Sockets that someone else is about to close get the grace: a connection a server
-        accepted, or one whose peer hung up (CLOSE_WAIT), is closed by the thread serving it a
-        moment after the client is done, and the test that was the client ends before that."""
+        """Sockets that someone else is about to close get the grace (``_owner_closes``): a
+        connection a server accepted, one whose peer hung up or reset it, is closed by the thread
+        serving it a moment after the client is done, and the test that was the client ends
+        before that."""
         waiting = [left for left in leftovers if _owner_closes(left)]
         while waiting and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -568,8 +572,13 @@ def client_in_process(left: Leftover) -> bool:
 
 
 def _owner_closes(left: Leftover) -> bool:
-    return server_owned(left) or (left.kind == "leak-socket"
-                                   and left.details.get("status") == "CLOSE_WAIT")
+    """A socket someone else may be about to close: accepted by a server of this process, its
+    peer gone (CLOSE_WAIT), or in none of the kernel's connection tables, which is where a
+    connection that was reset is (the peer closed with data unread, often a server's side of a
+    connection its client dropped; its thread closes it when it next looks)."""
+    if server_owned(left):
+        return True
+    return left.kind == "leak-socket" and left.details.get("status", "CLOSE_WAIT") == "CLOSE_WAIT"
 
 
 def _singleton_targets() -> set[str]:
@@ -789,4 +798,5 @@ def default_token() -> Hashable:
     It holds each probe's token, so it moves whenever one of theirs does."""
     active = threading._active  # type: ignore[attr-defined]
     return (REGISTRY.thread_starts, len(active), REGISTRY.executor_seq, REGISTRY.spawns,
-            REGISTRY.loop_seq, len(os.environ), REGISTRY.env_changes, _FD_TABLE.token())
+            REGISTRY.loop_seq, len(os.environ), REGISTRY.env_changes, REGISTRY.sockets,
+            _FD_TABLE.token())

@@ -6,8 +6,11 @@ arena of multiprocessing's shared-memory heap, the idle worker a thread cache ke
 call. After the test, the two look the same. They differ on the next use: a leak leaves another
 one behind, a cache is reused. So a suspect test is run again, quietly (no reports, its warnings
 and unraisable exceptions kept from the tests: ``quiet.caught``), and a leftover is a leak only
-when the repeat leaves behind one from the same place again (``signature``). What the repeat does
-not leave again was first use: no finding.
+when the repeat leaves behind one from the same place again (``signature``) and the first one is
+still there. What the repeat does not leave again was first use: no finding. What someone else
+closed or ended while the test ran again (a server's thread closing its side of a connection a
+moment later, a "last connection" that the next call replaces, a thread that ends on its own) was
+released, not leaked: no finding either, however many the repeat leaves behind meanwhile.
 
 Every confirmation is recorded (``Check.fields``, the ``leak-check`` event): which test, how many
 repeats, how long, and what each suspect kind came to.
@@ -78,21 +81,26 @@ class Check:
     seconds: float = 0.0
     inconclusive: str | None = None  # why the repeats say nothing (the repeat failed, ...)
     again: list[Leftover] = dataclasses.field(default_factory=list)  # left by the repeat
+    # the suspects gone by the end of the repeat: closed or ended by someone, so not leaked
+    released: list[Leftover] = dataclasses.field(default_factory=list)
     growth: list[int] = dataclasses.field(default_factory=list)  # traced bytes per repeat
     rss: list[int] = dataclasses.field(default_factory=list)  # RSS growth per repeat
     sites: list[tuple[Any, int]] = dataclasses.field(default_factory=list)
     memory_leak: bool = False
 
     def confirmed(self) -> list[Leftover]:
-        """The suspects whose kind of thing the repeat left behind again."""
+        """The suspects still there whose kind of thing the repeat left behind again."""
         if self.inconclusive is not None:
             return []
         again = {signature(left) for left in self.again}
-        return [left for left in self.suspects if signature(left) in again]
+        released = {left.key for left in self.released}
+        return [left for left in self.suspects
+                if signature(left) in again and left.key not in released]
 
     def fields(self) -> dict[str, Any]:
         """The ``leak-check`` event: the run recorded whatever it came to."""
         confirmed = {left.kind for left in self.confirmed()}
+        released = {left.kind for left in self.released}
         kinds = sorted({left.kind for left in self.suspects} | ({"leak-memory"} if self.memory
                                                                  else set()))
         verdict: dict[str, str] = {}
@@ -102,7 +110,8 @@ class Check:
             elif kind == "leak-memory":
                 verdict[kind] = "leak" if self.memory_leak else "no leak"
             else:
-                verdict[kind] = "leak" if kind in confirmed else "first use"
+                verdict[kind] = ("leak" if kind in confirmed else "released" if kind in released
+                                 else "first use")
         fields: dict[str, Any] = {
             "nodeid": self.nodeid,
             "repeats": self.repeats,
@@ -113,6 +122,8 @@ class Check:
             "suspected": [left.what for left in self.suspects][:20],
             "again": [left.what for left in self.again][:20],
         }
+        if self.released:
+            fields["released"] = [left.what for left in self.released][:20]
         if self.inconclusive is not None:
             fields["reason"] = self.inconclusive
         if self.memory:

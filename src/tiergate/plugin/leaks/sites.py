@@ -146,6 +146,7 @@ class Registry:
         self.spawns = 0  # bumped on every process creation we can see
         self.thread_starts = 0  # bumped on every Thread.start
         self.env_changes = 0  # bumped by putenv/unsetenv (not pytest's own), chdir and fchdir
+        self.sockets = 0  # bumped by every socket.socket made (accept's too)
         self.made = 0  # bumped by every wrapper: something a probe looks for was made or changed
         self.processes: dict[int, Spawn] = {}
         # (sequence, loop) of the open ones: a loop leaves the list when it is closed.
@@ -326,10 +327,11 @@ class Registry:
         return close
 
     def _socket_init(self, original: Any) -> Any:
-        sites = self.socket_sites
+        registry, sites = self, self.socket_sites
 
         def __init__(sock: Any, *args: Any, **kwargs: Any) -> None:
             original(sock, *args, **kwargs)
+            registry.sockets += 1
             sites[id(sock)] = capture_site(library=True)
 
         return __init__

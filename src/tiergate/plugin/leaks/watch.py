@@ -284,7 +284,8 @@ class LeakWatch:
                 self._report(kind, group, item.nodeid, location, None,
                              unconfirmed="the test failed, so it was not run again to confirm")
             return
-        check = self._confirm(item, nextitem, suspects, memory_suspect, grew, reports, location)
+        check = self._confirm(item, nextitem, window, suspects, memory_suspect, grew, reports,
+                              location)
         if check.inconclusive is not None:
             for kind, group in _group(suspects).items():
                 self._report(kind, group, item.nodeid, location, None, check=check,
@@ -300,11 +301,12 @@ class LeakWatch:
         """Within the tier's leak-thresholds for *kind*: never a finding, so never repeated."""
         return len(group) <= self.thresholds.get(_THRESHOLD_KEY.get(kind, ""), 0.0)
 
-    def _confirm(self, item: pytest.Item, nextitem: pytest.Item | None,
+    def _confirm(self, item: pytest.Item, nextitem: pytest.Item | None, window: _Window,
                  suspects: list[Leftover], memory_suspect: bool, grew: int,
                  reports: Sequence[pytest.TestReport], location: Location) -> repeat.Check:
         """Run the suspect test again, quietly: once for what it left behind (a leak leaves it
-        again, first use does not), ``memory.CONFIRM_RUNS`` times under tracemalloc for memory.
+        again, first use does not; a leak is also still there, and what someone closed or ended
+        meanwhile was not leaked), ``memory.CONFIRM_RUNS`` times under tracemalloc for memory.
         The check is recorded whatever it comes to."""
         from tiergate.plugin.leaks import memory, quiet, repeat
 
@@ -341,6 +343,10 @@ class LeakWatch:
                     self._keep(again)
                     if index == 0:
                         check.again = again
+                        # Since the test's own window opened: what of its is still there.
+                        there = {left.key for left in self._compare(window, owned=True,
+                                                                   force=True)}
+                        check.released = [left for left in suspects if left.key not in there]
                     if tracer is None:
                         continue
                     gc.collect()
