@@ -166,6 +166,7 @@ class LeakCheck(Event):  # plugin: a suspect test run again
     result: NotRequired[Name]  # leak, no leak or inconclusive
     suspected: NotRequired[Json]  # what was suspected, in words
     again: NotRequired[Json]  # what was left again by the repeats
+    released: NotRequired[Json]  # the suspects someone closed or ended meanwhile, in words
     reason: NotRequired[Text]  # why inconclusive
     memory: NotRequired[Json]  # rss_grew, traced, rss
 
