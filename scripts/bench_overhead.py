@@ -55,7 +55,9 @@ if os.environ.get("BENCH_PROBES") == "1":
 """
 
 # mode -> (label, extra pytest arguments, BENCH_PROBES)
-_NO_RERUNS = ["-p", "no:rerunfailures"]  # the test extra installs it: in no mode
+# The test extra installs pytest-rerunfailures and pytest-socket: neither in any mode (a bare
+# pytest with pytest-socket's per-test hooks would hide part of what tiergate costs).
+_NO_RERUNS = ["-p", "no:rerunfailures", "-p", "no:socket"]
 MODES = {
     "bare": ("bare pytest", ["-p", "no:tiergate", *_NO_RERUNS], "0"),
     "probes": ("+ leak probes and network guard (LeakWatch only)",

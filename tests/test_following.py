@@ -60,6 +60,7 @@ class Following:
                                              root=tmp_path))
         self.log = OwnedLog(tmp_path / "events.jsonl")
         self.supervisor.tail = self.log.tail
+        self.supervisor._load_machinery()  # as the first attempt does once pytest is started
         self.clock = clock
 
     def writer(self, worker: str | None = None) -> EventWriter:

@@ -453,13 +453,16 @@ def test_a_sigterm_during_a_slow_notes_dump_is_acted_on_at_once(tmp_path: Path) 
 
 
 def test_the_supervisor_starts_pytest_before_loading_what_only_later_steps_need() -> None:
-    # Every millisecond before pytest starts is a millisecond on every run: psutil and the
-    # tree samplers load once pytest is started, the hang diagnosis when something hangs, the
-    # report writers while pytest starts up (results/files.py load_writers).
+    # Every millisecond before pytest starts is a millisecond on every run: psutil, the tree
+    # samplers, the results model, findings and dumps load once pytest is started (supervise.py
+    # _load_machinery), the hang diagnosis when something hangs, the report writers while pytest
+    # starts up (results/files.py load_writers), logging only for --debug.
+    later = ("psutil", "tiergate.diagnose.culprit", "tiergate.supervisor.treewatch",
+             "tiergate.report.summary", "tiergate.results.junit_out", "tiergate.results.model",
+             "tiergate.protocol.findings", "tiergate.diagnose.treedumps", "logging", "html",
+             "concurrent.futures")
     code = ("import sys\nimport tiergate.cli.run, tiergate.supervisor.supervise\n"
-            "print(sorted(m for m in ('psutil', 'tiergate.diagnose.culprit', "
-            "'tiergate.supervisor.treewatch', 'tiergate.report.summary', "
-            "'tiergate.results.junit_out') if m in sys.modules))\n")
+            f"print(sorted(m for m in {later!r} if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]", done.stdout

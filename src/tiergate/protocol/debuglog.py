@@ -11,43 +11,59 @@ The loggers are ``tiergate.<room>`` (``tiergate.supervisor``, ``tiergate.plugin`
 one ``tiergate`` logger cut off from the root logger: a user's logging setup neither sees our
 lines nor decides whether we write them, and pytest's capture (``caplog``, the report's
 "Captured log", which it attaches to the root and to every logger that does not propagate)
-never holds them, so ``--debug`` changes no test's outcome. Off, that logger's level is above
-every level we log at: a call costs one cached level check, and the per-test path has none.
+never holds them, so ``--debug`` changes no test's outcome. Off, a call costs one check of a
+flag (the per-test path has none), and ``logging`` is not even imported: the supervisor imports
+this before it starts pytest, and every millisecond there is one the run waits for.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tiergate.protocol import environ, layout, redact
-from tiergate.protocol.findings import Culprit
+
+if TYPE_CHECKING:
+    import logging
+
+    from tiergate.protocol.findings import Culprit
 
 ROOT_LOGGER = "tiergate"
 _FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
-_OFF = logging.CRITICAL + 1  # above anything we log: the level check says no at once
 _ON_VALUES = frozenset({"1", "true", "yes", "on"})
+_on = False  # start() set the log up in this process
 
 
-def logger(room: str) -> logging.Logger:
+class Room:
+    """The logger of one room of the package, ``tiergate.<room>``: its lines go to the standard
+    ``logging`` module only while the debug log is on."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def info(self, message: str, *args: Any) -> None:
+        if _on:
+            import logging
+
+            logging.getLogger(self.name).info(message, *args)
+
+
+def logger(room: str) -> Room:
     """The logger of one room of the package, e.g. ``logger("supervisor")``."""
-    return logging.getLogger(f"{ROOT_LOGGER}.{room}")
+    return Room(f"{ROOT_LOGGER}.{room}")
 
 
 def _cut_off() -> logging.Logger:
     """Our top logger, propagating to nothing: ``propagate`` stays True (pytest skips it) and
     there is no parent to propagate to (the root's handlers never get our records)."""
+    import logging
+
     top = logging.getLogger(ROOT_LOGGER)
     top.parent = None
     top.propagate = True
-    if top.level == logging.NOTSET:  # off until start() says otherwise
-        top.setLevel(_OFF)
     return top
-
-
-_cut_off()
 
 
 def asked(env: Mapping[str, str] | None = None) -> bool:
@@ -56,24 +72,25 @@ def asked(env: Mapping[str, str] | None = None) -> bool:
     return value.strip().lower() in _ON_VALUES
 
 
-class _Redacting(logging.Formatter):
-    """The whole formatted line redacted: arguments, exception text and all."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact.redact(super().format(record))
-
-
 def start(results_dir: Path, *, stderr_fd: int = 2) -> bool:
     """Set up this process's debug log when the environment asks for it: lines to *stderr_fd*
     (duplicated now: pytest later captures fd 2 around each test, and our lines are not the
     test's output) and appended to ``debug.log`` in *results_dir*, which must exist and be
     claimed already (claiming clears it). Off, our loggers are silenced. Returns whether on."""
-    root = _cut_off()
+    global _on
     stop()
     if not asked():
-        root.setLevel(_OFF)
         return False
-    formatter = _Redacting(_FORMAT)
+    import logging
+
+    class Redacting(logging.Formatter):
+        """The whole formatted line redacted: arguments, exception text and all."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return redact.redact(super().format(record))
+
+    root = _cut_off()
+    formatter = Redacting(_FORMAT)
     stream = os.fdopen(os.dup(stderr_fd), "w", buffering=1, encoding="utf-8",
                        errors="backslashreplace")
     handlers: list[logging.Handler] = [
@@ -85,6 +102,7 @@ def start(results_dir: Path, *, stderr_fd: int = 2) -> bool:
         handler.addFilter(_ours)
         root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    _on = True
     return True
 
 
@@ -96,6 +114,12 @@ def _ours(record: logging.LogRecord) -> bool:
 
 def stop() -> None:
     """Close the handlers ``start`` installed (the end of an in-process run)."""
+    global _on
+    if not _on:
+        return
+    _on = False
+    import logging
+
     root = logging.getLogger(ROOT_LOGGER)
     for handler in list(root.handlers):
         if _ours in handler.filters:
@@ -103,7 +127,6 @@ def stop() -> None:
             handler.close()
             if type(handler) is logging.StreamHandler:  # our dup of stderr: close() keeps it
                 handler.stream.close()
-    root.setLevel(_OFF)
 
 
 def where(culprit: Culprit | None) -> str:

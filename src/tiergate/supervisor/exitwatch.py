@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tiergate.diagnose.procfs import CLOCK_TICKS, read_stat
-from tiergate.diagnose.treedumps import SavedDump
-from tiergate.protocol.findings import Culprit
 
 if TYPE_CHECKING:  # the culprit code is imported when pytest hangs at its exit, not before
     from tiergate.diagnose.culprit import CodeFilter, ThreadStack
+    from tiergate.diagnose.treedumps import SavedDump
+    from tiergate.protocol.findings import Culprit
 
 # Below this share of one CPU over a whole grace, the exiting pytest is waiting, not working:
 # a thread that polls (a sleep loop, a timed wait) uses far less; a terminal summary, an import
@@ -117,6 +117,8 @@ def exit_blocker(main: ThreadStack | None, threads: list[dict[str, Any]], saved:
         first = next((t for t in threads if t.get("where")), None)
         return (f"the interpreter waits for non-daemon threads: "
                 f"{'; '.join(_thread_words(t) for t in threads)}", _thread_culprit(first))
+    from tiergate.diagnose.treedumps import SavedDump
+
     trusted = _dump_culprit_of(main, saved, pid)
     stuck = stuck_words(SavedDump(saved.path, trusted)) if trusted else ""
     if main is None or outermost is None:
@@ -140,6 +142,8 @@ def exit_blocker(main: ThreadStack | None, threads: list[dict[str, Any]], saved:
 def _thread_culprit(thread: dict[str, Any] | None) -> Culprit | None:
     if thread is None:
         return None
+    from tiergate.protocol.findings import Culprit
+
     where = thread["where"]
     return Culprit(path=str(where.get("path")), line=where.get("line"),
                    function=str(where.get("function")),
@@ -162,6 +166,8 @@ def _dump_culprit_of(main: ThreadStack | None, saved: SavedDump, pid: int) -> Cu
 
 def _main_culprit(main: ThreadStack, code: CodeFilter, pid: int) -> Culprit | None:
     """The main thread's innermost frame of the user's code, else its innermost frame."""
+    from tiergate.protocol.findings import Culprit
+
     frame = next((f for f in main.frames if code.is_user(f.path)), main.frames[0])
     return Culprit(path=code.display(frame.path), line=frame.line, function=frame.function,
                    pid=pid)

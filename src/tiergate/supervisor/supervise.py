@@ -24,11 +24,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tiergate.child import boot_env, stacks_file
-from tiergate.diagnose.treedumps import SavedDump, dump_name, dump_tree
 from tiergate.errors import ConfigError
 from tiergate.protocol import debuglog, environ, layout
 from tiergate.protocol import events as ev
-from tiergate.protocol.findings import Culprit, Finding, FindingKind, Location, event_log_lost
 from tiergate.protocol.redact import current as redact_current
 from tiergate.protocol.redact import export_names, redact_secrets, weak_secret_warnings
 from tiergate.protocol.runspec import RunSpec
@@ -39,7 +37,6 @@ from tiergate.results.files import (
     load_writers,
     write_result_files,
 )
-from tiergate.results.model import ORPHANED_PREFIX, Builder, RunResult
 from tiergate.settings.config import Tier, find_pyproject
 from tiergate.settings.quarantine import entry_for, load_quarantine
 from tiergate.supervisor import outpump
@@ -62,10 +59,13 @@ from tiergate.supervisor.procs import (
     start,
     stop_group,
 )
-from tiergate.supervisor.progress import Progress
-from tiergate.supervisor.slownotes import SlowNotes
 
-if TYPE_CHECKING:  # imported once pytest is started (psutil and the samplers): see _watch_tree
+if TYPE_CHECKING:  # imported once pytest is started: see _load_machinery and _watch_tree
+    from tiergate.diagnose.treedumps import SavedDump
+    from tiergate.protocol.findings import Culprit, Finding, FindingKind, Location
+    from tiergate.results.model import Builder, RunResult
+    from tiergate.supervisor.progress import Progress
+    from tiergate.supervisor.slownotes import SlowNotes
     from tiergate.supervisor.treewatch import OverLimit, TreeWatch
 
 POLL_SECONDS = 0.05
@@ -161,15 +161,15 @@ class Supervisor:
         self.late_signal: int | None = None
         self.tests_over = False  # from here a signal waits for the result files
         self.faults: list[Finding] = []  # tiergate's own trouble, kept even if the log is not
-        self.results = Builder()  # fed every event of the log as the run goes
+        self.results: Builder  # fed every event of the log as the run goes (_load_machinery)
         self.will: LastWill | None = None
         self.claim: ResultsDirClaim | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._slow: SlowNotes[_InFlight] = SlowNotes(self._slow_dump, self._slow_noted)
+        self._slow: SlowNotes[_InFlight]  # one per attempt
         self._pump: outpump.OutputPump | None = None  # pytest's output, redacted
         self._exit_fd: int | None = None  # pytest's pidfd: readable once it has ended
-        self._progress = Progress(self._say, slow_after=self.tier.slow_after,
-                                  interval=self.tier.progress_interval, first_line_at=time.time())
+        self._progress: Progress
+        self._loaded = False  # _load_machinery
 
     # -- the whole run ---------------------------------------------------------------------
 
@@ -218,8 +218,27 @@ class Supervisor:
         signal_on_parent_death(signal.SIGTERM)
         self.will = LastWill.start(self.run_dir)
 
+    def _load_machinery(self) -> None:
+        """What following the run needs (the results model, findings, dumps, the progress
+        lines), imported once pytest is started: meanwhile pytest starts up on another core,
+        and before the spawn every millisecond of it was the run's. At the end of a run that
+        never got that far, too."""
+        if self._loaded:
+            return
+        self._loaded = True
+        import tiergate.diagnose.treedumps  # what the methods below import where they need it
+        import tiergate.protocol.findings  # noqa: F401
+        from tiergate.results.model import Builder
+        from tiergate.supervisor.progress import Progress
+
+        self.results = Builder()
+        self._progress = Progress(self._say, slow_after=self.tier.slow_after,
+                                  interval=self.tier.progress_interval, first_line_at=time.time())
+
     def _fault(self, exc: Exception) -> None:
         """Something of ours failed mid-run: stop pytest and say what, in one line."""
+        from tiergate.protocol.findings import Finding
+
         if isinstance(exc, OSError):
             what = f"cannot write to {self.results_dir}: {describe_os_error(exc)}"
         else:
@@ -246,6 +265,10 @@ class Supervisor:
     def _finish(self) -> int:
         """The verdict from everything the log holds, then the result files; an error writing
         them is one line, and the verdict is still printed (and put in the step summary)."""
+        self._load_machinery()
+        from tiergate.protocol.findings import event_log_lost
+        from tiergate.results.model import ORPHANED_PREFIX, RunResult
+
         log = getattr(self, "log", None)
         if log is not None:
             log.check()
@@ -353,6 +376,9 @@ class Supervisor:
         self._exit_fd = _pidfd(proc.pid)
         if self.will is not None:
             self.will.watch_group(proc.pid)
+        self._load_machinery()
+        from tiergate.supervisor.slownotes import SlowNotes
+
         self._slow = SlowNotes(self._slow_dump, self._slow_noted)
         watch = self._watch_tree(proc)  # samples and resource limits
         if self.attempt == 1:
@@ -483,6 +509,8 @@ class Supervisor:
         """pytest is gone: whatever still descends from us was started by the run and escaped its
         process group (a new session, a double fork). It is killed and named. With
         *adopted_from_tree* (pytest still running), only what that tree orphaned to us."""
+        from tiergate.protocol.findings import Finding
+
         exclude = {self.will.pid} if self.will is not None else set()
         for leftover in kill_leftovers(exclude, adopted_from_tree=adopted_from_tree):
             during = leftover.started_during  # from the environment it inherited
@@ -605,6 +633,8 @@ class Supervisor:
 
     def _slow_dump(self, test: _InFlight) -> SavedDump:
         """The dump of a `slow` note (in a thread of SlowNotes' own): where the test is now."""
+        from tiergate.diagnose.treedumps import dump_name, dump_tree
+
         return dump_tree(
             test.pid,
             results_dir=self.results_dir,
@@ -631,6 +661,8 @@ class Supervisor:
     def _hard_timeout(self, proc: subprocess.Popen[bytes], test: _InFlight) -> bool:
         """The test ignored its soft timeout for `grace` seconds. Returns True when pytest itself
         had to go (no xdist); with xdist only the stuck worker is killed and xdist replaces it."""
+        from tiergate.protocol.findings import Finding
+
         limit = test.timeout or 0.0
         saved = self._dump(
             proc.pid,
@@ -716,6 +748,8 @@ class Supervisor:
                        **extra: Any) -> None:
         """A module that could not be collected: an error in the results (as pytest reports a
         module that fails to import), a finding, and no place in later attempts."""
+        from tiergate.protocol.findings import Finding, Location
+
         self.events.emit(ev.TEST_FINISH, nodeid=module.nodeid, path=module.path, line=None,
                          outcome="error", duration=round(time.time() - module.started, 3),
                          phase="collect", message=message, longrepr=message,
@@ -737,6 +771,8 @@ class Supervisor:
         summary, a last garbage collection on a busy machine), and daemon threads are never
         waited for, so they are never the reason. The results stand; the hang is a finding,
         named, and pytest is killed."""
+        from tiergate.protocol.findings import Finding, Location
+
         if self.session_end is None:
             return False
         blocking = [t for t in self.blocking.get(proc.pid) or [] if isinstance(t, dict)]
@@ -868,6 +904,8 @@ class Supervisor:
                          **extra: Any) -> list[str]:
         """One error finding per test in flight (or one for the run when none was): what
         happened, while which test. Returns the node ids blamed."""
+        from tiergate.protocol.findings import Finding
+
         tests: list[_InFlight | None] = list(self.in_flight.values()) or [None]
         for test in tests:
             during = " while this test was running" if test else ""
@@ -924,6 +962,8 @@ class Supervisor:
     def _dump(
         self, root: int, nodeid: str | None, kind: str, reason: str, stuck_pid: int | None
     ) -> SavedDump:
+        from tiergate.diagnose.treedumps import dump_name, dump_tree
+
         return dump_tree(
             root,
             results_dir=self.results_dir,
@@ -950,6 +990,8 @@ class Supervisor:
         """A finding of tiergate's own, kept in memory for the result files: redacted as the
         event writer redacts each line (the same step, over the same record), so that it
         matches its copy in the log and carries no secret into findings.json or junit.xml."""
+        from tiergate.protocol.findings import Finding
+
         redactor = redact_current()
         if redactor.active:
             finding = Finding.from_json(redactor.record(finding.to_json()))
@@ -994,6 +1036,8 @@ def _names_targets(args: Sequence[str], root: Path) -> bool:
 
 
 def _where(test: _InFlight | None) -> Location | None:
+    from tiergate.protocol.findings import Location
+
     return Location(test.path, test.line) if test and test.path else None
 
 
