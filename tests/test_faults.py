@@ -135,6 +135,88 @@ def test_a_plain_tier_run_whose_event_log_is_cut_is_not_green(tmp_path: Path, cu
         assert any(e["event"] == "test-finish" for e in events(project))
 
 
+MIXED = """
+import sys
+import threading
+import pytest
+
+def test_passes():
+    pass
+
+def test_fails():
+    print("out")
+    assert 1 == 2
+
+@pytest.mark.skip(reason="no")
+def test_skipped():
+    pass
+
+@pytest.mark.xfail
+def test_xfails():
+    assert 0
+
+def test_leaks_a_thread():
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+
+def test_caught_output():
+    print("to stdout"); print("to stderr", file=sys.stderr)
+"""
+
+APPENDS = """
+import json
+import os
+
+def test_appends_a_line_to_the_log():
+    path = os.path.join(os.environ["TIERGATE_TEST_RESULTS"], "events.jsonl")
+    finding = {"kind": "run-error", "test": None, "severity": "error",
+               "message": "a line this test appended"}
+    with open(path, "a") as log:
+        log.write(json.dumps({"event": "finding", "t": 1.0, "pid": 1, "finding": finding}) + "\\n")
+"""
+
+
+def _plain_tier_run(project: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "--tier", "fast", "-p",
+                           "no:cacheprovider"], cwd=project, capture_output=True, text=True,
+                          env={**os.environ, "TIERGATE_DEBUG": "1", **env})
+
+
+def test_a_plain_runs_report_from_its_records_is_the_one_its_log_reads_back_as(
+    tmp_path: Path,
+) -> None:
+    # A plain run builds its report from the records as it writes them; the same files must
+    # come of reading its events.jsonl back (what every other reader of the dir does).
+    from tiergate.report.summary import render_summary
+    from tiergate.results.junit_out import write_junit
+    from tiergate.results.model import load_results_dir
+
+    project = make_project(tmp_path / "p", {"test_mixed.py": MIXED}, FAST)
+    proc = _plain_tier_run(project)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the report: from the records as written" in proc.stderr
+    out = results(project)
+    again = load_results_dir(out)
+    write_junit(again, tmp_path / "junit.xml", out)
+    again.write_findings(tmp_path)
+    assert (tmp_path / "junit.xml").read_text() == (out / "junit.xml").read_text()
+    assert (tmp_path / "findings.json").read_text() == (out / "findings.json").read_text()
+    assert render_summary(again, timeline=False) == (out / "summary.md").read_text()
+    kinds = {f["kind"] for f in findings(project)["findings"]}
+    assert "leak-thread" in kinds, kinds
+
+
+def test_a_line_someone_else_wrote_to_the_log_is_in_the_plain_runs_report(
+    tmp_path: Path,
+) -> None:
+    # The file holds more than this process wrote: the report is read back from it.
+    project = make_project(tmp_path / "p", {"test_appends.py": APPENDS}, FAST)
+    proc = _plain_tier_run(project, TIERGATE_TEST_RESULTS=str(results(project)))
+    assert "the report: read back from events.jsonl" in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    messages = [f["message"] for f in findings(project)["findings"]]
+    assert "a line this test appended" in messages, messages
+
+
 def test_a_second_run_on_the_same_results_dir_is_refused(tmp_path: Path) -> None:
     refused = tmp_path / "second-run-done"
     project = make_project(tmp_path / "p", {"test_slow.py": f"""

@@ -38,7 +38,7 @@ from tiergate.settings.config import TIER_MARKERS, Tier
 if TYPE_CHECKING:
     from tiergate.protocol.findings import Culprit
     from tiergate.results.files import ResultsDirClaim
-    from tiergate.results.model import RunResult
+    from tiergate.results.model import Builder, RunResult
 
 _TEXT_LIMIT = 64 * 1024  # per captured stream / failure text in an event
 logger = debuglog.logger("plugin")  # --debug: decisions only, never a call per test
@@ -75,6 +75,15 @@ class TierRun(PerTest):
         # Under the supervisor, which follows the events to see hangs and crashes, each one is
         # written at once; a plain `pytest --tier` run reads them only at its end.
         self.events = ev.EventWriter(spec.events_file, worker=self.worker, live=spec.supervised)
+        # A plain run's end builds its report from the records as they are written, where the
+        # file holds nothing else (EventWriter.whole), instead of parsing its own lines back.
+        self._followed: Builder | None = None
+        if not spec.supervised and self.worker is None and not self.is_xdist_controller:
+            from tiergate.results.model import Builder
+
+            builder = Builder()
+            if self.events.follow(builder.feed):
+                self._followed = builder
         self.timer = SoftTimer(self._on_soft_timeout, lambda: self._debugger(active=True))
         self._debugged: str | None = None  # the last test said to be in a debugger
         self._timeout_marker = ClosestMarker("timeout")
@@ -309,7 +318,13 @@ class TierRun(PerTest):
             self.events.flush()
             if lost in ("deleted", "replaced"):
                 self.events.restore()  # this writer still holds the run's file
-            self._run = write_result_files(self.spec.results_dir, timeline=False)
+            run = None
+            if lost is None and self._followed is not None and self.events.whole():
+                run = self._followed.result()
+                run.sources.append(str(self.spec.results_dir))  # as reading the dir says
+            logger.info("the report: %s", "from the records as written" if run is not None
+                        else "read back from events.jsonl")
+            self._run = write_result_files(self.spec.results_dir, run, timeline=False)
         return self._run
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,25 @@ class EventWriter:
         # passes the redactor of this environment; with no secrets, this stays None.
         redactor = redact.current()
         self._redact = redactor.line if redactor.active else None
+        self._feed: Callable[[dict[str, Any]], None] | None = None  # see follow
+
+    def follow(self, feed: Callable[[dict[str, Any]], None]) -> bool:
+        """Hand *feed* every record this writer writes, as reading its line back would give
+        it: a plain run's end then need not parse what it wrote itself (``whole`` says when the
+        file is just that). Not with redaction, whose lines differ from their records, nor for
+        an xdist worker; returns whether it follows."""
+        if self._redact is not None or self.worker is not None:
+            return False
+        self._feed = feed
+        return True
+
+    def whole(self) -> bool:
+        """Is the file, by its name, exactly what this process wrote, every write whole? Then
+        what ``follow`` fed is all of it; else (a forked child's or an xdist worker's events, a
+        line a test appended, a cut, a failed write) only reading the file tells."""
+        self.flush()
+        return (self._fd >= 0 and self.error is None and self.lost() is None
+                and os.fstat(self._fd).st_size == self._written)
 
     def emit(self, event: str, **fields: Any) -> None:
         self.emit_fields(event, fields)
@@ -117,6 +136,8 @@ class EventWriter:
         line = _encode(event, time.time(), os.getpid() if live else self._pid, self.worker,
                        fields)
         self._send(line, live)
+        if self._feed is not None:
+            self._feed(json.loads(line))  # the few events that are not a quiet pass
 
     def emit_passed(self, nodeid: str, path: str, line: int | None, duration: float,
                     timeout: float | None, peak_rss: int | None) -> None:
@@ -132,14 +153,21 @@ class EventWriter:
         live = self.live or _forks != self._forks
         limit = "null" if timeout is None else repr(timeout)
         peak = "" if peak_rss is None else f',"peak_rss":{int(peak_rss)}'
+        t, pid = time.time(), os.getpid() if live else self._pid
         text = (
-            f'{{"event":"test-finish","t":{time.time()!r},'
-            f'"pid":{os.getpid() if live else self._pid}{self._worker_field},'
+            f'{{"event":"test-finish","t":{t!r},"pid":{pid}{self._worker_field},'
             f'"nodeid":{_quote(nodeid)},"path":{_quote(path)},'
             f'"line":{"null" if line is None else int(line)},"outcome":"passed",'
             f'"duration":{float(duration)!r},"timeout":{limit}{peak}}}\n'
         )
         self._send(text, live)
+        if self._feed is not None:  # the record that line reads back as
+            record = {"event": TEST_FINISH, "t": t, "pid": pid, "nodeid": nodeid, "path": path,
+                      "line": None if line is None else int(line), "outcome": "passed",
+                      "duration": float(duration), "timeout": timeout}
+            if peak_rss is not None:
+                record["peak_rss"] = int(peak_rss)
+            self._feed(record)
 
     def _send(self, line: str, live: bool) -> None:
         """The one way out of every event line: redacted, then written now or kept for a batch."""
