@@ -319,7 +319,7 @@ class TierRun(PerTest):
             if lost in ("deleted", "replaced"):
                 self.events.restore()  # this writer still holds the run's file
             run = None
-            if lost is None and self._followed is not None and self.events.whole():
+            if self._followed is not None and self.events.whole():  # (never after a loss)
                 run = self._followed.result()
                 run.sources.append(str(self.spec.results_dir))  # as reading the dir says
             logger.info("the report: %s", "from the records as written" if run is not None

@@ -124,8 +124,8 @@ class EventWriter:
         what ``follow`` fed is all of it; else (a forked child's or an xdist worker's events, a
         line a test appended, a cut, a failed write) only reading the file tells."""
         self.flush()
-        return (self._fd >= 0 and self.error is None and self.lost() is None
-                and os.fstat(self._fd).st_size == self._written)
+        return (self._fd >= 0 and self.error is None and _name_lost(self.path, self._identity)
+                is None and os.fstat(self._fd).st_size == self._written)
 
     def emit(self, event: str, **fields: Any) -> None:
         self.emit_fields(event, fields)

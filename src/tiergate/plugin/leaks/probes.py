@@ -578,7 +578,7 @@ def _owner_closes(left: Leftover) -> bool:
     connection its client dropped; its thread closes it when it next looks)."""
     if server_owned(left):
         return True
-    return left.kind == "leak-socket" and left.details.get("status", "CLOSE_WAIT") == "CLOSE_WAIT"
+    return left.kind == "leak-socket" and left.details.get("status") in (None, "CLOSE_WAIT")
 
 
 def _singleton_targets() -> set[str]:
