@@ -38,6 +38,9 @@ _ATTRIBUTE = str.maketrans(
 # table (about 1.5 µs for a test's name), and nearly no name holds one of these.
 _TEXT_SPECIAL = re.compile("[&<>]")
 _ATTRIBUTE_SPECIAL = re.compile('[&<>"\n\r\t]')
+# Either kind, for the common case of a name that needs neither.
+_ATTRIBUTE_UNSAFE = re.compile(
+    '[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 
 
 def _legal(value: str) -> str:
@@ -83,7 +86,7 @@ class _Cases:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._classnames: dict[str, str] = {}
-        self._files: dict[str, str] = {}
+        self._files: dict[str, str] = {"": ""}
 
     def head(self, nodeid: str, duration: float) -> str:
         # split_nodeid, with the class name worked out once per module and class
@@ -95,20 +98,21 @@ class _Cases:
             classname = self._classnames.get(key)
             if classname is None:
                 classname = self._classnames[key] = _attribute(split_nodeid(nodeid)[0])
-            name = _attribute(name + bracket + params)
+            if bracket:
+                name += bracket + params
+            if _ATTRIBUTE_UNSAFE.search(name):  # one scan in C; nearly no name has one
+                name = _attribute(name)
         else:
             classname, name = "", _attribute(dotted_module(path))
-        return f'<testcase name="{name}" classname="{classname}" time="{round(duration, 3)}"'
+        return f'<testcase name="{name}" classname="{classname}" time="{duration:.3f}"'
 
     def case(self, test: TestResult) -> str:
         head = self.head(test.nodeid, test.duration)
-        if test.path:
-            file = self._files.get(test.path)
-            if file is None:
-                file = self._files[test.path] = f' file="{_attribute(test.path)}"'
-            head += file
-        if test.line:
-            head += f' line="{test.line}"'
+        path = test.path or ""
+        file = self._files.get(path)
+        if file is None:
+            file = self._files[path] = f' file="{_attribute(path)}"'
+        head += f'{file} line="{test.line}"' if test.line else file
         outcome = test.outcome
         if (outcome == "passed" and not test.stdout and not test.stderr and not test.dump
                 and not test.attempts):

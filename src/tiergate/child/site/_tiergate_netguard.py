@@ -40,6 +40,7 @@ every child when the variable is set.
 
 from __future__ import annotations
 
+import _operator
 import _socket
 import _thread  # not threading, nor typing: 10 ms of start-up in every child, for one local
 import errno
@@ -440,6 +441,7 @@ _tier = ""
 _reporter: Any = None  # callable(finding dict) in the test process; None in children
 _installed = False
 _patched: Any = None  # socket.socket, once its methods are patched (the test process)
+_guarded: tuple[Any, ...] = ()  # its methods as the guard last left them (see repatch)
 _source = "tier"  # "marker" while a test's @pytest.mark.network policy replaces the tier's
 _local: LocalNames | None = None  # read once per process, at the first install
 _busy = _thread._local()
@@ -549,9 +551,11 @@ def _patch_socket_layer() -> Any:
     Returns the class patched."""
     import socket
 
+    global _guarded
     cls = socket.socket
     for name in _METHODS:
         setattr(cls, name, _guarded_method(name, getattr(cls, name)))
+    _guarded = _methods_now(cls)
     _hand_over_to_pytest_socket(cls)
     for name, event in _RESOLVERS.items():
         original = getattr(_socket, name)
@@ -563,6 +567,7 @@ def _patch_socket_layer() -> Any:
 
 
 _METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
+_methods_now = _operator.attrgetter(*_METHODS)  # one call in C: repatch runs at every test
 
 
 def _guarded_method(name: str, method: Any) -> Any:
@@ -615,9 +620,11 @@ def _hand_over_to_pytest_socket(cls: Any) -> None:
 def repatch() -> bool:
     """Put the guard back on ``socket.socket``'s methods where something replaced it since (a
     plugin or a conftest that restores what it saw at its import); what is there now is
-    wrapped, so a replacement of theirs still runs behind the check. True when it had to."""
+    wrapped, so a replacement of theirs still runs behind the check. True when it had to.
+    Called at every test: while the methods are the ones the guard left, one look in C."""
+    global _guarded
     cls = _patched
-    if cls is None:
+    if cls is None or _methods_now(cls) == _guarded:
         return False
     again = False
     for name in _METHODS:
@@ -625,6 +632,7 @@ def repatch() -> bool:
         if method is not None and not getattr(method, "_tiergate_guard", False):
             setattr(cls, name, _guarded_method(name, method))
             again = True
+    _guarded = _methods_now(cls)
     return again
 
 
