@@ -28,35 +28,36 @@ _MARK = f'<properties><property name="{MARK_PROPERTY}" value="1" /></properties>
 
 # What XML 1.0 cannot carry (it allows tab, newline, carriage return, U+0020-U+D7FF,
 # U+E000-U+FFFD and U+10000 up); each becomes \xNN.
-_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ILLEGAL_CHARACTERS = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
+_ILLEGAL = re.compile(f"[{_ILLEGAL_CHARACTERS}]")
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ATTRIBUTE = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
      "\t": "&#09;"}
 )
-# What the tables replace, found by one scan in C: a translate looks every character up in its
-# table (about 1.5 µs for a test's name), and nearly no name holds one of these.
-_TEXT_SPECIAL = re.compile("[&<>]")
-_ATTRIBUTE_SPECIAL = re.compile('[&<>"\n\r\t]')
-# Either kind, for the common case of a name that needs neither.
-_ATTRIBUTE_UNSAFE = re.compile(
-    '[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+# What either step changes (an illegal character, one the table replaces), found by one scan in
+# C: a translate looks every character up in its table (about 1.5 µs for a test's name), and
+# nearly no name or text holds one of these.
+_TEXT_UNSAFE = re.compile(f"[&<>{_ILLEGAL_CHARACTERS}]")
+_ATTRIBUTE_UNSAFE = re.compile(f'[&<>"\n\r\t{_ILLEGAL_CHARACTERS}]')
 
 
 def _legal(value: str) -> str:
-    if value.isprintable():  # the common case: no control character, no surrogate
+    if value.isprintable():  # no control character, no surrogate
         return value
     return _ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02X}", value)
 
 
 def _text(value: str) -> str:
-    value = _legal(value)
-    return value.translate(_TEXT) if _TEXT_SPECIAL.search(value) else value
+    if not _TEXT_UNSAFE.search(value):
+        return value
+    return _legal(value).translate(_TEXT)
 
 
 def _attribute(value: str) -> str:
-    value = _legal(value)
-    return value.translate(_ATTRIBUTE) if _ATTRIBUTE_SPECIAL.search(value) else value
+    if not _ATTRIBUTE_UNSAFE.search(value):
+        return value
+    return _legal(value).translate(_ATTRIBUTE)
 
 
 def dotted_module(path: str) -> str:
@@ -100,8 +101,7 @@ class _Cases:
                 classname = self._classnames[key] = _attribute(split_nodeid(nodeid)[0])
             if bracket:
                 name += bracket + params
-            if _ATTRIBUTE_UNSAFE.search(name):  # one scan in C; nearly no name has one
-                name = _attribute(name)
+            name = _attribute(name)
         else:
             classname, name = "", _attribute(dotted_module(path))
         return f'<testcase name="{name}" classname="{classname}" time="{duration:.3f}"'

@@ -173,7 +173,7 @@ class Registry:
         self._installed = True
         self._wrap(threading.Thread, "start", self._thread_start)
         for name, make in (("posix_spawn", self._spawned), ("posix_spawnp", self._spawned),
-                           ("putenv", self._env_changed), ("unsetenv", self._env_changed),
+                           ("putenv", self._env_set), ("unsetenv", self._env_unset),
                            ("chdir", self._cwd_changed), ("fchdir", self._cwd_changed)):
             if name in os.__dict__:
                 self._wrap(os, name, make)
@@ -256,16 +256,30 @@ class Registry:
 
         return posix_spawn
 
-    def _env_changed(self, original: Any) -> Any:
+    # pytest sets and unsets PYTEST_CURRENT_TEST four times per test: each wrapper takes its
+    # function's own arguments (no *args to pack) and counts no change of a volatile name.
+
+    def _env_set(self, original: Any) -> Any:
         registry, quiet = self, _QUIET_KEYS
 
-        def putenv_or_unsetenv(key: Any, *value: Any) -> None:
-            original(key, *value)
+        def putenv(key: Any, value: Any) -> None:
+            original(key, value)
             if key not in quiet:
                 registry.env_changes += 1
                 registry.made += 1
 
-        return putenv_or_unsetenv
+        return putenv
+
+    def _env_unset(self, original: Any) -> Any:
+        registry, quiet = self, _QUIET_KEYS
+
+        def unsetenv(key: Any) -> None:
+            original(key)
+            if key not in quiet:
+                registry.env_changes += 1
+                registry.made += 1
+
+        return unsetenv
 
     def _cwd_changed(self, original: Any) -> Any:
         registry = self
