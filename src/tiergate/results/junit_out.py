@@ -29,7 +29,7 @@ _MARK = f'<properties><property name="{MARK_PROPERTY}" value="1" /></properties>
 # What XML 1.0 cannot carry (it allows tab, newline, carriage return, U+0020-U+D7FF,
 # U+E000-U+FFFD and U+10000 up); each becomes \xNN.
 _ILLEGAL_CHARACTERS = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
-_ILLEGAL = re.compile(f"[{_ILLEGAL_CHARACTERS}]")
+_ILLEGAL = f"[{_ILLEGAL_CHARACTERS}]"
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ATTRIBUTE = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
@@ -37,19 +37,20 @@ _ATTRIBUTE = str.maketrans(
 )
 # What either step changes (an illegal character, one the table replaces), found by one scan in
 # C: a translate looks every character up in its table (about 1.5 µs for a test's name), and
-# nearly no name or text holds one of these.
-_TEXT_UNSAFE = re.compile(f"[&<>{_ILLEGAL_CHARACTERS}]")
+# nearly no name or text holds one of these. Only the attribute pattern is compiled here, for
+# every test's name; the others (a test's output, a name to fix) compile where first used.
+_TEXT_UNSAFE = f"[&<>{_ILLEGAL_CHARACTERS}]"
 _ATTRIBUTE_UNSAFE = re.compile(f'[&<>"\n\r\t{_ILLEGAL_CHARACTERS}]')
 
 
 def _legal(value: str) -> str:
     if value.isprintable():  # no control character, no surrogate
         return value
-    return _ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02X}", value)
+    return re.sub(_ILLEGAL, lambda m: f"\\x{ord(m.group()):02X}", value)
 
 
 def _text(value: str) -> str:
-    if not _TEXT_UNSAFE.search(value):
+    if not re.search(_TEXT_UNSAFE, value):
         return value
     return _legal(value).translate(_TEXT)
 
