@@ -82,7 +82,7 @@ class TierRun(PerTest):
             from tiergate.results.model import Builder
 
             builder = Builder()
-            if self.events.follow(builder.feed):
+            if self.events.follow(builder.feed, builder.quiet_pass):
                 self._followed = builder
         self.timer = SoftTimer(self._on_soft_timeout, lambda: self._debugger(active=True))
         self._debugged: str | None = None  # the last test said to be in a debugger

@@ -18,10 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tiergate.protocol import redact
 from tiergate.protocol.layout import EVENTS_FILE as EVENTS_FILE
+
+if TYPE_CHECKING:  # (t, pid, nodeid, path, line, duration, peak_rss): see EventWriter.follow
+    QuietPass = Callable[[float, int, str, str, "int | None", float, "int | None"], None]
 
 # Event kinds. Writers and readers use them through these constants (plain strings: cheap on
 # the per-test path). The fields of each kind are its record in ``protocol/records.py``.
@@ -108,15 +111,18 @@ class EventWriter:
         redactor = redact.current()
         self._redact = redactor.line if redactor.active else None
         self._feed: Callable[[dict[str, Any]], None] | None = None  # see follow
+        self._quiet_pass: QuietPass | None = None
 
-    def follow(self, feed: Callable[[dict[str, Any]], None]) -> bool:
+    def follow(self, feed: Callable[[dict[str, Any]], None], quiet_pass: QuietPass) -> bool:
         """Hand *feed* every record this writer writes, as reading its line back would give
-        it: a plain run's end then need not parse what it wrote itself (``whole`` says when the
-        file is just that). Not with redaction, whose lines differ from their records, nor for
-        an xdist worker; returns whether it follows."""
+        it, and *quiet_pass* the values of each quiet pass's ``test-finish`` (``emit_passed``;
+        ``t, pid, nodeid, path, line, duration, peak_rss``, as that line reads back): a plain
+        run's end then need not parse what it wrote itself (``whole`` says when the file is
+        just that). Not with redaction, whose lines differ from their records, nor for an xdist
+        worker; returns whether it follows."""
         if self._redact is not None or self.worker is not None:
             return False
-        self._feed = feed
+        self._feed, self._quiet_pass = feed, quiet_pass
         return True
 
     def whole(self) -> bool:
@@ -161,13 +167,9 @@ class EventWriter:
             f'"duration":{float(duration)!r},"timeout":{limit}{peak}}}\n'
         )
         self._send(text, live)
-        if self._feed is not None:  # the record that line reads back as
-            record = {"event": TEST_FINISH, "t": t, "pid": pid, "nodeid": nodeid, "path": path,
-                      "line": None if line is None else int(line), "outcome": "passed",
-                      "duration": float(duration), "timeout": timeout}
-            if peak_rss is not None:
-                record["peak_rss"] = int(peak_rss)
-            self._feed(record)
+        if self._quiet_pass is not None:  # the values that line reads back as
+            self._quiet_pass(t, pid, nodeid, path, None if line is None else int(line),
+                             float(duration), None if peak_rss is None else int(peak_rss))
 
     def _send(self, line: str, live: bool) -> None:
         """The one way out of every event line: redacted, then written now or kept for a batch."""

@@ -308,19 +308,29 @@ class Builder:
             self.run.started = r["t"]
 
     def on_test_finish(self, r: rec.TestFinish) -> None:
+        get: Callable[..., Any] = r.get  # (the fields and their types: rec.TestFinish)
         nodeid = r["nodeid"]
+        self._finished(nodeid, r["t"], TestResult(  # positional: once per test, in field order
+            nodeid, get("path"), get("line"), get("outcome", "failed"),
+            float(get("duration") or 0.0), get("phase"), get("message"), get("longrepr"),
+            get("stdout"), get("stderr"), get("pid"), get("worker"), get("dump"),
+            get("peak_rss"), get("reproduces"),
+        ))
+
+    def quiet_pass(self, t: float, pid: int, nodeid: str, path: str, line: int | None,
+                   duration: float, peak_rss: int | None) -> None:
+        """What feeding the ``test-finish`` of a test that passed with no output does, from the
+        values its writer formats into the line (``EventWriter.follow``): a plain run's every
+        green test, without a record built or its fields looked up."""
+        self._finished(nodeid, t, TestResult(nodeid, path, line, "passed", duration, None, None,
+                                             None, None, None, pid, None, None, peak_rss, None))
+
+    def _finished(self, nodeid: str, t: float, result: TestResult) -> None:
         start = self.in_flight.pop(nodeid, None)
         began = start.get("t") if start is not None else None
         if self.collecting:
             self.collecting.pop(nodeid, None)
         hard = self.hard_timeouts.get(nodeid)
-        get: Callable[..., Any] = r.get  # (the fields and their types: rec.TestFinish)
-        result = TestResult(  # positional: once per test, in the field order
-            nodeid, get("path"), get("line"), get("outcome", "failed"),
-            float(get("duration") or 0.0), get("phase"), get("message"), get("longrepr"),
-            get("stdout"), get("stderr"), get("pid"), get("worker"), get("dump"),
-            get("peak_rss"), get("reproduces"),
-        )
         if hard is not None:  # xdist reports the killed worker's test as a crash; it was a hang
             result.outcome = "timeout"
             result.message = hard.get("message") or result.message
@@ -329,9 +339,9 @@ class Builder:
             if killed is not None:
                 result.pid, result.worker = killed.pid, killed.worker
                 began = self.run.times.get(nodeid, (None, 0.0))[0]
-        self.run.times[nodeid] = (began, r["t"])
+        self.run.times[nodeid] = (began, t)
         self.run.tests[nodeid] = result
-        self.run.finished = max(self.run.finished or 0.0, r["t"])
+        self.run.finished = max(self.run.finished or 0.0, t)
 
     def on_test_attempt(self, r: rec.TestAttempt) -> None:
         # A hard-timeout attempt the supervisor retried: the next test-finish is the retry's.
