@@ -268,7 +268,7 @@ def test_a_test_finish_event_fills_every_field_of_its_result() -> None:
     from tiergate.results.model import TestResult, build
 
     values: dict[str, Any] = {}
-    from_other_events = {"attempts": [], "quarantine": None}  # test-attempt, quarantine
+    from_other_events = {"attempts": (), "quarantine": None}  # test-attempt, quarantine
     for number, field in enumerate(dataclasses.fields(TestResult)):
         if field.name not in from_other_events:
             values[field.name] = (1.5 + number if field.name == "duration"

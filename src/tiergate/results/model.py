@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import attrgetter, is_not
 from pathlib import Path
@@ -76,7 +76,7 @@ class TestResult:
     reproduces: str | None = None  # the bug id of a @pytest.mark.reproduces test
     # The attempts before the last (plugin/retries.py), each failed; the fields above are the
     # last attempt's. A test that passed after some is flaky.
-    attempts: list[Attempt] = dataclasses.field(default_factory=list)
+    attempts: Sequence[Attempt] = ()
     quarantine: Mapping[str, Any] | None = None  # its [tool.tiergate.quarantine] entry
 
     @property
