@@ -108,7 +108,7 @@ def where(path: str | None, line: int | None, links: Links | None) -> str:
 # A place in a probe's message: "…, started at /home/runner/…/x.py:9 in start", "; top allocation
 # x.py:44 in _load", ", created at x.py:3 (open)". The probes write it for a terminal; an item of
 # the summary shows it as its link already.
-_PLACE = re.compile(
+_PLACE = (  # compiled (and cached by re) where a message is first edited
     r"(?:[,;]\s*|\s+|^)(?:(?:started|created|allocated) at|top allocation|at)\s+"
     r"(?P<path>[^\s:;,()]+\.py):(?P<line>\d+)(?:\s+in\s+[\w.<>]+|\s+\([\w.<>]+\))?")
 
@@ -125,7 +125,7 @@ def without_place(message: str, path: str | None, line: int | None,
         shown = shown_path(match["path"], root, project)
         return match.group(0).replace(match["path"], shown, 1)
 
-    return _PLACE.sub(edit, message).strip() or message  # a message that is only the place
+    return re.sub(_PLACE, edit, message).strip() or message  # a message that is only the place
 
 
 def _same_file(one: str, other: str) -> bool:

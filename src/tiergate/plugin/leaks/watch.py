@@ -569,19 +569,20 @@ class LeakWatch:
 # -- resource warnings: one finding per root cause ---------------------------------------------
 
 # What differs between two warnings about the same leak made again: descriptors, addresses (ports
-# are ephemeral), ids and pids. What is left names the kind of object and what it was.
+# are ephemeral), ids and pids. What is left names the kind of object and what it was. Compiled
+# (and cached by re) at the first warning, not at the import every run pays.
 _VOLATILE = (
-    (re.compile(r"\bfd=-?\d+"), "fd=…"),
-    (re.compile(r"\b(laddr|raddr)=(\([^)]*\)|'[^']*'|\S+?)(?=[,>])"), r"\1=…"),
-    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "0x…"),
-    (re.compile(r"\b(subprocess|pid) \d+"), r"\1 …"),
+    (r"\bfd=-?\d+", "fd=…"),
+    (r"\b(laddr|raddr)=(\([^)]*\)|'[^']*'|\S+?)(?=[,>])", r"\1=…"),
+    (r"\b0x[0-9a-fA-F]+\b", "0x…"),
+    (r"\b(subprocess|pid) \d+", r"\1 …"),
 )
 
 
 def normalised(text: str) -> str:
     """*text* with what changes from one occurrence of the same leak to the next blanked out."""
     for pattern, blank in _VOLATILE:
-        text = pattern.sub(blank, text)
+        text = re.sub(pattern, blank, text)
     return text
 
 
