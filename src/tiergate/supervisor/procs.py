@@ -137,6 +137,25 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
         pass
     if proc.returncode is not None:
         _waited.discard(proc.pid)
+    _wait_group_gone(proc.pid, _KILL_WAIT_SECONDS)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Until no process of group *pgid* is left. A member the group's SIGKILL hit can still be
+    running for a moment on a loaded machine (an xdist worker when the tier stopped at
+    max-fail), and pytest's end re-parents it to us: looked at then, it would pass for a
+    process that escaped the group (``kill_leftovers``). What ends and is ours is reaped as it
+    goes, so its zombie does not keep the group alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except OSError:  # no process left in it (or none we may signal: not ours to wait for)
+            return
+        if time.monotonic() >= deadline:
+            return
+        reap()
+        time.sleep(0.005)
 
 
 def kill_tree(pid: int, grace: float = 0.0) -> None:
