@@ -24,7 +24,7 @@ from tiergate.protocol import redact
 from tiergate.protocol.layout import EVENTS_FILE as EVENTS_FILE
 
 if TYPE_CHECKING:  # (t, pid, nodeid, path, line, duration, peak_rss): see EventWriter.follow
-    QuietPass = Callable[[float, int, str, str, "int | None", float, "int | None"], None]
+    QuietPass = Callable[[float, int, str, str, int | None, float, int | None], None]
 
 # Event kinds. Writers and readers use them through these constants (plain strings: cheap on
 # the per-test path). The fields of each kind are its record in ``protocol/records.py``.

@@ -441,7 +441,7 @@ _tier = ""
 _reporter: Any = None  # callable(finding dict) in the test process; None in children
 _installed = False
 _patched: Any = None  # socket.socket, once its methods are patched (the test process)
-_guarded: tuple[Any, ...] = ()  # its methods as the guard last left them (see repatch)
+_guarded: tuple[Any, ...] = ()  # its methods as the last repatch left them (its first: none)
 _source = "tier"  # "marker" while a test's @pytest.mark.network policy replaces the tier's
 _local: LocalNames | None = None  # read once per process, at the first install
 _busy = _thread._local()
@@ -551,11 +551,9 @@ def _patch_socket_layer() -> Any:
     Returns the class patched."""
     import socket
 
-    global _guarded
     cls = socket.socket
     for name in _METHODS:
         setattr(cls, name, _guarded_method(name, getattr(cls, name)))
-    _guarded = _methods_now(cls)
     _hand_over_to_pytest_socket(cls)
     for name, event in _RESOLVERS.items():
         original = getattr(_socket, name)
