@@ -75,12 +75,16 @@ _RANK = {kind: rank for rank, kind in enumerate(_ORDER)}
 
 @dataclasses.dataclass(frozen=True)
 class Location:
+    """A place in the project: a path relative to its root, and a line when known."""
+
     path: str
     line: int | None
 
 
 @dataclasses.dataclass(frozen=True)
 class Culprit:
+    """The line a hang or a kill is blamed on, and why it is stuck there when that is known."""
+
     path: str
     line: int | None
     function: str
@@ -90,6 +94,8 @@ class Culprit:
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
+    """One thing the run found, of a kind from ``FindingKind``: what every report lists."""
+
     kind: FindingKind
     test: str | None
     severity: str  # "error" | "warning"

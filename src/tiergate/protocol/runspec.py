@@ -19,6 +19,9 @@ from tiergate.settings.config import Tier
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
+    """What one pytest run under a tier is asked to do, as the supervisor hands it over (or as
+    a plain ``pytest --tier`` run works it out)."""
+
     tier: Tier
     results_dir: Path
     run_dir: Path  # scratch space of this run: stacks files of registered processes, resume lists

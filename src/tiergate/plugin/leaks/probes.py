@@ -64,6 +64,8 @@ def keep_alive(obj: object) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Leftover:
+    """A resource a window left behind (a thread, a child, an fd...), as one probe saw it."""
+
     kind: str  # the finding kind: leak-thread, leak-fd, ...
     key: Hashable  # identity of the resource, to match fixture-owned resources
     what: str  # one line, for the message

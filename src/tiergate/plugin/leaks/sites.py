@@ -51,6 +51,8 @@ _MACHINERY = (
 
 @dataclasses.dataclass(frozen=True)
 class Site:
+    """Where a resource was made: the first frame outside the standard library."""
+
     path: str
     line: int
     function: str
