@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,6 +137,23 @@ def test_short_and_common_values_are_masked_only_where_they_are_clearly_values()
         "postgres://***:***@127.0.0.1/db ::error file=tests/test_postgres_db.py "
         "tests/test_postgres_db.py::test_postgres_pool[test] postgres test_db")
     assert red.text("DATABASE_URL=postgres://app@db") == "DATABASE_URL=postgres://app@db"
+
+
+def test_secrets_written_inline_are_masked_in_any_text() -> None:
+    """A report's inline secrets (key=value, --option value) are masked in text with icons and
+    accents too, and where the key word is spelled with a letter that IGNORECASE matches to an
+    ASCII one; text that holds no key word comes back as it was."""
+    assert redact.redact("✗ deploy --token abc123 · done") == "✗ deploy --token *** · done"
+    for word in ("to\u212aen", "\u017fecret", "ap\u0130_key", "credent\u0131al"):
+        assert redact.redact(f"🚀 {word}=hunter2 é") == f"🚀 {word}=*** é"
+    heading = "### ✅ tiergate · tier fast: passed — 12 tests, naïve café"
+    assert redact.redact(heading) == heading
+
+
+def test_the_letters_that_ignorecase_matches_to_ascii_are_the_four_known() -> None:
+    letter = re.compile("[a-z]", re.IGNORECASE)
+    found = {chr(c) for c in range(128, 0x110000) if letter.fullmatch(chr(c))}
+    assert found == set(redact._FOLDS_TO_ASCII)
 
 
 def test_weak_values_are_named_once_each_never_shown() -> None:

@@ -96,6 +96,10 @@ _URL_PASSWORD_AFTER = r":[^\s/@?#]{0,256}@"
 _WORD = r"(?:token|secret|password|passwd|passphrase|api[_-]?key|credential)"
 # What every _WORD starts with; "passw"/"passp", not "pass": nearly every summary says "passed"
 _WORD_STEMS = ("token", "secret", "passw", "passp", "api", "credential")
+# The only characters above ASCII that IGNORECASE matches to an ASCII letter (dotted capital I,
+# dotless i, long s, the Kelvin sign): every other character of a text leaves its ASCII words
+# as they are, so a text without these four holds a _WORD only where its lowered form does.
+_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
 _INLINE = rf"(?P<key>{_WORD}[\w-]{{0,40}}(?:=|:\s{{0,3}}))(?P<value>[^\s&'\"]+)"
 _OPTION = rf"(?P<key>(?<![\w-])--?[\w-]{{0,40}}?{_WORD}[\w-]{{0,40}}\s+)(?P<value>[^\s-][^\s]*)"
 _URL_PASSWORD = (
@@ -679,11 +683,12 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     ``token: x``, URL passwords) masked."""
     text = current(environ).text(text)
     # A pattern that cannot match is neither compiled nor run: most texts of a report (test
-    # names, one-line messages) hold no key word and no URL. Only an ASCII text is judged by
-    # its lowered words: IGNORECASE also folds a few non-ASCII letters (the Kelvin sign, the
-    # long s) to ASCII ones.
+    # names, one-line messages, a summary's heading with its icon) hold no key word and no URL.
+    # A text is judged by its lowered words unless it holds one of the four letters that
+    # IGNORECASE matches to an ASCII letter (_FOLDS_TO_ASCII): then the patterns run.
     lowered = text.lower()
-    if not text.isascii() or any(stem in lowered for stem in _WORD_STEMS):
+    if (any(stem in lowered for stem in _WORD_STEMS)
+            or (not text.isascii() and any(letter in text for letter in _FOLDS_TO_ASCII))):
         text = _re(_INLINE, re.IGNORECASE).sub(lambda m: m.group("key") + MASK, text)
         text = _re(_OPTION, re.IGNORECASE).sub(lambda m: m.group("key") + MASK, text)
     if "://" not in text or "@" not in text:
