@@ -235,17 +235,21 @@ def test_our_junit_carries_hostile_text_to_any_reader(tmp_path: Path) -> None:
                                               message="ran past its 1s limit")
     run.tests["t.py::test_skip"] = TestResult("t.py::test_skip", outcome="skipped",
                                               message="not today")
-    run.tests['t.py::test_id[<&"\x1b>\t]'] = TestResult('t.py::test_id[<&"\x1b>\t]', path="t.py",
-                                                      line=12, outcome="passed", duration=0.5)
+    for name in ('test_id[<&"\x1b>\t]', "test_id[a\tb\x1b]", "test_id[café\udcff]",
+                 "test_id[naïve]"):
+        run.tests[f"t.py::{name}"] = TestResult(f"t.py::{name}", path="t.py", line=12,
+                                                outcome="passed", duration=0.5)
     run.not_run.append("t.py::test_never")
     path = write_junit(run, tmp_path / "junit.xml")
 
     suite = ET.parse(path).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("6", "2", "2")
-    # a parameter id: markup, quote and tab kept, the control character written as \xNN
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("9", "2", "2")
+    # parameter ids: markup, quote, tab and letters kept, a control character or a lone
+    # surrogate written as \xNN
     assert [c.get("name") for c in suite if str(c.get("name")).startswith("test_id")] == [
-        'test_id[<&"\\x1B>\t]']
+        'test_id[<&"\\x1B>\t]', "test_id[a\tb\\x1B]", "test_id[café\\xDCFF]",
+        "test_id[naïve]"]
     bad = suite.find("testcase[@name='test_bad']")
     assert bad is not None and bad.get("classname") == "t.TestX"
     failure = bad.find("failure")

@@ -37,10 +37,13 @@ _ATTRIBUTE = str.maketrans(
 )
 # What either step changes (an illegal character, one the table replaces), found by one scan in
 # C: a translate looks every character up in its table (about 1.5 µs for a test's name), and
-# nearly no name or text holds one of these. Only the attribute pattern is compiled here, for
-# every test's name; the others (a test's output, a name to fix) compile where first used.
+# nearly no name or text holds one of these. The text pattern compiles where first used (a
+# test's output). A name is judged by a pattern of ASCII characters alone, compiled here: a
+# class that reaches the surrogates costs re a 65,536-entry table to build (some 5 M
+# instructions, more than the rest of this module), and a name that is not ASCII takes the
+# full steps, right for any text.
 _TEXT_UNSAFE = f"[&<>{_ILLEGAL_CHARACTERS}]"
-_ATTRIBUTE_UNSAFE = re.compile(f'[&<>"\n\r\t{_ILLEGAL_CHARACTERS}]')
+_ATTRIBUTE_UNSAFE_ASCII = re.compile('[&<>"\x00-\x1f]')
 
 
 def _legal(value: str) -> str:
@@ -56,7 +59,7 @@ def _text(value: str) -> str:
 
 
 def _attribute(value: str) -> str:
-    if not _ATTRIBUTE_UNSAFE.search(value):
+    if value.isascii() and not _ATTRIBUTE_UNSAFE_ASCII.search(value):
         return value
     return _legal(value).translate(_ATTRIBUTE)
 
