@@ -281,6 +281,31 @@ def test_a_test_finish_event_fills_every_field_of_its_result() -> None:
     assert dataclasses.asdict(run.tests[values["nodeid"]]) == {**values, **from_other_events}
 
 
+def test_a_quiet_pass_handed_over_is_the_test_finish_it_was_written_as() -> None:
+    """A plain run gives its builder each quiet pass as values, not as the record it writes:
+    the model must be the one that reading the line back gives, with a test in flight (a start
+    read back from the log) and after a test whose record is carried in full."""
+    from tiergate.results.model import Builder
+
+    def passed(nodeid: str, t: float) -> dict[str, Any]:
+        return {"event": "test-finish", "t": t, "pid": 7, "nodeid": nodeid, "path": "t.py",
+                "line": 3, "outcome": "passed", "duration": 0.25, "timeout": 60.0,
+                "peak_rss": 1024}
+
+    failed = {**passed("t.py::test_b", 5.0), "outcome": "failed", "message": "boom"}
+    start = {"event": "test-start", "t": 1.0, "pid": 7, "nodeid": "t.py::test_c", "path": "t.py",
+             "line": 9, "timeout": 60.0}
+    fed, handed = Builder(), Builder()
+    for nodeid, t, before in (("t.py::test_c", 2.0, start), ("t.py::test_a", 4.0, None),
+                              ("t.py::test_x", 6.0, failed)):
+        if before is not None:
+            fed.feed(before)
+            handed.feed(before)
+        fed.feed(passed(nodeid, t))
+        handed.quiet_pass(t, 7, nodeid, "t.py", 3, 0.25, 1024)
+    assert handed.result() == fed.result()
+
+
 def test_junit_class_names_per_module_and_class(tmp_path: Path) -> None:
     import xml.etree.ElementTree as ET
 

@@ -57,6 +57,12 @@ class Attempt(NamedTuple):
 
 @dataclasses.dataclass
 class TestResult:
+    """One test of the run as the reports show it: its last attempt's outcome and output, where
+    it ran, and the attempts before.
+
+    Every dataclass here has a docstring: one without pays ``inspect.signature`` to get a
+    generated one when its module is imported, and pytest imports this one on every run."""
+
     __test__ = False  # not a pytest test class
 
     nodeid: str
@@ -108,6 +114,8 @@ class Moment(NamedTuple):
 
 @dataclasses.dataclass
 class RunResult:
+    """The whole run, built from its event log (``Builder``): every report reads this."""
+
     tier: str | None = None
     tests: dict[str, TestResult] = dataclasses.field(default_factory=dict)
     not_run: list[str] = dataclasses.field(default_factory=list)
@@ -322,8 +330,16 @@ class Builder:
         """What feeding the ``test-finish`` of a test that passed with no output does, from the
         values its writer formats into the line (``EventWriter.follow``): a plain run's every
         green test, without a record built or its fields looked up."""
-        self._finished(nodeid, t, TestResult(nodeid, path, line, "passed", duration, None, None,
-                                             None, None, None, pid, None, None, peak_rss, None))
+        result = TestResult(nodeid, path, line, "passed", duration, None, None, None, None, None,
+                            pid, None, None, peak_rss, None)
+        if self.in_flight or self.collecting or self.hard_timeouts:
+            self._finished(nodeid, t, result)
+            return
+        run = self.run  # _finished with nothing in flight: a plain run, whose log has no starts
+        run.times[nodeid] = (None, t)
+        run.tests[nodeid] = result
+        if run.finished is None or t > run.finished:
+            run.finished = t
 
     def _finished(self, nodeid: str, t: float, result: TestResult) -> None:
         start = self.in_flight.pop(nodeid, None)
