@@ -39,7 +39,7 @@ _ATTRIBUTE = str.maketrans(
 # C: a translate looks every character up in its table (about 1.5 µs for a test's name), and
 # nearly no name or text holds one of these. The text pattern compiles where first used (a
 # test's output). A name is judged by a pattern of ASCII characters alone, compiled here: a
-# class that reaches the surrogates costs re a 65,536-entry table to build (some 5 M
+# class that reaches the surrogates costs re a 65,536-entry table to build (some 4 M
 # instructions, more than the rest of this module), and a name that is not ASCII takes the
 # full steps, right for any text.
 _TEXT_UNSAFE = f"[&<>{_ILLEGAL_CHARACTERS}]"
