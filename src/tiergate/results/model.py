@@ -330,23 +330,19 @@ class Builder:
         """What feeding the ``test-finish`` of a test that passed with no output does, from the
         values its writer formats into the line (``EventWriter.follow``): a plain run's every
         green test, without a record built or its fields looked up."""
-        result = TestResult(nodeid, path, line, "passed", duration, None, None, None, None, None,
-                            pid, None, None, peak_rss, None)
-        if self.in_flight or self.collecting or self.hard_timeouts:
-            self._finished(nodeid, t, result)
-            return
-        run = self.run  # _finished with nothing in flight: a plain run, whose log has no starts
-        run.times[nodeid] = (None, t)
-        run.tests[nodeid] = result
-        if run.finished is None or t > run.finished:
-            run.finished = t
+        self._finished(nodeid, t, TestResult(nodeid, path, line, "passed", duration, None, None,
+                                             None, None, None, pid, None, None, peak_rss, None))
 
     def _finished(self, nodeid: str, t: float, result: TestResult) -> None:
-        start = self.in_flight.pop(nodeid, None)
-        began = start.get("t") if start is not None else None
+        # Each table is looked in only when it holds something: a plain run's log has no starts,
+        # and nearly no run has a hard timeout, so its every test skips all three.
+        began = None
+        if self.in_flight:
+            start = self.in_flight.pop(nodeid, None)
+            began = start.get("t") if start is not None else None
         if self.collecting:
             self.collecting.pop(nodeid, None)
-        hard = self.hard_timeouts.get(nodeid)
+        hard = self.hard_timeouts.get(nodeid) if self.hard_timeouts else None
         if hard is not None:  # xdist reports the killed worker's test as a crash; it was a hang
             result.outcome = "timeout"
             result.message = hard.get("message") or result.message
